@@ -1,0 +1,57 @@
+#include "common/sysinfo.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/api/include/torch/version.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace lf {
+
+std::string loaded_blas_library() {
+  // Force the BLAS to be loaded and used.
+  auto a = at::ones({64, 64}, at::kDouble);
+  (void)at::mm(a, a).sum().item<double>();
+  std::ifstream maps("/proc/self/maps");
+  std::string line, found;
+  while (std::getline(maps, line)) {
+    auto pos = line.find('/');
+    if (pos == std::string::npos) continue;
+    std::string path = line.substr(pos);
+    if (path.find("openblas") != std::string::npos) return path;
+    if (path.find("libblas") != std::string::npos || path.find("libmkl") != std::string::npos)
+      found = path;
+  }
+  return found;
+}
+
+nlohmann::json build_info() {
+  nlohmann::json j;
+  j["version"] = LAZYFEAT_VERSION;
+  j["libtorch"] = TORCH_VERSION;
+  std::string blas = loaded_blas_library();
+  char real[4096];
+  ssize_t n = blas.empty() ? -1 : readlink(blas.c_str(), real, sizeof real - 1);
+  if (n > 0) {
+    real[n] = 0;
+    blas += std::string(" -> ") + real;
+  }
+  j["blas"] = blas;
+  j["blas_is_openblas"] = blas.find("openblas") != std::string::npos;
+  j["intra_op_threads"] = at::get_num_threads();
+#ifdef LAZYFEAT_WITH_SLEEF
+  j["sleef"] = true;
+#else
+  j["sleef"] = false;
+#endif
+#ifdef LAZYFEAT_WITH_MPI
+  j["mpi"] = true;
+#else
+  j["mpi"] = false;
+#endif
+  j["cuda_available"] = at::hasCUDA();
+  return j;
+}
+
+}  // namespace lf

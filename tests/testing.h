@@ -1,0 +1,27 @@
+// Shared test helpers: run the built `lazyfeat` binary, temporary folders, data location.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace lft {
+
+struct CliResult {
+  int status;           // exit status
+  std::string out, err; // stdout, stderr
+};
+// Runs the lazyfeat binary with args (no shell: arguments are passed as they are).
+CliResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
+// The last line of stdout (the --json object).
+std::string last_line(const std::string& s);
+// A fresh empty folder under $TMPDIR, removed by the destructor.
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  std::string path;
+  std::string file(const std::string& name) const { return path + "/" + name; }
+};
+std::string data_dir();       // the project's data folder (built by scripts/setup.sh)
+std::string binary();         // path of the lazyfeat binary
+bool have_mnist();            // the four MNIST IDX files are present
+
+}  // namespace lft
