@@ -1,0 +1,38 @@
+// The study's data (protocol section 1): pool = official train + test files; per-class seeded
+// shuffle; class interleaving truncated at the smallest class; centring by the pool's mean;
+// every image rescaled to norm sqrt(pixels); parity labels; train = the first ptr points,
+// test = the next pte; optional whitened PCA. Seeds as the published code (protocol section 8).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace lf {
+
+struct RunConfig;
+
+struct Dataset {
+  std::string name;          // "mnist" | "fashion"
+  at::Tensor x_train;        // [ptr, dim] float64 (dim = pca, or pixels; [ptr, 1, 28, 28] for cnn)
+  at::Tensor y_train;        // [ptr] float64 in {-1, +1}
+  at::Tensor x_test;         // [pte, dim]
+  at::Tensor y_test;         // [pte]
+  at::Tensor class_train;    // [ptr] int64 original class 0..9
+  at::Tensor class_test;     // [pte] int64
+  std::vector<double> pca_variances;  // variances of the whitened components on the fitting set
+  bool checksums_ok = false;          // every IDX file matched its reference MD5
+  int64_t pool_size = 0;              // interleaved pool (63,130 for MNIST)
+
+  // The summary printed by `lazyfeat data --json` (cli-contract.md).
+  nlohmann::json summary() const;
+};
+
+// Builds the dataset of a finalized RunConfig (dataset, data_dir, ptr, pte, pca,
+// pca_train_only, seed_data, arch for the image shape). Throws UsageError for a missing,
+// truncated or corrupt file, a checksum mismatch, ptr + pte larger than the pool, a pca
+// larger than the pixel count. Result in float64 on the CPU.
+Dataset load_dataset(const RunConfig& cfg);
+
+}  // namespace lf

@@ -1,0 +1,61 @@
+// The paper's continuous-time dynamics (protocol section 4), as scalar rules shared by every
+// trainer (the fused FC trainer, frozen-kernel training, later CNN and ensembles):
+//  - momentum: over one step dt with the gradient g held fixed, tau dv/dt = -(v + g) is
+//    integrated exactly: v <- x v - (1 - x) g, then w <- w + dt v, where
+//      tau > 0 constant:   x = exp(-dt / tau)
+//      tau = t / mu:       x = (t / (t + dt))^mu        (x = 0 at t = 0, so v = -g)
+//      tau = 0:            plain gradient flow, w <- w - dt g
+//  - the adaptive step: accept, reject (restore, dt /= 10) or accept and grow (dt *= 1.1, or
+//    *= 10 when df == 0), judged on df = alpha max_mu |f_new(x_mu) - f_old(x_mu)|.
+// Deliberately not here: tensors. Trainers apply decay() to their own buffers.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace lf {
+
+struct Momentum {
+  double tau = -1000.0;  // the published code's convention: > 0 constant, < 0 means t/mu, 0 none
+
+  bool enabled() const { return tau != 0.0; }
+  // The factor x of v <- x v - (1 - x) g for a step from t to t + dt.
+  double decay(double t, double dt) const {
+    if (tau > 0) return std::exp(-dt / tau);
+    if (tau < 0) {
+      if (t <= 0) return 0.0;
+      double mu = -tau;
+      return std::exp(mu * (std::log(t) - std::log(t + dt)));  // (t / (t + dt))^mu
+    }
+    return 0.0;  // gradient flow: v = -g, then w += dt v is w -= dt g
+  }
+};
+
+struct StepControl {
+  double dt = 1e-50;     // current step; starts at dt0 (1e-50 full batch, T stochastic)
+  double df_min = 1e-4;  // protocol section 4
+  double df_max = 1e-2;
+  double max_dt = 0.0;   // 0 = no cap
+
+  enum class Verdict { Accept, Reject };
+  // Judges a trial step of size dt that changed the outputs by df (already multiplied by alpha)
+  // and updates dt for the next trial. NaN df rejects (the caller decides when to give up).
+  Verdict judge(double df) {
+    if (!(df < df_max)) {  // df >= df_max, or NaN
+      dt /= 10.0;
+      return Verdict::Reject;
+    }
+    if (df <= df_min) {
+      dt *= (df == 0.0) ? 10.0 : 1.1;
+      if (max_dt > 0 && dt > max_dt) dt = max_dt;
+    }
+    return Verdict::Accept;
+  }
+};
+
+// Log-spaced checkpoint steps (protocol section 4): t_{k+1} = floor(t_k + 1 + 100 (1 - exp(-0.01 t_k / 100))).
+inline int64_t next_checkpoint(int64_t step) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(step) + 1.0 +
+                                         100.0 * (1.0 - std::exp(-0.01 * static_cast<double>(step) / 100.0))));
+}
+
+}  // namespace lf

@@ -1,0 +1,76 @@
+// One run: train a network as alpha (f(w,x) - f(w0,x)) under the paper's dynamics until every
+// training point is fitted (protocol sections 3-5), recording the observables of the figures.
+// The caller (CLI, store, sweep) gets checkpoints as they happen, resumable states every few
+// minutes of wall time, and the final RunResult.
+// Deliberately not: storage (store/), the choice of runs (sweep/).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "experiment/config.h"
+
+namespace lf {
+
+struct Dataset;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// One log-spaced checkpoint (protocol section 4), every observable of Figs. 1, 3, 6, 7.
+struct Checkpoint {
+  int64_t step = 0;          // accepted steps so far
+  double t = 0, dt = 0;
+  double train_loss = kNaN;  // alpha^2 L
+  double train_err = kNaN;   // fraction with F y <= 0
+  double test_err = kNaN;
+  int64_t unsatisfied = 0;   // training points with alpha F y < 1
+  double weight_change = kNaN;  // ||w - w0|| / ||w0||, all parameters
+  double w0_norm = kNaN;        // ||w0||
+  std::vector<double> layer_change;  // ||W_l - W_l(0)|| per layer l = 0..L
+  double output_norm = kNaN;    // rms over the test set of f - f0 (unscaled by alpha)
+  double f_norm = kNaN;         // rms over the test set of f
+  double wall_s = 0;
+  nlohmann::json to_json() const;
+};
+
+struct RunResult {
+  std::string status;        // "converged" | "stopped" | "diverged"
+  std::string message;       // why it stopped / diverged
+  int64_t steps = 0, rejected = 0;
+  double t = 0;
+  double t1 = kNaN;          // first t with alpha^2 L < 0.5
+  double t2 = kNaN;          // t at zero loss (converged runs)
+  double train_loss = kNaN, train_err = kNaN, test_err = kNaN;
+  double weight_change = kNaN, output_norm = kNaN, f_norm = kNaN;
+  double kernel_change = kNaN;   // when measured (--delta-kernel)
+  double wall_s = 0, steps_per_s = 0;
+  std::vector<Checkpoint> checkpoints;  // those emitted by this process (after a resume: the new ones)
+  at::Tensor test_f_delta;   // [pte] f - f0 on the test set at the end (float64, CPU)
+  at::Tensor test_f0;        // [pte] f0 on the test set
+  std::vector<double> zdot;  // per-layer |dz/dt| at t = 0 (with --zdot)
+  nlohmann::json kernel;     // kernel statistics and frozen-kernel runs (ntk/measure.h), or null
+
+  // The summary of `lazyfeat train --json` (cli-contract.md): status, steps, t, t1, t2,
+  // train_loss, train_err, test_err, weight_change, output_norm, kernel_change, wall_s,
+  // steps_per_s, ... (NaN as null).
+  nlohmann::json summary() const;
+};
+
+struct TrainHooks {
+  std::function<void(const Checkpoint&)> on_checkpoint;     // each checkpoint, in order
+  std::function<void(const std::string&)> on_state;         // a resumable state (opaque bytes)
+  double state_every_s = 300;                               // wall seconds between states
+  std::string resume_state;                                 // non-empty: continue from this state
+  std::function<bool()> should_stop;                        // polled; true ends the run as "stopped"
+  bool progress = true;                                     // progress on stderr
+};
+
+// Trains the run of a finalized config on its dataset. Never throws for a diverging run
+// (status "diverged"); throws UsageError for an unusable config (e.g. an arch not built yet).
+RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks& hooks = {});
+
+}  // namespace lf

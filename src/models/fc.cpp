@@ -1,0 +1,59 @@
+#include "models/fc.h"
+
+#include <ATen/core/Generator.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <mutex>
+
+namespace lf {
+
+FCParams FCParams::clone() const {
+  FCParams p;
+  for (auto& w : W) p.W.push_back(w.clone());
+  for (auto& v : b) p.b.push_back(v.clone());
+  return p;
+}
+
+FCParams FCParams::to(at::TensorOptions opts) const {
+  FCParams p;
+  for (auto& w : W) p.W.push_back(w.to(opts));
+  for (auto& v : b) p.b.push_back(v.to(opts));
+  return p;
+}
+
+std::vector<at::Tensor> FCParams::flat() const {
+  std::vector<at::Tensor> out;
+  for (size_t l = 0; l < W.size(); ++l) {
+    out.push_back(W[l]);
+    out.push_back(b[l]);
+  }
+  return out;
+}
+
+FCParams fc_init(int64_t d, int64_t h, int64_t L, uint64_t seed, at::TensorOptions opts) {
+  // A private generator seeded like torch.manual_seed(seed): same stream as PyTorch's default
+  // CPU generator after manual_seed, without touching global state.
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto cpu = at::TensorOptions().dtype(at::kDouble);
+  FCParams p;
+  p.W.push_back(at::randn({h, d}, gen, cpu));
+  for (int64_t l = 1; l < L; ++l) p.W.push_back(at::randn({h, h}, gen, cpu));
+  p.W.push_back(at::randn({1, h}, gen, cpu));
+  for (int64_t l = 0; l < L; ++l) p.b.push_back(at::zeros({h}, cpu));
+  p.b.push_back(at::zeros({1}, cpu));
+  return p.to(opts);
+}
+
+at::Tensor fc_forward_reference(const FCParams& p, const at::Tensor& x, const Activation& act) {
+  at::Tensor z = x;
+  const int64_t L = p.L();
+  for (int64_t l = 0; l < L; ++l) {
+    double fan_in = static_cast<double>(p.W[l].size(1));
+    z = act(at::addmm(p.b[l], z, p.W[l].t(), 1.0, 1.0 / std::sqrt(fan_in)));
+  }
+  double fan_in = static_cast<double>(p.W[L].size(1));
+  return at::addmm(p.b[L], z, p.W[L].t(), 1.0, 1.0 / std::sqrt(fan_in)).squeeze(1);
+}
+
+}  // namespace lf

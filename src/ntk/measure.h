@@ -1,0 +1,25 @@
+// Kernel measurements recorded with a run (protocol sections 4, 5): the NTK at initialisation
+// and at the end on the first kernel_points test points, their Frobenius norms and relative
+// change, and frozen-kernel (linearised) training with the kernel at init / at the end.
+// Called by the trainer (experiment/train.cpp) when --delta-kernel, --init-kernel or
+// --final-kernel is set; results go into RunResult::kernel.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "models/fc.h"
+
+namespace lf {
+
+struct RunConfig;
+struct Dataset;
+
+// Before training, at w0. Returns a state the end-of-training call completes, e.g.
+// {"init": {"frobenius":..,"mean":..,"trace":..}, "init_kernel_run": {"test_err":..,"t2":..}}.
+nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0);
+// After training, at w (w0 given again: Theta(w0) is recomputed rather than held); adds "final", "change" (||Theta_end - Theta_0|| / ||Theta_0||) and
+// "final_kernel_run" as the options ask. `at_init` is what measure_kernels_at_init returned.
+nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
+                                      const FCParams& w,
+                                      const nlohmann::json& at_init);
+
+}  // namespace lf
