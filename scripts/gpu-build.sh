@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build lazyfeat on the GPU machine against PyTorch's CUDA LibTorch (no Debian packages there):
+# header-only libraries, SQLite, SLEEF and GoogleTest's sources travel in .gpu/ (made by
+# scripts/gpu-carry.sh on a Debian machine). Usage: scripts/gpu-build.sh [build-dir]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-$root/build-gpu}
+carry=$root/.gpu
+prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+export LD_LIBRARY_PATH=$carry/lib:${LD_LIBRARY_PATH:-}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix" \
+  -DLAZYFEAT_EXTRA_INCLUDE="$carry/include" -DLAZYFEAT_EXTRA_LIB="$carry/lib" \
+  -DLAZYFEAT_GTEST_SOURCE="$carry/googletest" -DLAZYFEAT_MPI=OFF \
+  -DCMAKE_BUILD_RPATH="$carry/lib"
+cmake --build "$build" -j "$(nproc)"
