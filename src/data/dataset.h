@@ -24,6 +24,12 @@ struct Dataset {
   std::vector<double> pca_variances;  // variances of the whitened components on the fitting set
   bool checksums_ok = false;          // every IDX file matched its reference MD5
   int64_t pool_size = 0;              // interleaved pool (63,130 for MNIST)
+  at::Tensor source_train;   // [ptr] int64 index of each image in the official files, train
+  at::Tensor source_test;    // [pte]   file then test file (0..69,999): distinct across the pool
+  int64_t pixels = 0;                 // pixels of one image (784)
+  std::string pca_fit;                // "pool" | "train" (pca_train_only) | "" without PCA
+  uint64_t seed_data = 0;
+  double seconds = 0.0;               // wall time of load_dataset
 
   // The summary printed by `lazyfeat data --json` (cli-contract.md).
   nlohmann::json summary() const;

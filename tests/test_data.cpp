@@ -1,0 +1,338 @@
+// The data pipeline (protocol sections 1 and 8): the CLI summary, class balance of every
+// prefix, seeds, the split, norms, whitening, image shapes, Fashion-MNIST, and every kind of
+// bad input through the CLI (exit 2, one line naming the problem).
+// Deliberately not: seed compatibility with PyTorch itself (no Python here; fc_init's test
+// covers the generator), timing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+
+#include "common/error.h"
+#include "common/options.h"
+#include "data/dataset.h"
+#include "data/idx.h"
+#include "experiment/config.h"
+#include "testing.h"
+
+using namespace lf;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kFiles[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte"};
+
+Dataset load(std::vector<std::string> args) {
+  RunConfig c;
+  OptionParser p("test", "test");
+  add_run_options(p, c);
+  args.push_back("--data-dir");
+  args.push_back(lft::data_dir());
+  p.parse(args);
+  finalize(c);
+  return load_dataset(c);
+}
+
+double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
+
+// Covariance (x - mean)^T (x - mean) / N minus the identity: [D, D]
+double whitening_error(const at::Tensor& x) {
+  at::Tensor xc = x - x.mean(0);
+  at::Tensor cov = at::mm(xc.t(), xc) / double(x.size(0));
+  return max_abs(cov - at::eye(x.size(1), at::kDouble));
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// The whole MNIST pool, centred and normalised (ptr = pool, pte = 0, no PCA): loaded once.
+class MnistPool : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!pool_) pool_ = new Dataset(load({"--ptr", "63130", "--pte", "0", "--pca", "0"}));
+  }
+  static const Dataset& pool() { return *pool_; }
+  static Dataset* pool_;
+};
+Dataset* MnistPool::pool_ = nullptr;
+
+}  // namespace
+
+TEST(DataCli, JsonSummaryOfSetupA) {
+  auto r = lft::run_cli({"data", "--ptr", "5000", "--pte", "50000", "--pca", "10", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(lft::last_line(r.out));
+  EXPECT_EQ(j["dataset"], "mnist");
+  EXPECT_EQ(j["pool_size"], 63130);
+  EXPECT_EQ(j["train"]["n"], 5000);
+  EXPECT_EQ(j["train"]["dim"], 10);
+  EXPECT_EQ(j["test"]["n"], 50000);
+  EXPECT_EQ(j["train"]["class_counts"], std::vector<int>(10, 500));
+  EXPECT_EQ(j["test"]["class_counts"], std::vector<int>(10, 5000));
+  EXPECT_EQ(j["label_mean_train"].get<double>(), 0.0);
+  ASSERT_EQ(j["pca_variances"].size(), 10u);
+  for (auto& v : j["pca_variances"]) EXPECT_NEAR(v.get<double>(), 1.0, 1e-9);
+  EXPECT_EQ(j["checksums_ok"], true);
+  EXPECT_EQ(j["pca_fit"], "pool");
+}
+
+TEST(DataCli, HumanSummary) {
+  auto r = lft::run_cli({"data", "--ptr", "100", "--pte", "10", "--pca", "0"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("per class 10 10 10 10 10 10 10 10 10 10"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checksums     ok"), std::string::npos) << r.out;
+}
+
+TEST_F(MnistPool, EveryPrefixIsClassBalanced) {
+  const Dataset& d = pool();
+  EXPECT_EQ(d.pool_size, 63130);  // 6,313 rounds (class 5 is the smallest)
+  ASSERT_EQ(d.class_train.size(0), 63130);
+  // Position k holds class k mod 10, so every multiple of 10 is balanced.
+  at::Tensor expected = at::arange(10, at::kLong).repeat({6313});
+  EXPECT_TRUE(at::equal(d.class_train, expected));
+  EXPECT_TRUE(at::equal(d.y_train, (expected.remainder(2) * 2 - 1).to(at::kDouble)));
+  // The pool draws distinct images of the 70,000, each of its class.
+  std::set<int64_t> seen;
+  auto* s = d.source_train.data_ptr<int64_t>();
+  for (int64_t i = 0; i < d.source_train.numel(); ++i) {
+    ASSERT_TRUE(s[i] >= 0 && s[i] < 70000);
+    seen.insert(s[i]);
+  }
+  EXPECT_EQ(seen.size(), 63130u);
+}
+
+TEST_F(MnistPool, CentredAndNormalisedFromTheRawBytes) {
+  const Dataset& d = pool();
+  ASSERT_EQ(d.x_train.sizes(), (std::vector<int64_t>{63130, 784}));
+  at::Tensor norms = d.x_train.norm(2, {1});
+  EXPECT_LT(max_abs(norms - 28.0), 1e-12);
+  // Recompute from the IDX bytes with plain loops: byte/255 in float32, pool mean, rescale.
+  IdxFile tr = read_idx_images(lft::data_dir() + "/mnist/train-images-idx3-ubyte");
+  IdxFile te = read_idx_images(lft::data_dir() + "/mnist/t10k-images-idx3-ubyte");
+  auto pixel = [&](int64_t src, int k) -> double {
+    const uint8_t* p = src < 60000 ? tr.payload() + src * 784 : te.payload() + (src - 60000) * 784;
+    return static_cast<double>(static_cast<float>(p[k]) / 255.0f);
+  };
+  const auto* s = d.source_train.data_ptr<int64_t>();
+  std::vector<double> mean(784, 0.0);
+  for (int64_t i = 0; i < 63130; ++i)
+    for (int k = 0; k < 784; ++k) mean[k] += pixel(s[i], k);
+  for (auto& m : mean) m /= 63130.0;
+  for (int64_t i : {0, 1, 9, 12345, 63129}) {
+    std::vector<double> z(784);
+    double nrm = 0;
+    for (int k = 0; k < 784; ++k) nrm += (z[k] = pixel(s[i], k) - mean[k]) * z[k];
+    nrm = std::sqrt(nrm);
+    auto row = d.x_train[i];
+    for (int k = 0; k < 784; ++k) ASSERT_NEAR(row[k].item<double>(), 28.0 * z[k] / nrm, 1e-12) << i << " " << k;
+  }
+}
+
+TEST_F(MnistPool, SameSeedSameNumbersOtherSeedOthers) {
+  Dataset a = load({"--ptr", "1000", "--pte", "1000", "--pca", "0", "--seed-data", "0"});
+  Dataset b = load({"--ptr", "1000", "--pte", "1000", "--pca", "0", "--seed-data", "0"});
+  Dataset c = load({"--ptr", "1000", "--pte", "1000", "--pca", "0", "--seed-data", "1"});
+  EXPECT_TRUE(at::equal(a.x_train, b.x_train));
+  EXPECT_TRUE(at::equal(a.x_test, b.x_test));
+  EXPECT_TRUE(at::equal(a.source_train, b.source_train));
+  EXPECT_FALSE(at::equal(a.source_train, c.source_train));
+  EXPECT_GT(max_abs(a.x_train - c.x_train), 1.0);
+  EXPECT_TRUE(at::equal(a.class_train, c.class_train));  // balance does not depend on the seed
+  // The split takes a prefix of the same pool, whatever ptr is.
+  EXPECT_TRUE(at::equal(a.x_train, pool().x_train.slice(0, 0, 1000)));
+  EXPECT_TRUE(at::equal(a.x_test, pool().x_train.slice(0, 1000, 2000)));
+}
+
+TEST_F(MnistPool, TrainAndTestAreDisjoint) {
+  Dataset d = load({"--ptr", "5000", "--pte", "50000", "--pca", "0"});
+  ASSERT_EQ(d.source_train.numel(), 5000);
+  ASSERT_EQ(d.source_test.numel(), 50000);
+  std::vector<char> in_train(70000, 0);
+  for (int64_t i = 0; i < 5000; ++i) in_train[d.source_train[i].item<int64_t>()] = 1;
+  auto* t = d.source_test.data_ptr<int64_t>();
+  int64_t shared = 0;
+  for (int64_t i = 0; i < 50000; ++i) shared += in_train[t[i]];
+  EXPECT_EQ(shared, 0);
+  EXPECT_TRUE(at::equal(d.x_test, pool().x_train.slice(0, 5000, 55000)));
+  EXPECT_EQ(d.y_train.sum().item<double>(), 0.0);
+}
+
+TEST_F(MnistPool, CnnKeepsTheImages) {
+  Dataset d = load({"--arch", "cnn", "--ptr", "100", "--pte", "30"});
+  EXPECT_EQ(d.x_train.sizes(), (std::vector<int64_t>{100, 1, 28, 28}));
+  EXPECT_EQ(d.x_test.sizes(), (std::vector<int64_t>{30, 1, 28, 28}));
+  EXPECT_TRUE(at::equal(d.x_train.reshape({100, 784}), pool().x_train.slice(0, 0, 100)));
+  EXPECT_TRUE(d.pca_variances.empty());
+}
+
+TEST(DataPca, WhitensThePool) {
+  Dataset d = load({"--ptr", "63130", "--pte", "0", "--pca", "10"});
+  ASSERT_EQ(d.x_train.sizes(), (std::vector<int64_t>{63130, 10}));
+  EXPECT_LT(whitening_error(d.x_train), 1e-9);
+  ASSERT_EQ(d.pca_variances.size(), 10u);
+  for (double v : d.pca_variances) EXPECT_NEAR(v, 1.0, 1e-9);
+  EXPECT_LT(max_abs(d.x_train.mean(0)), 1e-9);
+  EXPECT_EQ(d.pca_fit, "pool");
+}
+
+TEST(DataPca, TrainOnlyWhitensTheTrainingSet) {
+  Dataset d = load({"--ptr", "2000", "--pte", "2000", "--pca", "20", "--pca-train-only"});
+  ASSERT_EQ(d.x_train.sizes(), (std::vector<int64_t>{2000, 20}));
+  ASSERT_EQ(d.x_test.sizes(), (std::vector<int64_t>{2000, 20}));
+  EXPECT_EQ(d.pca_fit, "train");
+  EXPECT_LT(whitening_error(d.x_train), 1e-9);
+  for (double v : d.pca_variances) EXPECT_NEAR(v, 1.0, 1e-9);
+  // The test set is only approximately white: the fit did not see it.
+  double e = whitening_error(d.x_test);
+  EXPECT_GT(e, 1e-3);
+  EXPECT_LT(e, 1.0);
+}
+
+TEST(DataFashion, PoolOfSeventyThousand) {
+  Dataset d = load({"--dataset", "fashion", "--ptr", "100", "--pte", "100", "--pca", "0"});
+  EXPECT_EQ(d.pool_size, 70000);  // 7,000 images of each class
+  EXPECT_TRUE(d.checksums_ok);
+  EXPECT_LT(max_abs(d.x_train.norm(2, {1}) - 28.0), 1e-12);
+  auto s = d.summary();
+  EXPECT_EQ(s["train"]["class_counts"], std::vector<int>(10, 10));
+}
+
+TEST(DataIdx, ByteOver255AsATenComputesIt) {
+  // The pipeline converts pixels through a table of float(b) / 255.0f; ATen's float32 division
+  // (what ToTensor ran in the published code) must give the same 256 values, bit for bit.
+  at::Tensor aten = at::arange(256, at::kByte).repeat({64}).to(at::kFloat).div(255).to(at::kDouble);
+  for (int i = 0; i < aten.numel(); ++i)
+    ASSERT_EQ(aten[i].item<double>(), static_cast<double>(static_cast<float>(i % 256) / 255.0f)) << i;
+}
+
+TEST(DataIdx, ReadsASmallFile) {
+  lft::TempDir tmp;
+  // 3 images of 2x2 pixels.
+  std::vector<uint8_t> b = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2};
+  for (int i = 0; i < 12; ++i) b.push_back(uint8_t(20 * i));
+  write_bytes(tmp.file("img"), b);
+  IdxFile f = read_idx_images(tmp.file("img"));
+  EXPECT_EQ(f.dims, (std::vector<int64_t>{3, 2, 2}));
+  EXPECT_EQ(f.payload()[11], 220);
+  write_bytes(tmp.file("lab"), {0, 0, 8, 1, 0, 0, 0, 3, 9, 0, 10});
+  try {
+    read_idx_labels(tmp.file("lab"));
+    FAIL() << "label 10 accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("label 10 at index 2"), std::string::npos) << e.what();
+  }
+}
+
+// Bad input through the CLI: each exits 2 with one line naming the problem.
+namespace {
+
+// A data folder whose mnist/ links to the real files, except `name`, written by `make`.
+struct BadDir {
+  lft::TempDir tmp;
+  BadDir(const std::string& name, const std::function<void(std::vector<uint8_t>&)>& make,
+         bool remove = false) {
+    fs::create_directory(tmp.file("mnist"));
+    for (const char* f : kFiles) {
+      std::string src = lft::data_dir() + "/mnist/" + f, dst = tmp.file("mnist/") + f;
+      if (f != name) {
+        fs::create_symlink(src, dst);
+      } else if (!remove) {
+        auto b = read_bytes(src);
+        make(b);
+        write_bytes(dst, b);
+      }
+    }
+  }
+};
+
+void expect_usage_error(const std::vector<std::string>& args, const std::string& needle) {
+  auto r = lft::run_cli(args);
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+}  // namespace
+
+TEST(DataBadInput, MissingFile) {
+  BadDir d("t10k-labels-idx1-ubyte", nullptr, /*remove=*/true);
+  expect_usage_error({"data", "--data-dir", d.tmp.path}, "t10k-labels-idx1-ubyte: missing (run scripts/setup.sh");
+}
+
+TEST(DataBadInput, TruncatedFile) {
+  BadDir d("train-images-idx3-ubyte", [](auto& b) { b.resize(1000); });
+  expect_usage_error({"data", "--data-dir", d.tmp.path},
+                     "train-images-idx3-ubyte: truncated: expected 47040016 bytes, found 1000");
+}
+
+TEST(DataBadInput, ExtraBytes) {
+  BadDir d("t10k-labels-idx1-ubyte", [](auto& b) { b.push_back(0); });
+  expect_usage_error({"data", "--data-dir", d.tmp.path},
+                     "t10k-labels-idx1-ubyte: extra bytes: expected 10008 bytes, found 10009");
+}
+
+TEST(DataBadInput, CorruptedMagicNumber) {
+  BadDir d("t10k-images-idx3-ubyte", [](auto& b) { b[3] = 0x01; });
+  expect_usage_error({"data", "--data-dir", d.tmp.path},
+                     "t10k-images-idx3-ubyte: bad magic number 0x00000801 (expected 0x00000803");
+}
+
+TEST(DataBadInput, LabelOutOfRange) {
+  BadDir d("t10k-labels-idx1-ubyte", [](auto& b) { b[8 + 5] = 12; });
+  expect_usage_error({"data", "--data-dir", d.tmp.path}, "label 12 at index 5 is out of range 0..9");
+}
+
+TEST(DataBadInput, ImageAndLabelCountsDisagree) {
+  // A t10k labels file of 9,999 labels: valid on its own, one short of the images.
+  BadDir d("t10k-labels-idx1-ubyte", [](auto& b) {
+    b.pop_back();
+    b[7] = 0x0f;  // 10000 = 0x2710 -> 0x270f
+  });
+  expect_usage_error({"data", "--data-dir", d.tmp.path}, "10000 images but");
+}
+
+TEST(DataBadInput, ChecksumMismatch) {
+  // Same length, a valid label changed: only the checksum can tell.
+  BadDir d("t10k-labels-idx1-ubyte", [](auto& b) { b[8] = uint8_t((b[8] + 1) % 10); });
+  expect_usage_error({"data", "--data-dir", d.tmp.path},
+                     "t10k-labels-idx1-ubyte: checksum mismatch: MD5 ");
+}
+
+TEST(DataBadInput, ChecksumMismatchOfAnImageByte) {
+  BadDir d("t10k-images-idx3-ubyte", [](auto& b) { b[16 + 400] ^= 0x01; });
+  expect_usage_error({"data", "--data-dir", d.tmp.path},
+                     "expected 2646ac647ad5339dbf082846283269ea");
+}
+
+TEST(DataBadInput, SplitLargerThanThePool) {
+  expect_usage_error({"data", "--ptr", "60000", "--pte", "3131"},
+                     "--ptr 60000 plus --pte 3131 is larger than the pool of 63130 mnist images");
+}
+
+TEST(DataBadInput, PcaLargerThanThePixels) {
+  expect_usage_error({"data", "--pca", "785"}, "--pca 785 is larger than the 784 pixels");
+}
+
+TEST(DataBadInput, PcaBeyondTheRank) {
+  // 784 is allowed by the pixel count, but some pixels are 0 in every image.
+  expect_usage_error({"data", "--ptr", "100", "--pte", "0", "--pca", "784", "--pca-train-only"},
+                     "exceeds the rank");
+}
+
+TEST(DataBadInput, UnknownDatasetAndOption) {
+  expect_usage_error({"data", "--dataset", "imagenet"}, "unknown dataset 'imagenet'");
+  expect_usage_error({"data", "--no-such-option"}, "no-such-option");
+  expect_usage_error({"data", "extra"}, "no positional argument");
+}
