@@ -1,13 +1,83 @@
-// Placeholder until the NTK issue lands: no measurements.
+// Kernel measurements of a run (see measure.h; protocol sections 4, 5). Theta is taken with the
+// structured method on CPU float64 copies of the weights and data, whatever the run's device
+// and dtype. Cost at the protocol's defaults (FC L=5, h=100, 5,000 kernel points): one
+// symmetric Gram (~25 GFLOP) per kernel; a frozen-kernel run adds the training Gram, the
+// dynamics (2 n |B| flops a step), a least-squares solve (O(n^3)) and Theta_test,train c in
+// blocks of test points (memory bounded).
 #include "ntk/measure.h"
 
+#include <algorithm>
+
+#include "data/dataset.h"
+#include "experiment/config.h"
+#include "ntk/frozen.h"
+#include "ntk/ntk.h"
+#include "ntk/stats.h"
+
 namespace lf {
-nlohmann::json measure_kernels_at_init(const RunConfig&, const Dataset&, const FCParams&) {
-  return nlohmann::json::object();
+namespace {
+
+constexpr int64_t kTestBlock = 4096;  // test points per block of Theta_test,train
+
+bool wanted(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_kernel || cfg.final_kernel; }
+
+Net cpu_net(const RunConfig& cfg, const FCParams& p) {
+  return Net::fc(p.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)), Activation::from_config(cfg));
 }
-nlohmann::json measure_kernels_at_end(const RunConfig&, const Dataset&, const FCParams&,
-                                      const FCParams&,
-                                      const nlohmann::json& at_init) {
-  return at_init;
+
+at::Tensor cpu64(const at::Tensor& t) { return t.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
+
+// Theta on the first kernel_points test points (protocol section 5).
+at::Tensor kernel_on_test_points(const RunConfig& cfg, const Dataset& data, const Net& net) {
+  const int64_t n = std::min<int64_t>(cfg.kernel_points, data.x_test.size(0));
+  return ntk(net, cpu64(data.x_test.narrow(0, 0, n)));
 }
+
+nlohmann::json stats_on_test_points(const RunConfig& cfg, const Dataset& data, const at::Tensor& K) {
+  KernelStatsOptions o;
+  o.max_eigen_n = 2000;  // the eigendecomposition is O(n^3): skipped for larger kernels
+  return kernel_stats(K, cpu64(data.y_test.narrow(0, 0, K.size(0))), o);
+}
+
+// Frozen-kernel training with the kernel of `net` (protocol section 4), test error on the test set.
+nlohmann::json frozen_run(const RunConfig& cfg, const Dataset& data, const Net& net) {
+  at::Tensor x_train = cpu64(data.x_train), x_test = cpu64(data.x_test);
+  FrozenResult r = frozen_kernel_train(ntk(net, x_train), cpu64(data.y_train), frozen_options(cfg));
+  const int64_t m = x_test.size(0);
+  at::Tensor u_test = at::empty({m}, x_test.options());
+  for (int64_t i0 = 0; i0 < m; i0 += kTestBlock) {
+    const int64_t b = std::min(kTestBlock, m - i0);
+    u_test.narrow(0, i0, b).copy_(at::mv(ntk(net, x_test.narrow(0, i0, b), x_train), r.c));  // Theta_test,train c
+  }
+  if (m > 0) r.test_err = frozen_test_error(u_test, cpu64(data.y_test));
+  return r.to_json();
+}
+
+}  // namespace
+
+nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!wanted(cfg)) return j;
+  Net net0 = cpu_net(cfg, w0);
+  if (cfg.kernel_points > 0) j["init"] = stats_on_test_points(cfg, data, kernel_on_test_points(cfg, data, net0));
+  if (cfg.init_kernel) j["init_kernel_run"] = frozen_run(cfg, data, net0);
+  return j;
+}
+
+nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
+                                      const FCParams& w, const nlohmann::json& at_init) {
+  nlohmann::json j = at_init.is_object() ? at_init : nlohmann::json::object();
+  if (!wanted(cfg)) return j;
+  Net net = cpu_net(cfg, w);
+  if (cfg.kernel_points > 0) {
+    at::Tensor K = kernel_on_test_points(cfg, data, net);
+    j["final"] = stats_on_test_points(cfg, data, K);
+    at::Tensor K0 = kernel_on_test_points(cfg, data, cpu_net(cfg, w0));
+    if (!j.contains("init")) j["init"] = stats_on_test_points(cfg, data, K0);
+    j["change"] = kernel_change(K, K0);  // ||Theta_end - Theta_0|| / ||Theta_0||
+  }
+  if (cfg.final_kernel) j["final_kernel_run"] = frozen_run(cfg, data, net);
+  return j;
+}
+
 }  // namespace lf

@@ -1,0 +1,85 @@
+// `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised network on the first N
+// test points (cli-contract.md), its Frobenius norm, mean, trace and time, optionally written
+// as a NumPy .npy file. Deliberately not yet: trained networks (--db/--run, a later issue).
+#include <chrono>
+#include <iostream>
+
+#include "cli/command.h"
+#include "common/error.h"
+#include "common/npy.h"
+#include "common/options.h"
+#include "data/dataset.h"
+#include "experiment/config.h"
+#include "ntk/ntk.h"
+#include "ntk/stats.h"
+
+namespace lf::cli {
+namespace {
+
+int cmd_ntk(const Args& args) {
+  RunConfig cfg;
+  int64_t points = -1;
+  std::string method = "structured", out;
+  bool json = false;
+  OptionParser p("lazyfeat ntk [run options] --points N [--method structured|jacobian] [--out FILE.npy] [--json]",
+                 "The empirical NTK Theta(x, x') = grad_w f(x) . grad_w f(x') (protocol section 5) of a freshly "
+                 "initialised network (--arch fc or cnn, --seed-init) on the first N test points of the dataset. "
+                 "The structured method exploits the layer structure; jacobian takes per-sample gradients by "
+                 "autograd (the slow reference). Trained networks (--db FILE --run ID) come in a later issue.");
+  add_run_options(p, cfg);
+  p.value("points", "N", "test points in the Gram matrix (default --kernel-points)",
+          [&](const std::string& v) { points = parse_int("--points", v); });
+  p.value("method", "structured|jacobian", "how the kernel is computed (default structured)",
+          [&](const std::string& v) { method = v; });
+  p.value("out", "FILE.npy", "write the [N, N] float64 matrix in NumPy format", [&](const std::string& v) { out = v; });
+  p.flag("json", "print {\"n\",\"method\",\"seconds\",\"frobenius\",\"mean\",\"trace\",...} as the last line", json);
+  auto rest = p.parse(args);
+  require(rest.empty(), "unexpected argument '" + (rest.empty() ? "" : rest[0]) + "'");
+  finalize(cfg);
+  NtkOptions opt;
+  opt.method = ntk_method_from_name(method);
+  require(cfg.arch == "fc" || cfg.arch == "cnn", "--arch " + cfg.arch + " has no NTK yet (fc or cnn)");
+  if (points < 0) points = cfg.kernel_points;
+  require(points >= 1, "--points must be >= 1");
+  require(points <= cfg.pte, "--points must be <= --pte (" + std::to_string(cfg.pte) + ")");
+
+  Dataset data = load_dataset(cfg);
+  auto dtype = cfg.is_double() ? at::kDouble : at::kFloat;
+  at::Tensor x = data.x_test.narrow(0, 0, points).to(dtype).contiguous();
+  const Activation act = Activation::from_config(cfg);
+  auto wopts = at::TensorOptions().dtype(dtype);
+  Net net = cfg.arch == "fc" ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.seed_init, wopts), act)
+                             : Net::cnn(cnn_init(x.size(1), cfg.h, cfg.seed_init, wopts), act);
+  double flops = 0;
+  std::string plan;
+  opt.flops = &flops;
+  opt.plan = &plan;
+  const auto t0 = std::chrono::steady_clock::now();
+  at::Tensor K = ntk(net, x, opt);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!out.empty()) write_npy(out, K);
+
+  KernelStatsOptions so;
+  so.top = 0;
+  nlohmann::json s = kernel_stats(K, at::Tensor(), so);
+  nlohmann::json j = {{"n", points},           {"method", method},           {"seconds", seconds},
+                      {"frobenius", s["frobenius"]}, {"mean", s["mean"]}, {"trace", s["trace"]},
+                      {"std", s["std"]},       {"arch", cfg.arch},           {"h", cfg.h},
+                      {"L", cfg.L},            {"params", net.num_params()}, {"gflop", flops * 1e-9},
+                      {"plan", plan}};
+  if (!out.empty()) j["out"] = out;
+  if (json) {
+    print_json_line(j.dump());
+  } else {
+    std::cout << "NTK of " << cfg.arch << " (h " << cfg.h << ", " << net.num_params() << " parameters) on " << points
+              << " test points, " << method << ": " << seconds << " s\n"
+              << "frobenius " << s["frobenius"] << "  mean " << s["mean"] << "  trace " << s["trace"] << "\n";
+    if (!out.empty()) std::cout << "written to " << out << "\n";
+  }
+  return 0;
+}
+
+Command reg{"ntk", "the empirical NTK Gram matrix of a network on test points", cmd_ntk};
+
+}  // namespace
+}  // namespace lf::cli

@@ -1,0 +1,74 @@
+// The CNN of setup B: parameters, seed-compatible init, reference forward (see cnn.h).
+#include "models/cnn.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+
+#include <cmath>
+
+namespace lf {
+
+CNNParams CNNParams::clone() const {
+  CNNParams p;
+  for (auto& w : W) p.W.push_back(w.clone());
+  for (auto& v : b) p.b.push_back(v.clone());
+  return p;
+}
+
+CNNParams CNNParams::to(at::TensorOptions opts) const {
+  CNNParams p;
+  for (auto& w : W) p.W.push_back(w.to(opts));
+  for (auto& v : b) p.b.push_back(v.to(opts));
+  return p;
+}
+
+std::vector<at::Tensor> CNNParams::flat() const {
+  std::vector<at::Tensor> out;
+  for (size_t l = 0; l < W.size(); ++l) {
+    out.push_back(W[l]);
+    out.push_back(b[l]);
+  }
+  return out;
+}
+
+CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed, at::TensorOptions opts) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto cpu = at::TensorOptions().dtype(at::kDouble);
+  CNNParams p;
+  int64_t c_in = channels;
+  for (int64_t l = 0; l < kCnnConvs; ++l) {
+    // Protocol section 8: one randn(C_in, 5, 5) per output channel (PyTorch's sampler fills
+    // blocks of 16 values, so a single randn(h, C_in, 5, 5) would draw a different stream).
+    std::vector<at::Tensor> rows;
+    for (int64_t c = 0; c < h; ++c) rows.push_back(at::randn({c_in, kCnnKernel, kCnnKernel}, gen, cpu));
+    p.W.push_back(at::stack(rows));  // [h, C_in, 5, 5]
+    p.b.push_back(at::zeros({h}, cpu));
+    c_in = h;
+  }
+  p.W.push_back(at::randn({h}, gen, cpu).view({1, h}));
+  p.b.push_back(at::zeros({1}, cpu));
+  return p.to(opts);
+}
+
+CNNForward cnn_forward_layers(const CNNParams& p, const at::Tensor& x, const Activation& act) {
+  CNNForward r;
+  at::Tensor z = x;
+  for (int64_t l = 0; l < kCnnConvs; ++l) {
+    const double fan_in = double(p.W[l].size(1) * kCnnKernel * kCnnKernel);  // C_in * 25
+    r.z.push_back(z);
+    auto a = at::conv2d(z, p.W[l] / std::sqrt(fan_in), p.b[l], {kCnnStrides[l], kCnnStrides[l]},
+                        {kCnnPadding, kCnnPadding});
+    r.a.push_back(a);
+    z = act(a);
+  }
+  r.pooled = z.mean({2, 3});  // [n, h]
+  const double h = double(p.h());
+  r.f = at::addmm(p.b[kCnnConvs], r.pooled, p.W[kCnnConvs].t(), 1.0, 1.0 / std::sqrt(h)).squeeze(1);
+  return r;
+}
+
+at::Tensor cnn_forward_reference(const CNNParams& p, const at::Tensor& x, const Activation& act) {
+  return cnn_forward_layers(p, x, act).f;
+}
+
+}  // namespace lf

@@ -1,0 +1,55 @@
+// The convolutional network of setup B (protocol section 2), NTK parametrisation:
+//   z_0 = x                                              [n, C, 28, 28]
+//   z_l = phi( conv(z_{l-1}; W_{l-1} / sqrt(C_in 25), stride s_l, padding 1) + b_{l-1} ),
+//         l = 1..4, 5x5 kernels, h channels, strides 2,1,2,1: 28 -> 13 -> 11 -> 5 -> 3
+//   f   = W_4 . mean_positions(z_4) / sqrt(h) + b_4     (a scalar per point)
+// Weights N(0,1), biases 0; the 1/sqrt(fan_in) stays in the forward pass.
+// This header: the parameters, the seed-compatible initialisation (protocol section 8) and the
+// plain autograd reference forward. Deliberately not: training (a later issue), the NTK
+// (ntk/ntk.h takes the per-layer pieces from cnn_layers()).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "models/activation.h"
+
+namespace lf {
+
+constexpr int64_t kCnnConvs = 4;                              // protocol section 2
+constexpr int64_t kCnnKernel = 5;                             // 5x5 convolutions
+constexpr int64_t kCnnPadding = 1;
+constexpr std::array<int64_t, 4> kCnnStrides = {2, 1, 2, 1};  // 28 -> 13 -> 11 -> 5 -> 3
+
+struct CNNParams {
+  std::vector<at::Tensor> W;  // W[0..3]: [h, C_in, 5, 5] convolutions; W[4]: [1, h] output
+  std::vector<at::Tensor> b;  // b[0..3]: [h]; b[4]: [1]
+  int64_t h() const { return W[0].size(0); }
+  int64_t channels() const { return W[0].size(1); }
+  CNNParams clone() const;
+  CNNParams to(at::TensorOptions opts) const;
+  // All parameters in the order W_0, b_0, ..., W_4, b_4.
+  std::vector<at::Tensor> flat() const;
+};
+
+// Protocol section 8: on a generator seeded like manual_seed(seed), for each convolution in
+// order one randn(C_in, 5, 5) per output channel, then randn(h) for the output weights;
+// float64, biases zero. Then cast/move to opts.
+CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed,
+                   at::TensorOptions opts = at::TensorOptions().dtype(at::kDouble));
+
+// Reference forward, differentiable by autograd: x [n, C, H, W] -> f [n].
+at::Tensor cnn_forward_reference(const CNNParams& p, const at::Tensor& x, const Activation& act);
+
+// The forward pass with every layer's pieces kept, for the structured NTK:
+// a[l] the pre-activations [n, h, H_l, W_l] of convolution l, z[l] its input (z[0] = x),
+// pooled = mean over positions of phi(a[3]) [n, h], f [n].
+struct CNNForward {
+  std::vector<at::Tensor> z, a;
+  at::Tensor pooled, f;
+};
+CNNForward cnn_forward_layers(const CNNParams& p, const at::Tensor& x, const Activation& act);
+
+}  // namespace lf

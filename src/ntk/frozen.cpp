@@ -1,0 +1,124 @@
+// Frozen-kernel training (see frozen.h). Cost: O(n) per trial step, plus one [n, |B|] x [|B|]
+// product (2 n |B| flops) each time the unsatisfied set B changes; at the end one least-squares
+// solve (QR with pivoting, O(n^3)).
+#include "ntk/frozen.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <vector>
+#include <algorithm>
+
+#include "common/error.h"
+#include "experiment/config.h"
+
+namespace lf {
+
+FrozenOptions frozen_options(const RunConfig& cfg) {
+  require(cfg.loss == "hinge", "frozen-kernel training supports the hinge loss only");
+  FrozenOptions o;
+  o.alpha = cfg.alpha;
+  o.momentum.tau = cfg.tau;
+  o.control.dt = cfg.dt0;  // protocol section 4: dt starts at 1e-50 (full batch)
+  o.control.df_min = cfg.df_min;
+  o.control.df_max = cfg.df_max;
+  o.control.max_dt = cfg.max_dt;
+  o.max_steps = cfg.max_steps;
+  o.max_wall = cfg.max_wall;
+  return o;
+}
+
+nlohmann::json FrozenResult::to_json() const {
+  auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+  return {{"status", status}, {"steps", steps},          {"rejected", rejected}, {"t", t},
+          {"t2", num(t2)},    {"train_err", train_err},  {"test_err", num(test_err)}, {"wall_s", wall_s}};
+}
+
+FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in, const FrozenOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n = K_in.size(0);
+  require(K_in.dim() == 2 && K_in.size(1) == n && y_in.numel() == n, "frozen kernel: Theta must be [n, n] and y [n]");
+  at::Tensor K = K_in.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)).contiguous();
+  at::Tensor yt = y_in.to(K.options()).reshape({n}).contiguous();
+  const double* y = yt.data_ptr<double>();
+  const double alpha = opt.alpha;
+  StepControl ctl = opt.control;
+  FrozenResult r;
+  r.t2 = std::numeric_limits<double>::quiet_NaN();
+  r.test_err = std::numeric_limits<double>::quiet_NaN();
+  // The state lives in plain arrays: a step is O(n) scalar work. g = Theta[:, B] l'_B / |B|
+  // depends on u only through the set B (l'_mu = -y_mu / alpha on B), so it is recomputed
+  // (O(n |B|)) only when B changes: the same numbers as recomputing it every step.
+  std::vector<double> u(n, 0.0), v(n, 0.0), v_new(n), g(n, 0.0);
+  std::vector<char> inB(n, 0);
+  bool first = true;
+  double t = 0;
+  auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  while (true) {
+    // Protocol section 4: l'_mu = -y_mu [1 - alpha u_mu y_mu >= 0] / alpha; the loss is zero
+    // (stop) when every point has alpha u y >= 1.
+    bool changed = first, finite = true;
+    int64_t unsatisfied = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double margin = 1.0 - alpha * u[i] * y[i];
+      finite = finite && std::isfinite(u[i]);
+      unsatisfied += margin > 0;
+      const char b = margin >= 0;
+      changed = changed || b != inB[i];
+      inB[i] = b;
+    }
+    first = false;
+    if (!finite) { r.status = "diverged"; break; }
+    if (unsatisfied == 0) { r.status = "converged"; r.t2 = t; break; }
+    if (opt.max_steps > 0 && r.steps >= opt.max_steps) { r.status = "stopped"; break; }
+    if (opt.max_wall > 0 && (r.steps & 255) == 0 && wall() >= opt.max_wall) { r.status = "stopped"; break; }
+    if (changed) {
+      std::vector<int64_t> idx;
+      for (int64_t i = 0; i < n; ++i)
+        if (inB[i]) idx.push_back(i);
+      at::Tensor B = at::tensor(idx, at::kLong);
+      at::Tensor lp = -yt.index_select(0, B) / alpha;  // l'_B  [|B|]
+      at::Tensor gt = at::mv(K.index_select(1, B), lp).div_(double(idx.size())).contiguous();  // [n]
+      std::copy(gt.data_ptr<double>(), gt.data_ptr<double>() + n, g.begin());
+    }
+    while (true) {  // trial steps until one is accepted
+      const double dt = ctl.dt;
+      const double x = opt.momentum.decay(t, dt);  // tau = 0 gives x = 0: v = -g (gradient flow)
+      double vmax = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        v_new[i] = x * v[i] - (1.0 - x) * g[i];
+        vmax = std::max(vmax, std::fabs(v_new[i]));
+      }
+      const double df = alpha * dt * vmax;
+      if (ctl.judge(df) == StepControl::Verdict::Reject) {
+        ++r.rejected;
+        if (!(ctl.dt > 0) || !std::isfinite(df)) { r.status = "diverged"; break; }
+        continue;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        v[i] = v_new[i];
+        u[i] += dt * v[i];
+      }
+      t += dt;
+      ++r.steps;
+      break;
+    }
+    if (r.status == "diverged") break;
+  }
+  r.t = t;
+  r.u_train = at::tensor(u, K.options());
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n; ++i) wrong += alpha * u[i] * y[i] <= 0;
+  r.train_err = double(wrong) / double(n);
+  // Least squares Theta c = u (QR with column pivoting: Theta may be singular).
+  r.c = std::get<0>(at::linalg_lstsq(K, r.u_train.unsqueeze(1), c10::nullopt, std::string("gelsy"))).squeeze(1);
+  r.wall_s = wall();
+  return r;
+}
+
+double frozen_test_error(const at::Tensor& u_test, const at::Tensor& y_test) {
+  require(u_test.numel() == y_test.numel(), "frozen kernel: test predictions and labels differ in size");
+  return (u_test * y_test.to(u_test.scalar_type()) <= 0).to(at::kDouble).mean().item<double>();
+}
+
+}  // namespace lf

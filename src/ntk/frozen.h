@@ -1,0 +1,50 @@
+// Frozen-kernel (linearised) training (protocol section 4 "Frozen-kernel"): the network replaced
+// by its first-order expansion at w1, trained in function space on the training outputs
+// u = f - f(w1) (u starts at 0) with the NTK Theta of w1:
+//   l'_mu = -y_mu [1 - alpha u_mu y_mu >= 0] / alpha,   B = the unsatisfied points,
+//   g = Theta[:, B] l'_B / |B|,   the momentum rule of dynamics/momentum.h on (u, v),
+//   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules.
+// Test predictions: Theta_train,train c = u_train (least squares), u_test = Theta_test,train c.
+// Deliberately not: computing Theta (ntk/ntk.h), losses other than the hinge.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "dynamics/momentum.h"
+
+namespace lf {
+
+struct RunConfig;
+
+struct FrozenOptions {
+  double alpha = 1.0;
+  Momentum momentum;       // tau convention of momentum.h
+  StepControl control;     // dt0, df bounds, max_dt
+  int64_t max_steps = 0;   // 0 = none
+  double max_wall = 0.0;   // seconds, 0 = none
+};
+// alpha, tau, df_min/df_max, dt0, max_dt, budgets of a finalized config (hinge loss only).
+FrozenOptions frozen_options(const RunConfig& cfg);
+
+struct FrozenResult {
+  std::string status;          // "converged" | "stopped" | "diverged"
+  int64_t steps = 0, rejected = 0;
+  double t = 0, t2 = 0;        // t2: t at zero loss (NaN unless converged)
+  double train_err = 0;        // fraction with alpha u y <= 0
+  double test_err = 0;         // NaN without test points
+  at::Tensor u_train;          // [n]
+  at::Tensor c;                // [n]: Theta_train,train c = u_train (least squares)
+  double wall_s = 0;
+  nlohmann::json to_json() const;  // status, steps, rejected, t, t2, train_err, test_err, wall_s
+};
+
+// Runs the dynamics on K_train [n, n] with labels y_train [n] (+-1).
+FrozenResult frozen_kernel_train(const at::Tensor& K_train, const at::Tensor& y_train, const FrozenOptions& opt);
+
+// u_test = Theta_test,train c, and the test error of sign(u_test) against y_test.
+double frozen_test_error(const at::Tensor& u_test, const at::Tensor& y_test);
+
+}  // namespace lf

@@ -1,0 +1,75 @@
+// The empirical neural tangent kernel (protocol section 5):
+//   Theta(x, x') = grad_w f(w, x) . grad_w f(w, x')   over all parameters,
+// as Gram matrices on point sets, float64. A small set of verbs (as neural-tangents does), each
+// behind one name with two implementations:
+//  - Structured: exploits the layer structure. FC: a dense layer's per-sample weight gradient is
+//    the outer product Delta z^T / sqrt(fan_in), so its kernel is (Delta Delta^T) o (Z Z^T) / fan_in
+//    (elementwise), plus Delta Delta^T for its bias. Convolutions: per layer, either contract over
+//    positions or materialise per-sample weight gradients, whichever a FLOP estimate says is cheaper.
+//    Tiled over points (memory bounded), symmetric Grams compute only the lower tiles.
+//  - Jacobian: per-sample gradients through autograd, J J^T, for any model (reference, fallback).
+// Deliberately not here: statistics of kernels (ntk/stats.h), kernel training (ntk/frozen.h).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "models/activation.h"
+#include "models/cnn.h"
+#include "models/fc.h"
+
+namespace lf {
+
+enum class NtkMethod { Structured, Jacobian };
+NtkMethod ntk_method_from_name(const std::string& name);  // "structured" | "jacobian", else UsageError
+std::string ntk_method_name(NtkMethod m);
+
+// A network whose kernel we take: FC or CNN parameters and the activation.
+struct Net {
+  std::variant<FCParams, CNNParams> params;
+  Activation act;
+  static Net fc(FCParams p, Activation a) { return Net{std::move(p), a}; }
+  static Net cnn(CNNParams p, Activation a) { return Net{std::move(p), a}; }
+  bool is_fc() const { return std::holds_alternative<FCParams>(params); }
+  at::Tensor forward(const at::Tensor& x) const;  // reference forward, f [n]
+  std::vector<at::Tensor> flat() const;           // all parameters
+  int64_t num_params() const;
+};
+
+// A model for the Jacobian method: f(params, x) -> [n], differentiable by autograd.
+using ForwardFn = std::function<at::Tensor(const std::vector<at::Tensor>&, const at::Tensor&)>;
+
+struct NtkOptions {
+  NtkMethod method = NtkMethod::Structured;
+  int64_t tile = 0;                 // points per tile; 0 = automatic
+  double memory_budget = 1e9;       // bytes for temporaries beyond the features and the result
+  // Filled by the call: the floating-point operations the method performed (matrix products and
+  // the elementwise combination) and a one-line description of the plan chosen.
+  double* flops = nullptr;
+  std::string* plan = nullptr;
+};
+
+// Theta(x1, x2): [n1, n2].
+at::Tensor ntk(const Net& net, const at::Tensor& x1, const at::Tensor& x2, const NtkOptions& opt = {});
+// Theta(x, x): [n, n], symmetric (only half of it is computed).
+at::Tensor ntk(const Net& net, const at::Tensor& x, const NtkOptions& opt = {});
+
+// The three Grams of two point sets, computed as one symmetric Gram over their union.
+struct NtkBlocks {
+  at::Tensor aa;  // Theta(a, a)  [na, na]
+  at::Tensor ba;  // Theta(b, a)  [nb, na]
+  at::Tensor bb;  // Theta(b, b)  [nb, nb]
+};
+NtkBlocks ntk_blocks(const Net& net, const at::Tensor& a, const at::Tensor& b, const NtkOptions& opt = {});
+
+// The Jacobian method for any model: rows of per-sample gradients (flattened, in the order of
+// params), one autograd backward pass per point; cost O(n P) memory, n backward passes, then
+// 2 n1 n2 P flops for J1 J2^T. x2 undefined means x2 = x1.
+at::Tensor jacobian(const ForwardFn& f, const std::vector<at::Tensor>& params, const at::Tensor& x);
+at::Tensor ntk_jacobian(const ForwardFn& f, const std::vector<at::Tensor>& params, const at::Tensor& x1,
+                        const at::Tensor& x2, const NtkOptions& opt = {});
+
+}  // namespace lf

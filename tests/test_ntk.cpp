@@ -1,0 +1,205 @@
+// The empirical NTK: structured equals the autograd Jacobian reference (FC: softplus, relu,
+// biases, several L), the kernel predicts the first-order change of the outputs, symmetry and
+// positive semi-definiteness, tiling, statistics, frozen-kernel training, the .npy writer, and
+// the `lazyfeat ntk` / `bench ntk` command lines (bad input exits 2).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/npy.h"
+#include "ntk/frozen.h"
+#include "ntk/ntk.h"
+#include "ntk/stats.h"
+#include "testing.h"
+
+using namespace lf;
+
+namespace {
+
+auto f64 = at::TensorOptions().dtype(at::kDouble);
+
+// An FC network with non-zero biases (so that their contribution is tested too).
+Net make_fc(int64_t d, int64_t h, int64_t L, const std::string& act, uint64_t seed) {
+  FCParams p = fc_init(d, h, L, seed);
+  at::manual_seed(seed + 100);
+  for (auto& b : p.b) b.normal_();
+  return Net::fc(p, Activation::make(act));
+}
+
+double rel(const at::Tensor& a, const at::Tensor& b) { return (at::linalg_norm(a - b) / at::linalg_norm(b)).item<double>(); }
+
+}  // namespace
+
+TEST(NtkFC, StructuredEqualsJacobian) {
+  for (const std::string act : {"softplus", "relu", "tanh"}) {
+    for (int64_t L : {1, 2, 4}) {
+      Net net = make_fc(5, 7, L, act, uint64_t(L));
+      at::manual_seed(7);
+      at::Tensor x1 = at::randn({9, 5}, f64), x2 = at::randn({6, 5}, f64);
+      NtkOptions s, j;
+      j.method = NtkMethod::Jacobian;
+      at::Tensor S = ntk(net, x1, x2, s), J = ntk(net, x1, x2, j);
+      ASSERT_EQ(S.sizes(), (std::vector<int64_t>{9, 6}));
+      EXPECT_LT(rel(S, J), 1e-10) << act << " L=" << L;
+      at::Tensor Ss = ntk(net, x1, s), Js = ntk(net, x1, j);
+      EXPECT_LT(rel(Ss, Js), 1e-10) << act << " L=" << L << " symmetric";
+      EXPECT_GT(S.abs().max().item<double>(), 0.1);  // not trivially zero
+    }
+  }
+}
+
+TEST(NtkFC, TilesAndBlocksAgree) {
+  Net net = make_fc(10, 16, 3, "softplus", 3);
+  at::manual_seed(1);
+  at::Tensor a = at::randn({23, 10}, f64), b = at::randn({17, 10}, f64);
+  NtkOptions big, small;
+  small.tile = 4;  // many tiles, ragged edges
+  EXPECT_LT(rel(ntk(net, a, b, small), ntk(net, a, b, big)), 1e-13);
+  EXPECT_LT(rel(ntk(net, a, small), ntk(net, a, big)), 1e-13);
+  NtkBlocks blk = ntk_blocks(net, a, b, small);
+  EXPECT_LT(rel(blk.aa, ntk(net, a, big)), 1e-13);
+  EXPECT_LT(rel(blk.ba, ntk(net, b, a, big)), 1e-13);
+  EXPECT_LT(rel(blk.bb, ntk(net, b, big)), 1e-13);
+}
+
+TEST(NtkFC, SymmetricPositiveSemidefinite) {
+  Net net = make_fc(10, 32, 3, "relu", 5);
+  at::manual_seed(2);
+  at::Tensor x = at::randn({60, 10}, f64);
+  NtkOptions o;
+  o.tile = 16;
+  at::Tensor K = ntk(net, x, o);
+  EXPECT_TRUE(at::equal(K, K.t()));
+  at::Tensor ev = at::linalg_eigvalsh(K);
+  EXPECT_GT(ev.min().item<double>(), -1e-10 * ev.max().item<double>());
+  EXPECT_GT(ev.max().item<double>(), 1.0);
+}
+
+// f(w + eps grad_w f(x')) - f(w) = eps Theta(x, x') + O(eps^2).
+TEST(NtkFC, PredictsFirstOrderChange) {
+  Net net = make_fc(6, 12, 3, "softplus", 9);
+  at::manual_seed(3);
+  at::Tensor x = at::randn({8, 6}, f64), xp = at::randn({1, 6}, f64);
+  at::Tensor K = ntk(net, x, xp);  // [8, 1]
+  at::Tensor g = jacobian([&](const std::vector<at::Tensor>& ps, const at::Tensor& z) {
+    FCParams p;
+    for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
+    return fc_forward_reference(p, z, net.act);
+  }, net.flat(), xp)[0];
+  const double eps = 1e-6;
+  FCParams moved = std::get<FCParams>(net.params).clone();
+  int64_t off = 0;
+  auto step = [&](at::Tensor& t) { t.add_(eps * g.narrow(0, off, t.numel()).view(t.sizes())); off += t.numel(); };
+  for (size_t l = 0; l < moved.W.size(); ++l) { step(moved.W[l]); step(moved.b[l]); }
+  at::Tensor df = fc_forward_reference(moved, x, net.act) - net.forward(x);
+  EXPECT_LT(rel(df / eps, K.squeeze(1)), 1e-5);
+}
+
+TEST(NtkStats, KnownMatrix) {
+  at::Tensor K = at::diag(at::tensor({3.0, 2.0, 1.0}, f64));
+  auto s = kernel_stats(K, at::tensor({1.0, 1.0, 0.0}, f64));
+  EXPECT_DOUBLE_EQ(s["trace"].get<double>(), 6.0);
+  EXPECT_NEAR(s["frobenius"].get<double>(), std::sqrt(14.0), 1e-14);
+  EXPECT_NEAR(s["mean"].get<double>(), 6.0 / 9.0, 1e-14);
+  EXPECT_NEAR(s["top_eigenvalues"][0].get<double>(), 3.0, 1e-12);
+  EXPECT_NEAR(s["top_eigenvalues"][2].get<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(s["label_projection"][0].get<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(s["label_projection"][2].get<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(kernel_change(2 * K, K), 1.0, 1e-14);
+  EXPECT_THROW(kernel_change(K, at::eye(2, f64)), UsageError);
+}
+
+TEST(Frozen, FitsTinyProblemAndPredictsThroughTheKernel) {
+  Net net = make_fc(5, 32, 2, "softplus", 4);
+  at::manual_seed(4);
+  at::Tensor xtr = at::randn({30, 5}, f64), xte = at::randn({12, 5}, f64);
+  at::Tensor ytr = at::where(xtr.select(1, 0) * xtr.select(1, 1) > 0, 1.0, -1.0).to(at::kDouble);
+  NtkBlocks K = ntk_blocks(net, xtr, xte);
+  for (double tau : {-1000.0, 0.0}) {  // momentum t/mu, and gradient flow
+    FrozenOptions o;
+    o.alpha = 0.5;
+    o.momentum.tau = tau;
+    FrozenResult r = frozen_kernel_train(K.aa, ytr, o);
+    ASSERT_EQ(r.status, "converged") << tau;
+    EXPECT_GT(r.steps, 10);
+    EXPECT_GT(r.t2, 0.0);
+    EXPECT_EQ(r.train_err, 0.0);
+    EXPECT_GE((o.alpha * r.u_train * ytr).min().item<double>(), 1.0);  // every point satisfied
+    // Theta c = u on the training set, so predictions through the kernel reproduce u there.
+    EXPECT_LT(rel(at::mv(K.aa, r.c), r.u_train), 1e-8);
+    at::Tensor u_test = at::mv(K.ba, r.c);
+    double err = frozen_test_error(u_test, at::ones({12}, f64));
+    EXPECT_NEAR(err, (u_test <= 0).to(at::kDouble).mean().item<double>(), 0);
+  }
+  // A step budget stops it.
+  FrozenOptions o;
+  o.max_steps = 5;
+  FrozenResult r = frozen_kernel_train(K.aa, ytr, o);
+  EXPECT_EQ(r.status, "stopped");
+  EXPECT_EQ(r.steps, 5);
+  EXPECT_TRUE(r.to_json()["t2"].is_null());
+}
+
+TEST(Npy, RoundTrip) {
+  lft::TempDir dir;
+  at::manual_seed(5);
+  std::vector<at::Tensor> ts = {at::randn({7, 5}, f64), at::randn({11}, at::kFloat),
+                                at::arange(24, at::kLong).view({2, 3, 4}), at::randn({3, 4}, f64).t()};
+  for (size_t i = 0; i < ts.size(); ++i) {
+    std::string path = dir.file("t" + std::to_string(i) + ".npy");
+    write_npy(path, ts[i]);
+    at::Tensor back = read_npy(path);
+    EXPECT_EQ(back.sizes(), ts[i].sizes());
+    EXPECT_TRUE(at::equal(back, ts[i])) << i;
+    std::ifstream f(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(all.substr(1, 5), "NUMPY");
+    size_t header_end = all.find('\n') + 1;
+    EXPECT_EQ(header_end % 64, 0u);  // data aligned, as numpy writes it
+    EXPECT_EQ(all.size() - header_end, size_t(ts[i].numel() * ts[i].element_size()));
+  }
+  EXPECT_NE(std::string::npos, std::string("{'descr': '<f8', 'fortran_order': False, 'shape': (11,), }").find("(11,)"));
+  { std::ofstream(dir.file("bad.npy")) << "not numpy"; }
+  EXPECT_THROW(read_npy(dir.file("bad.npy")), UsageError);
+  EXPECT_THROW(read_npy(dir.file("missing.npy")), UsageError);
+}
+
+TEST(NtkCli, BadInputExitsTwo) {
+  struct Case { std::vector<std::string> args; std::string msg; };
+  std::vector<Case> cases = {
+      {{"ntk", "--points", "10", "--method", "magic"}, "unknown NTK method"},
+      {{"ntk", "--points", "0"}, "--points"},
+      {{"ntk", "--points", "100", "--pte", "50", "--ptr", "50"}, "--points"},
+      {{"ntk", "--points", "10", "--arch", "wrn"}, "wrn"},
+      {{"ntk", "--points", "abc"}, "--points"},
+      {{"ntk", "stray"}, "stray"},
+      {{"bench", "ntk", "--h", "0"}, "--h"},
+  };
+  for (const auto& c : cases) {
+    auto r = lft::run_cli(c.args);
+    EXPECT_EQ(r.status, 2) << c.args.back() << ": " << r.err;
+    EXPECT_NE(r.err.find(c.msg), std::string::npos) << r.err;
+  }
+  auto help = lft::run_cli({"ntk", "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("--method"), std::string::npos);
+}
+
+TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
+  if (!lft::have_mnist()) GTEST_SKIP() << "MNIST files absent";
+  lft::TempDir dir;
+  const std::string out = dir.file("k.npy");
+  // One run (each loads the data pool); structured = jacobian is tested in-library above.
+  std::vector<std::string> base = {"ntk", "--ptr", "20", "--pte", "40", "--points", "30", "--h", "20", "--L", "3", "--json"};
+  auto s = lft::run_cli([&] { auto a = base; a.insert(a.end(), {"--out", out}); return a; }());
+  ASSERT_EQ(s.status, 0) << s.err;
+  auto js = nlohmann::json::parse(lft::last_line(s.out));
+  EXPECT_EQ(js["n"], 30);
+  EXPECT_EQ(js["method"], "structured");
+  at::Tensor K = read_npy(out);
+  ASSERT_EQ(K.sizes(), (std::vector<int64_t>{30, 30}));
+  EXPECT_NEAR(js["frobenius"].get<double>(), at::linalg_norm(K).item<double>(), 1e-9 * js["frobenius"].get<double>());
+  EXPECT_NEAR(js["trace"].get<double>(), K.trace().item<double>(), 1e-9 * js["trace"].get<double>());
+}
