@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "experiment/config.h"
+#include "models/fc.h"
 
 namespace lf {
 
@@ -51,7 +52,9 @@ struct RunResult {
   std::vector<Checkpoint> checkpoints;  // those emitted by this process (after a resume: the new ones)
   at::Tensor test_f_delta;   // [pte] f - f0 on the test set at the end (float64, CPU)
   at::Tensor test_f0;        // [pte] f0 on the test set
-  std::vector<double> zdot;  // per-layer |dz/dt| at t = 0 (with --zdot)
+  std::vector<double> zdot;  // per-layer |dz/dt| at t = 0 (with --zdot): preactivations 1..L, then f
+  int64_t unsatisfied = 0;   // training points with alpha F y < 1 at the end
+  std::string trainer;       // "fused" (CPU float64 FC kernels) or "reference" (plain LibTorch ops)
   nlohmann::json kernel;     // kernel statistics and frozen-kernel runs (ntk/measure.h), or null
 
   // The summary of `lazyfeat train --json` (cli-contract.md): status, steps, t, t1, t2,
@@ -67,10 +70,19 @@ struct TrainHooks {
   std::string resume_state;                                 // non-empty: continue from this state
   std::function<bool()> should_stop;                        // polled; true ends the run as "stopped"
   bool progress = true;                                     // progress on stderr
+  bool reference = false;  // use the plain LibTorch trainer even where the fused one applies
 };
 
 // Trains the run of a finalized config on its dataset. Never throws for a diverging run
 // (status "diverged"); throws UsageError for an unusable config (e.g. an arch not built yet).
 RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks& hooks = {});
+
+// The checks train_run makes on the config alone (arch, temperature, non-finite numbers,
+// device): UsageError naming the problem. Cheap; call it before loading data.
+void validate_train_config(const RunConfig& cfg);
+
+// The weights stored in a resumable state (TrainHooks::on_state), as CPU float64 FCParams.
+// Throws UsageError for bytes that are not such a state.
+FCParams fc_params_from_state(const std::string& state);
 
 }  // namespace lf

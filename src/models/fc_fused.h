@@ -1,0 +1,71 @@
+// The fused CPU float64 training kernels of the fully connected network (models/fc.h):
+// a forward pass that keeps what the backward needs (z_l and phi'(pre_l), one exp + one log1p
+// per element for softplus, SIMD through SLEEF when the CPU has AVX2+FMA), and a hand-written
+// backward that runs on a subset of the points only (protocol section 7: with the hinge loss
+// the satisfied points have exactly zero gradient). All buffers are allocated once.
+// Deliberately not: autograd, other dtypes or devices (the reference trainer covers those),
+// the loss (experiment/), parameter updates (dynamics/).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "models/activation.h"
+#include "models/fc.h"
+
+namespace lf {
+
+// Layout of all parameters in one flat vector, in FCParams::flat() order
+// (W_0 [h, d], b_0 [h], W_1 [h, h], b_1, ..., W_L [1, h], b_L [1]).
+struct FCLayout {
+  int64_t d = 0, h = 0, L = 0;
+  std::vector<int64_t> w_offset, b_offset;  // L+1 each
+  int64_t size = 0;                         // total number of parameters
+  FCLayout() = default;
+  FCLayout(int64_t d, int64_t h, int64_t L);
+  int64_t fan_out(int64_t l) const { return l == L ? 1 : h; }
+  int64_t fan_in(int64_t l) const { return l == 0 ? d : h; }
+  // FCParams whose tensors are views into flat [size] (any dtype/device).
+  FCParams views(const at::Tensor& flat) const;
+  // A flat [size] copy of p.
+  at::Tensor flatten(const FCParams& p) const;
+};
+
+// Elementwise kernels, exposed for tests: z <- phi(z) in place over n values; when dphi is not
+// null it receives phi'(z) (computed from the same exp as phi for softplus).
+void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n);
+// True when the SIMD (AVX2 + FMA + SLEEF) softplus path is in use on this CPU.
+bool fused_simd_available();
+
+class FCFused {
+ public:
+  // Buffers for up to n points of a network with this layout.
+  FCFused(const Activation& act, const FCLayout& layout, int64_t n);
+
+  // f [n] (contiguous float64) = f(w, x) for x [n, d]; keeps z_l and phi'(pre_l) of these
+  // points for backward(). n must equal the size given at construction.
+  void forward(const FCParams& p, const at::Tensor& x, at::Tensor& f);
+
+  // grad <- sum_{k < m} c[k] * d f(w, x_{rows[k]}) / dw, at the weights and points of the last
+  // forward(); grad has the layout's shapes (e.g. FCLayout::views of a flat buffer). Points not
+  // listed contribute nothing (their c is zero). m = 0 gives a zero gradient.
+  void backward(const FCParams& p, const at::Tensor& x, const int64_t* rows, const double* c, int64_t m,
+                FCParams& grad);
+
+  // f(w, x) for any number of points, in chunks, keeping nothing (test sets): [N] float64.
+  at::Tensor evaluate(const FCParams& p, const at::Tensor& x);
+
+ private:
+  Activation act_;
+  FCLayout lay_;
+  int64_t n_;
+  std::vector<at::Tensor> z_, dphi_;        // [n, h] each, l = 1..L (index l-1)
+  std::vector<at::Tensor> zs_, dphis_;      // gathered rows for the backward, [n, h]
+  at::Tensor xs_;                           // gathered inputs [n, d]
+  at::Tensor delta_, delta2_;               // [n, h] gradients w.r.t. preactivations
+  at::Tensor cbuf_;                         // [n] the weights c of the gathered rows
+  at::Tensor eval_a_, eval_b_;              // [chunk, h] ping-pong buffers of evaluate()
+};
+
+}  // namespace lf

@@ -1,0 +1,249 @@
+// One run (experiment/train.h): convergence, determinism, exact resume, divergence, the
+// losses, the CLI's bad-input exits. Synthetic data in-process; MNIST through the CLI.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <cmath>
+#include <fstream>
+
+#include "common/error.h"
+#include "data/dataset.h"
+#include "experiment/config.h"
+#include "experiment/loss.h"
+#include "experiment/train.h"
+#include "testing.h"
+
+using namespace lf;
+
+namespace {
+
+const auto kD = at::TensorOptions().dtype(at::kDouble);
+
+Dataset synthetic(int64_t n, int64_t pte, uint64_t seed = 3) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Dataset d;
+  d.name = "synthetic";
+  at::Tensor x = at::randn({n + pte, 10}, gen, kD);
+  at::Tensor s = x.select(1, 0) * x.select(1, 1) + 0.3 * x.select(1, 2);
+  at::Tensor y = at::where(s > 0, at::ones_like(s), -at::ones_like(s));
+  d.x_train = x.narrow(0, 0, n).contiguous();
+  d.y_train = y.narrow(0, 0, n).contiguous();
+  d.x_test = x.narrow(0, n, pte).contiguous();
+  d.y_test = y.narrow(0, n, pte).contiguous();
+  return d;
+}
+
+// A small fast run: a wider df band and a larger first step than the protocol's.
+RunConfig small_config() {
+  RunConfig c;
+  c.h = 16;
+  c.L = 2;
+  c.ptr = 60;
+  c.pte = 100;
+  c.dt0 = 1e-2;
+  c.df_min = 1e-2;
+  c.df_max = 1e-1;
+  finalize(c);
+  return c;
+}
+
+TrainHooks quiet() {
+  TrainHooks h;
+  h.progress = false;
+  return h;
+}
+
+nlohmann::json numbers(const RunResult& r) {
+  nlohmann::json j = r.summary();
+  j.erase("wall_s");
+  j.erase("steps_per_s");
+  return j;
+}
+
+}  // namespace
+
+TEST(Loss, ValuesSlopesAndFiniteDifferences) {
+  Loss hinge = Loss::make("hinge"), soft = Loss::make("softhinge"), q = Loss::make("qhinge");
+  EXPECT_EQ(hinge.value(0.0), 1.0);  // alpha^2 L = 1 at t = 0
+  EXPECT_EQ(hinge.value(1.0), 0.0);
+  EXPECT_EQ(hinge.slope(1.0), 0.0);  // satisfied points: exactly zero gradient
+  EXPECT_EQ(hinge.slope(0.999), -1.0);
+  EXPECT_EQ(q.value(0.0), 0.5);
+  EXPECT_NEAR(soft.value(1.0), std::log(2.0) / 20.0, 1e-15);
+  for (const Loss& l : {hinge, soft, q})
+    for (double m : {-1.3, 0.2, 0.77, 1.4}) {
+      double e = 1e-6, fd = (l.value(m + e) - l.value(m - e)) / (2 * e);
+      EXPECT_NEAR(l.slope(m), fd, 1e-7) << m;
+    }
+  EXPECT_THROW(Loss::make("mse"), UsageError);
+}
+
+TEST(Train, ConvergesWithT1BeforeT2) {
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  RunResult r = train_run(c, d, quiet());
+  EXPECT_EQ(r.status, "converged") << r.summary().dump();
+  EXPECT_EQ(r.trainer, "fused");
+  EXPECT_EQ(r.train_loss, 0.0);
+  EXPECT_EQ(r.train_err, 0.0);
+  EXPECT_EQ(r.unsatisfied, 0);
+  EXPECT_LT(r.t1, r.t2);
+  EXPECT_EQ(r.t2, r.t);
+  ASSERT_GE(r.checkpoints.size(), 2u);
+  const Checkpoint& c0 = r.checkpoints.front();
+  EXPECT_EQ(c0.step, 0);
+  EXPECT_EQ(c0.train_loss, 1.0);  // hinge: alpha^2 L = 1 at t = 0
+  EXPECT_EQ(c0.train_err, 1.0);   // F = 0: every F y <= 0
+  EXPECT_EQ(c0.unsatisfied, 60);
+  EXPECT_EQ(c0.weight_change, 0.0);
+  EXPECT_EQ(c0.layer_change.size(), 3u);
+  EXPECT_EQ(r.checkpoints.back().step, r.steps);
+  EXPECT_GT(r.weight_change, 0.0);
+  EXPECT_EQ(r.test_f_delta.numel(), 100);
+  EXPECT_EQ(r.test_f0.numel(), 100);
+  // The final test error is that of sign(f - f0) on the test set.
+  at::Tensor wrong = (r.test_f_delta * d.y_test <= 0).to(at::kDouble);
+  EXPECT_DOUBLE_EQ(r.test_err, wrong.mean().item<double>());
+  EXPECT_NEAR(r.output_norm, r.test_f_delta.pow(2).mean().sqrt().item<double>(), 1e-15);
+}
+
+TEST(Train, SameSeedsSameNumbers) {
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  c.max_steps = 300;
+  RunResult a = train_run(c, d, quiet()), b = train_run(c, d, quiet());
+  EXPECT_EQ(numbers(a).dump(), numbers(b).dump());
+  EXPECT_TRUE(at::equal(a.test_f_delta, b.test_f_delta));
+  c.seed_init = 1;
+  RunResult e = train_run(c, d, quiet());
+  EXPECT_NE(numbers(a).dump(), numbers(e).dump());
+}
+
+TEST(Train, FusedAndReferenceAgree) {
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  c.max_steps = 40;
+  TrainHooks h = quiet();
+  RunResult a = train_run(c, d, h);
+  h.reference = true;
+  RunResult b = train_run(c, d, h);
+  EXPECT_EQ(b.trainer, "reference");
+  EXPECT_EQ(a.steps, b.steps);
+  EXPECT_NEAR(a.t, b.t, 1e-9 * a.t);
+  EXPECT_NEAR(a.train_loss, b.train_loss, 1e-9);
+  EXPECT_LT((a.test_f_delta - b.test_f_delta).abs().max().item<double>(), 1e-9);
+}
+
+TEST(Train, ResumeEqualsUninterrupted) {
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  c.max_steps = 400;
+  std::string end_full, mid, end_resumed;
+  TrainHooks h = quiet();
+  h.on_state = [&](const std::string& s) { end_full = s; };
+  RunResult full = train_run(c, d, h);
+  ASSERT_EQ(full.status, "stopped");
+
+  RunConfig c1 = c;
+  c1.max_steps = 150;
+  h.on_state = [&](const std::string& s) { mid = s; };
+  RunResult first = train_run(c1, d, h);
+  ASSERT_EQ(first.steps, 150);
+
+  h.on_state = [&](const std::string& s) { end_resumed = s; };
+  h.resume_state = mid;
+  RunResult second = train_run(c, d, h);
+  EXPECT_EQ(numbers(full).dump(), numbers(second).dump());
+  EXPECT_TRUE(at::equal(full.test_f_delta, second.test_f_delta));
+  // Identical weights, and the checkpoints after the interruption are the same.
+  FCParams pa = fc_params_from_state(end_full), pb = fc_params_from_state(end_resumed);
+  for (size_t i = 0; i < pa.W.size(); ++i) {
+    EXPECT_TRUE(at::equal(pa.W[i], pb.W[i]));
+    EXPECT_TRUE(at::equal(pa.b[i], pb.b[i]));
+  }
+  std::vector<nlohmann::json> tail_full, tail_res;
+  for (auto& k : full.checkpoints)
+    if (k.step > 150) { auto j = k.to_json(); j.erase("wall_s"); tail_full.push_back(j); }
+  for (auto& k : second.checkpoints)
+    if (k.step > 150) { auto j = k.to_json(); j.erase("wall_s"); tail_res.push_back(j); }
+  EXPECT_EQ(nlohmann::json(tail_full).dump(), nlohmann::json(tail_res).dump());
+  EXPECT_FALSE(tail_full.empty());
+  // A state of another configuration is refused.
+  RunConfig other = c;
+  other.seed_init = 9;
+  EXPECT_THROW(train_run(other, d, h), UsageError);
+  EXPECT_THROW(fc_params_from_state("garbage"), UsageError);
+}
+
+TEST(Train, DivergingRunEndsDiverged) {
+  // alpha so small that dL/df = l'/(alpha n) overflows: every trial step gives NaN outputs,
+  // dt shrinks to 0 and the run reports "diverged" instead of looping or crashing.
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  c.alpha = 1e-310;
+  RunResult r = train_run(c, d, quiet());
+  EXPECT_EQ(r.status, "diverged");
+  EXPECT_EQ(r.steps, 0);
+  EXPECT_GT(r.rejected, 0);
+  EXPECT_TRUE(r.summary().dump().find("\"status\":\"diverged\"") != std::string::npos);
+}
+
+TEST(Train, ZdotAndOtherLosses) {
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  c.zdot = true;
+  c.max_steps = 5;
+  RunResult r = train_run(c, d, quiet());
+  ASSERT_EQ(r.zdot.size(), 3u);  // pre_1, pre_2, f
+  for (double z : r.zdot) EXPECT_GT(z, 0.0);
+  for (const char* loss : {"softhinge", "qhinge"}) {
+    RunConfig q = small_config();
+    q.loss = loss;
+    q.max_steps = 30;
+    RunResult rq = train_run(q, d, quiet());
+    EXPECT_EQ(rq.status, "stopped") << loss;
+    EXPECT_LT(rq.train_loss, rq.checkpoints.front().train_loss) << loss;
+  }
+}
+
+TEST(Train, UnsupportedConfigsAreUsageErrors) {
+  Dataset d = synthetic(60, 100);
+  RunConfig c = small_config();
+  c.temperature = 3e-4;
+  EXPECT_THROW(train_run(c, d, quiet()), UsageError);
+  c = small_config();
+  c.dt0 = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(train_run(c, d, quiet()), UsageError);
+}
+
+TEST(TrainCli, BadInputExit2) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"train", "--alpha", "0"}, {"train", "--h", "0"}, {"train", "--L", "0"},
+        {"train", "--act", "gelu"}, {"train", "--loss", "mse"}, {"train", "--dt0", "inf"},
+        {"train", "--df-max", "nan"}, {"train", "--temperature", "3e-4"}, {"train", "--resume"},
+        {"train", "extra"}}) {
+    auto r = lft::run_cli(args);
+    EXPECT_EQ(r.status, 2) << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
+  }
+}
+
+TEST(TrainCli, MnistPtr200Converges) {
+  if (!lft::have_mnist()) GTEST_SKIP() << "no MNIST files";
+  lft::TempDir tmp;
+  auto r = lft::run_cli({"train", "--ptr", "200", "--pte", "1000", "--h", "32", "--L", "3", "--dt0", "1e-2",
+                         "--df-min", "1e-2", "--df-max", "1e-1", "--json", "--quiet", "--out", tmp.file("run.json")});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(lft::last_line(r.out));
+  EXPECT_EQ(j["status"], "converged");
+  EXPECT_LT(j["t1"].get<double>(), j["t2"].get<double>());
+  EXPECT_EQ(j["train_loss"].get<double>(), 0.0);
+  EXPECT_GT(j["test_err"].get<double>(), 0.05);
+  EXPECT_LT(j["test_err"].get<double>(), 0.35);
+  for (const char* k : {"steps", "t", "weight_change", "output_norm", "wall_s", "steps_per_s"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  std::ifstream in(tmp.file("run.json"));
+  auto all = nlohmann::json::parse(in);
+  EXPECT_EQ(all["test_f_delta"].size(), 1000u);
+  EXPECT_EQ(all["checkpoints"][0]["step"], 0);
+}
