@@ -1,0 +1,243 @@
+// Sweeps under `mpirun -np K lazyfeat sweep ...` (sweep.h, run_sweep_mpi): rank 0 owns the
+// study database, claims runs and hands them out one at a time; ranks 1..K-1 train and send
+// back checkpoints, states and results as CBOR-encoded JSON messages; rank 0 writes them.
+// MPI is detected at run time (OMPI_COMM_WORLD_SIZE / PMI_SIZE), so one binary serves both.
+// Deliberately not: a scheduler (runs are claimed in grid order), shared-filesystem writes.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "common/error.h"
+#include "store/store.h"
+#include "sweep/runner.h"
+#include "sweep/sweep.h"
+
+#ifdef LAZYFEAT_WITH_MPI
+#include <mpi.h>
+#endif
+
+namespace lf {
+
+bool mpi_launched() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(var); v && std::atoi(v) > 1) return true;
+  }
+  return false;
+}
+
+#ifndef LAZYFEAT_WITH_MPI
+
+SweepCounts run_sweep_mpi(const std::vector<RunConfig>&, const SweepOptions&, bool&) {
+  throw UsageError("this lazyfeat was built without MPI; run the sweep without mpirun (--jobs N)");
+}
+
+#else
+
+namespace {
+
+using json = nlohmann::json;
+constexpr int kTagUp = 1, kTagDown = 2;  // worker -> root, root -> worker
+
+void send(int dest, int tag, const json& m) {
+  std::vector<uint8_t> bytes = json::to_cbor(m);
+  MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD);
+}
+
+json recv(int source, int tag, int* from = nullptr) {
+  MPI_Status st;
+  MPI_Probe(source, tag, MPI_COMM_WORLD, &st);
+  int n = 0;
+  MPI_Get_count(&st, MPI_BYTE, &n);
+  std::vector<uint8_t> bytes(n);
+  MPI_Recv(bytes.data(), n, MPI_BYTE, st.MPI_SOURCE, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  if (from) *from = st.MPI_SOURCE;
+  return json::from_cbor(bytes);
+}
+
+json binary(const at::Tensor& t, at::ScalarType type) {
+  std::vector<uint8_t> b;
+  if (t.defined()) {
+    at::Tensor c = t.detach().to(at::kCPU).to(type).contiguous().reshape({-1});
+    const auto* p = static_cast<const uint8_t*>(c.data_ptr());
+    b.assign(p, p + c.numel() * c.element_size());
+  }
+  return json::binary(std::move(b));
+}
+
+at::Tensor tensor(const json& j, at::ScalarType type) {
+  const auto& b = j.get_binary();
+  int64_t n = static_cast<int64_t>(b.size()) / at::elementSize(type);
+  at::Tensor t = at::empty({n}, at::TensorOptions().dtype(type));
+  if (n) std::memcpy(t.data_ptr(), b.data(), n * at::elementSize(type));
+  return t;
+}
+
+json checkpoint_json(const Checkpoint& c) {
+  return {{"step", c.step}, {"t", c.t}, {"dt", c.dt}, {"train_loss", c.train_loss},
+          {"train_err", c.train_err}, {"test_err", c.test_err}, {"unsatisfied", c.unsatisfied},
+          {"weight_change", c.weight_change}, {"w0_norm", c.w0_norm}, {"layer_change", c.layer_change},
+          {"output_norm", c.output_norm}, {"f_norm", c.f_norm}, {"wall_s", c.wall_s}};
+}
+
+// NaN travels as null in JSON/CBOR.
+double num(const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : kNaN; }
+
+Checkpoint checkpoint_from(const json& j) {
+  Checkpoint c;
+  c.step = j.value("step", int64_t{0});
+  c.t = num(j, "t");
+  c.dt = num(j, "dt");
+  c.train_loss = num(j, "train_loss");
+  c.train_err = num(j, "train_err");
+  c.test_err = num(j, "test_err");
+  c.unsatisfied = j.value("unsatisfied", int64_t{0});
+  c.weight_change = num(j, "weight_change");
+  c.w0_norm = num(j, "w0_norm");
+  for (const auto& v : j["layer_change"]) c.layer_change.push_back(v.is_number() ? v.get<double>() : kNaN);
+  c.output_norm = num(j, "output_norm");
+  c.f_norm = num(j, "f_norm");
+  c.wall_s = num(j, "wall_s");
+  return c;
+}
+
+void worker(const SweepOptions& opts) {
+  for (;;) {
+    send(0, kTagUp, {{"type", "ready"}});
+    json m = recv(0, kTagDown);
+    if (m["type"] == "quit") return;
+    int64_t id = m["id"];
+    try {
+      RunConfig cfg = config_from_json(m["config"]);
+      if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
+      TrainHooks hooks;
+      hooks.state_every_s = opts.state_every_s;
+      hooks.should_stop = [] { return g_stop_requested.load(); };
+      hooks.progress = false;
+      if (m["state"].is_binary()) {
+        const auto& b = m["state"].get_binary();
+        hooks.resume_state.assign(b.begin(), b.end());
+      }
+      ExecutedRun ex = execute_run(
+          cfg, hooks,
+          [&](const Checkpoint& c) { send(0, kTagUp, {{"type", "checkpoint"}, {"id", id}, {"c", checkpoint_json(c)}}); },
+          [&](int64_t step, double t, const std::string& blob) {
+            send(0, kTagUp, {{"type", "state"}, {"id", id}, {"step", step}, {"t", t},
+                             {"blob", json::binary(std::vector<uint8_t>(blob.begin(), blob.end()))}});
+          });
+      const RunResult& r = ex.result;
+      send(0, kTagUp, {{"type", ex.interrupted ? "interrupted" : "result"}, {"id", id},
+                       {"status", r.status}, {"message", r.message}, {"summary", r.summary()},
+                       {"kernel", r.kernel}, {"f_delta", binary(r.test_f_delta, at::kDouble)},
+                       {"f0", binary(r.test_f0, at::kDouble)}, {"y", binary(ex.y_test, at::kChar)}});
+    } catch (const std::exception& e) {
+      send(0, kTagUp, {{"type", "failed"}, {"id", id}, {"error", e.what()}});
+    }
+  }
+}
+
+SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, int size) {
+  SweepCounts counts;
+  std::vector<int64_t> ids = plan_sweep(grid, opts, counts);
+  if (opts.progress)
+    std::cerr << "sweep: " << counts.total << " configs in " << opts.db << " (" << counts.planned
+              << " newly planned), " << size - 1 << " MPI worker ranks\n";
+  Store store(opts.db);
+  std::map<int, int64_t> in_flight;  // rank -> run id
+  int active = size - 1;
+  auto last_beat = std::chrono::steady_clock::now();
+  while (active > 0) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, kTagUp, MPI_COMM_WORLD, &flag, &st);
+    if (!flag) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (std::chrono::steady_clock::now() - last_beat > std::chrono::seconds(30)) {
+        for (auto [rank, id] : in_flight) store.heartbeat(id);
+        last_beat = std::chrono::steady_clock::now();
+      }
+      continue;
+    }
+    int from = 0;
+    json m = recv(st.MPI_SOURCE, kTagUp, &from);
+    std::string type = m["type"];
+    if (type == "ready") {
+      std::optional<int64_t> id;
+      if (!g_stop_requested.load()) id = store.claim_next(ids, opts.stale_s, opts.retry_failed);
+      if (!id) {
+        send(from, kTagDown, {{"type", "quit"}});
+        --active;
+        continue;
+      }
+      RunRow row = store.run(*id);
+      json msg = {{"type", "run"}, {"id", *id}, {"config", row.config}, {"state", nullptr}};
+      if (auto s = store.load_state(*id)) {
+        msg["state"] = json::binary(std::vector<uint8_t>(s->blob.begin(), s->blob.end()));
+        store.drop_checkpoints_after(*id, schedule_floor(s->step));
+      } else {
+        store.drop_checkpoints_after(*id, -1);
+      }
+      in_flight[from] = *id;
+      if (opts.progress) std::cerr << "sweep: rank " << from << " starts run " << *id << "\n";
+      send(from, kTagDown, msg);
+    } else if (type == "checkpoint") {
+      store.add_checkpoint(m["id"], checkpoint_from(m["c"]));
+    } else if (type == "state") {
+      const auto& b = m["blob"].get_binary();
+      store.save_state(m["id"], m["step"], num(m, "t"), std::string(b.begin(), b.end()));
+    } else if (type == "result") {
+      int64_t id = m["id"];
+      store.finish(id, m["status"], m["message"], m["summary"], tensor(m["f_delta"], at::kDouble),
+                   tensor(m["f0"], at::kDouble), tensor(m["y"], at::kChar), m["kernel"]);
+      ++counts.done;
+      in_flight.erase(from);
+      if (opts.progress)
+        std::cerr << "sweep: rank " << from << " " << m["status"].get<std::string>() << " run " << id
+                  << "  test_err " << m["summary"].value("test_err", json()).dump() << "\n";
+    } else if (type == "interrupted") {
+      store.release(m["id"]);
+      ++counts.interrupted;
+      in_flight.erase(from);
+    } else if (type == "failed") {
+      store.fail(m["id"], m["error"]);
+      ++counts.failed;
+      in_flight.erase(from);
+      std::cerr << "sweep: rank " << from << " failed run " << m["id"] << ": "
+                << m["error"].get<std::string>() << "\n";
+    }
+  }
+  counts.skipped = counts.total - counts.done - counts.failed - counts.interrupted;
+  return counts;
+}
+
+}  // namespace
+
+SweepCounts run_sweep_mpi(const std::vector<RunConfig>& grid, const SweepOptions& opts, bool& is_root) {
+  int inited = 0;
+  MPI_Initialized(&inited);
+  if (!inited) MPI_Init(nullptr, nullptr);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  is_root = rank == 0;
+  SweepCounts counts;
+  try {
+    if (size < 2) throw UsageError("an MPI sweep needs at least 2 ranks (rank 0 only writes the database)");
+    if (rank == 0) counts = root(grid, opts, size);
+    else worker(opts);
+  } catch (const std::exception& e) {
+    // One rank failing (a locked database, a full disk) would leave the others waiting forever.
+    std::cerr << "lazyfeat: error (MPI rank " << rank << "): " << e.what() << "\n";
+    MPI_Abort(MPI_COMM_WORLD, dynamic_cast<const UsageError*>(&e) ? 2 : 1);
+  }
+  MPI_Finalize();
+  return counts;
+}
+
+#endif
+
+}  // namespace lf

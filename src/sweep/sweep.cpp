@@ -1,0 +1,376 @@
+// Sweeps (sweep.h): the TOML spec's grid, planning into the study database, the worker loop that
+// claims runs atomically, and the local fan-out to N worker processes (fork/exec of this binary
+// as `lazyfeat sweep --worker`), with Ctrl-C putting running runs back to planned.
+// Deliberately not: MPI (mpi.cpp), storage details (store/).
+#include "sweep/sweep.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml.hpp>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "store/store.h"
+#include "sweep/runner.h"
+
+extern char** environ;
+
+namespace lf {
+
+std::atomic<bool> g_stop_requested{false};
+
+namespace {
+
+extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+
+using Table = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+
+std::string fmt_g(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+// A TOML scalar as the text set_run_option expects.
+std::string scalar_text(const Table& v, const std::string& where) {
+  if (v.is_boolean()) return v.as_boolean() ? "true" : "false";
+  if (v.is_integer()) return std::to_string(v.as_integer());
+  if (v.is_floating()) return fmt_g(v.as_floating());
+  if (v.is_string()) return v.as_string().str;
+  throw UsageError(where + ": expected a number, a string or true/false");
+}
+
+double number(const Table& v, const std::string& where) {
+  if (v.is_integer()) return static_cast<double>(v.as_integer());
+  if (v.is_floating()) return v.as_floating();
+  throw UsageError(where + ": expected a number");
+}
+
+std::vector<std::string> axis_values(const std::string& key, const Table& v, const std::string& where) {
+  std::vector<std::string> out;
+  if (v.is_array()) {
+    for (const auto& e : v.as_array()) out.push_back(scalar_text(e, where));
+  } else if (v.is_table()) {
+    const auto& t = v.as_table();
+    for (const auto& [k, _] : t)
+      if (k != "log-range" && k != "per-decade")
+        throw UsageError(where + ": unknown key '" + k + "' (expected log-range and per-decade)");
+    if (!t.count("log-range") || !t.count("per-decade"))
+      throw UsageError(where + ": needs log-range = [LOW, HIGH] and per-decade = K");
+    const auto& r = t.at("log-range");
+    if (!r.is_array() || r.as_array().size() != 2)
+      throw UsageError(where + ": log-range must be [LOW, HIGH]");
+    double lo = number(r.as_array()[0], where + " log-range"), hi = number(r.as_array()[1], where + " log-range");
+    const auto& k = t.at("per-decade");
+    if (!k.is_integer() || k.as_integer() < 1) throw UsageError(where + ": per-decade must be an integer >= 1");
+    if (!(lo > 0 && hi >= lo)) throw UsageError(where + ": log-range needs 0 < LOW <= HIGH");
+    for (double x : log_range(lo, hi, k.as_integer())) out.push_back(fmt_g(x));
+  } else {
+    out.push_back(scalar_text(v, where));  // a single value: an axis of one
+  }
+  if (out.empty()) throw UsageError(where + ": axis '" + key + "' is empty");
+  return out;
+}
+
+std::string describe(const nlohmann::json& c) {
+  std::ostringstream o;
+  o << c.value("arch", "") << " " << c.value("act", "") << " L=" << c.value("L", 0)
+    << " h=" << c.value("h", 0) << " sqrt_h_alpha=" << fmt_num(c.value("sqrt_h_alpha", 0.0))
+    << " seed_init=" << c.value("seed_init", uint64_t{0});
+  return o.str();
+}
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find the lazyfeat binary (/proc/self/exe)");
+  buf[n] = 0;
+  return buf;
+}
+
+}  // namespace
+
+std::vector<double> log_range(double low, double high, int64_t per_decade) {
+  std::vector<double> out;
+  double span = std::log10(high / low) * per_decade;
+  int64_t n = static_cast<int64_t>(std::floor(span + 1e-9));
+  for (int64_t k = 0; k <= n; ++k) {
+    double x = low * std::pow(10.0, static_cast<double>(k) / per_decade);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.12g", x);
+    out.push_back(std::atof(buf));
+  }
+  return out;
+}
+
+std::vector<RunConfig> parse_sweep_spec_text(const std::string& text, const std::string& name) {
+  Table spec;
+  try {
+    std::istringstream in(text);
+    spec = toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    throw UsageError("malformed sweep spec " + name + ": " + msg.substr(0, msg.find('\n')) +
+                     (msg.find('\n') != std::string::npos ? " (" + msg.substr(msg.find('\n') + 1, 200) + ")" : ""));
+  }
+  if (!spec.is_table()) throw UsageError("malformed sweep spec " + name);
+  std::vector<std::pair<std::string, std::string>> fixed;
+  std::vector<std::pair<std::string, std::vector<std::string>>> axes;
+  for (const auto& [section, body] : spec.as_table()) {
+    if (section != "fixed" && section != "axes")
+      throw UsageError("sweep spec " + name + ": unknown section or key '" + section +
+                       "' (expected [fixed] and [axes])");
+    if (!body.is_table()) throw UsageError("sweep spec " + name + ": '" + section + "' must be a table");
+    for (const auto& [key, v] : body.as_table()) {
+      std::string where = "sweep spec " + name + " [" + section + "] " + key;
+      if (!is_run_option(key)) throw UsageError(where + ": unknown run option '" + key + "'");
+      if (section == "fixed") {
+        if (v.is_array() || v.is_table())
+          throw UsageError(where + ": [fixed] takes one value (put lists under [axes])");
+        fixed.emplace_back(key, scalar_text(v, where));
+      } else {
+        axes.emplace_back(key, axis_values(key, v, where));
+      }
+    }
+  }
+  for (const auto& [k, _] : axes)
+    for (const auto& [f, __] : fixed)
+      if (k == f) throw UsageError("sweep spec " + name + ": '" + k + "' is both in [fixed] and in [axes]");
+
+  RunConfig base;
+  for (const auto& [k, v] : fixed) {
+    try {
+      set_run_option(base, k, v);
+    } catch (const UsageError& e) {
+      throw UsageError("sweep spec " + name + " [fixed] " + k + ": " + e.what());
+    }
+  }
+  std::vector<RunConfig> out;
+  std::vector<size_t> idx(axes.size(), 0);
+  for (;;) {
+    RunConfig c = base;
+    std::string point;
+    for (size_t a = 0; a < axes.size(); ++a) {
+      const auto& [k, vals] = axes[a];
+      try {
+        set_run_option(c, k, vals[idx[a]]);
+      } catch (const UsageError& e) {
+        throw UsageError("sweep spec " + name + " [axes] " + k + ": " + e.what());
+      }
+      point += (point.empty() ? "" : ", ") + k + " = " + vals[idx[a]];
+    }
+    try {
+      finalize(c);
+    } catch (const UsageError& e) {
+      throw UsageError("sweep spec " + name + (point.empty() ? "" : " at " + point) + ": " + e.what());
+    }
+    out.push_back(std::move(c));
+    // Odometer over the axes, last key fastest.
+    size_t a = axes.size();
+    while (a > 0) {
+      --a;
+      if (++idx[a] < axes[a].second.size()) break;
+      idx[a] = 0;
+      if (a == 0) return out;
+    }
+    if (axes.empty()) return out;
+  }
+}
+
+std::vector<RunConfig> parse_sweep_spec(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("cannot read sweep spec " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_sweep_spec_text(ss.str(), path);
+}
+
+nlohmann::json SweepCounts::to_json() const {
+  return {{"planned", planned}, {"done", done},       {"skipped", skipped},
+          {"failed", failed},   {"total", total},     {"interrupted", interrupted}};
+}
+
+SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
+  total += o.total;
+  planned += o.planned;
+  done += o.done;
+  skipped += o.skipped;
+  failed += o.failed;
+  interrupted += o.interrupted;
+  return *this;
+}
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a waiting parent wakes up to forward the stop
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+std::vector<int64_t> plan_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts,
+                                SweepCounts& counts) {
+  require(opts.shard_count >= 1 && opts.shard_index >= 0 && opts.shard_index < opts.shard_count,
+          "--shard I/N needs 0 <= I < N");
+  std::vector<RunConfig> mine;
+  for (size_t i = 0; i < grid.size(); ++i)
+    if (static_cast<int>(i % opts.shard_count) == opts.shard_index) mine.push_back(grid[i]);
+  Store store(opts.db);
+  auto planned = store.plan_all(mine);
+  std::vector<int64_t> ids;
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < planned.size(); ++i) {
+    auto [id, created] = planned[i];
+    if (!seen.insert(id).second) continue;
+    if (created) ++counts.planned;
+    else store.replan_budget(id, mine[i]);
+    ids.push_back(id);
+  }
+  counts.total = static_cast<int64_t>(ids.size());
+  return ids;
+}
+
+SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts) {
+  SweepCounts c;
+  Store store(opts.db);
+  while (!g_stop_requested.load()) {
+    auto id = store.claim_next(ids, opts.stale_s, opts.retry_failed);
+    if (!id) break;
+    RunRow row = store.run(*id);
+    std::string what = "run " + std::to_string(*id) + " (" + describe(row.config) + ")";
+    if (opts.progress) std::cerr << "sweep: start " << what << "\n";
+    try {
+      RunConfig cfg = config_from_json(row.config);
+      if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
+      TrainHooks hooks;
+      hooks.state_every_s = opts.state_every_s;
+      hooks.should_stop = [] { return g_stop_requested.load(); };
+      hooks.progress = opts.progress && opts.jobs <= 1;
+      auto out = run_claimed(store, *id, cfg, /*resume=*/true, hooks);
+      const RunResult& r = out.result;
+      if (g_stop_requested.load() && r.status == "stopped") {
+        ++c.interrupted;
+        if (opts.progress) std::cerr << "sweep: interrupted " << what << " (back to planned)\n";
+      } else {
+        ++c.done;
+        if (opts.progress)
+          std::cerr << "sweep: " << r.status << " " << what << (out.resumed ? " resumed" : "")
+                    << "  test_err " << fmt_num(r.test_err) << "  t2 " << fmt_num(r.t2) << "  "
+                    << fmt_duration(r.wall_s) << "\n";
+      }
+    } catch (const std::exception& e) {
+      ++c.failed;
+      std::cerr << "sweep: failed " << what << ": " << e.what() << "\n";
+      // A failing database (locked, full) fails the next claim too, which ends the worker.
+    }
+  }
+  return c;
+}
+
+SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts) {
+  SweepCounts counts;
+  std::vector<int64_t> ids = plan_sweep(grid, opts, counts);
+  if (opts.progress)
+    std::cerr << "sweep: " << counts.total << " configs in " << opts.db << " (" << counts.planned
+              << " newly planned), " << opts.jobs << " worker" << (opts.jobs > 1 ? "s" : "") << "\n";
+  SweepCounts ran;
+  if (opts.jobs <= 1) {
+    ran = run_worker(ids, opts);
+  } else {
+    std::string exe = self_exe();
+    std::string id_list;
+    for (int64_t id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
+    struct Child {
+      pid_t pid;
+      int out_fd;
+    };
+    std::vector<Child> children;
+    for (int j = 0; j < opts.jobs; ++j) {
+      int fds[2];
+      if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+      std::vector<std::string> args = {exe, "sweep", "--worker", "--db", opts.db, "--ids", id_list,
+                                       "--state-every", fmt_g(opts.state_every_s), "--stale",
+                                       fmt_g(opts.stale_s), "--json"};
+      if (opts.retry_failed) args.push_back("--retry-failed");
+      if (!opts.progress) args.push_back("--quiet");
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      posix_spawn_file_actions_t fa;
+      posix_spawn_file_actions_init(&fa);
+      posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+      posix_spawn_file_actions_addclose(&fa, fds[0]);
+      pid_t pid;
+      int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
+      posix_spawn_file_actions_destroy(&fa);
+      close(fds[1]);
+      if (rc != 0) {
+        close(fds[0]);
+        throw std::runtime_error("cannot start a sweep worker: " + std::string(strerror(rc)));
+      }
+      children.push_back({pid, fds[0]});
+    }
+    bool forwarded = false;
+    for (auto& ch : children) {
+      std::string text;
+      char buf[4096];
+      for (;;) {
+        ssize_t n = read(ch.out_fd, buf, sizeof buf);
+        if (n > 0) {
+          text.append(buf, n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) {
+          if (g_stop_requested.load() && !forwarded) {
+            for (auto& o : children) kill(o.pid, SIGTERM);
+            forwarded = true;
+          }
+          continue;
+        }
+        break;
+      }
+      close(ch.out_fd);
+      int st = 0;
+      while (waitpid(ch.pid, &st, 0) < 0 && errno == EINTR) {
+        if (g_stop_requested.load() && !forwarded) {
+          for (auto& o : children) kill(o.pid, SIGTERM);
+          forwarded = true;
+        }
+      }
+      // The worker's counts: the last line of its stdout.
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      auto pos = text.rfind('\n');
+      std::string line = pos == std::string::npos ? text : text.substr(pos + 1);
+      try {
+        auto j = nlohmann::json::parse(line);
+        SweepCounts w;
+        w.done = j.value("done", 0);
+        w.failed = j.value("failed", 0);
+        w.interrupted = j.value("interrupted", 0);
+        ran += w;
+      } catch (...) {
+        std::cerr << "sweep: worker " << ch.pid << " ended without its counts (exit status "
+                  << (WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)) << ")\n";
+      }
+    }
+  }
+  counts.done = ran.done;
+  counts.failed = ran.failed;
+  counts.interrupted = ran.interrupted;
+  counts.skipped = counts.total - counts.done - counts.failed - counts.interrupted;
+  return counts;
+}
+
+}  // namespace lf

@@ -1,0 +1,72 @@
+// Sweeps (cli-contract.md "Sweep specification"): the grid of a TOML spec, planned into a study
+// database and run by this process, by N local worker processes, or by MPI ranks; resumable
+// after a crash or Ctrl-C, safe with several sweeps on one database.
+// Deliberately not: the training (experiment/), the storage format (store/).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "experiment/config.h"
+
+namespace lf {
+
+// Parses SPEC.toml: [fixed] one value per run option, [axes] lists or
+// { log-range = [LOW, HIGH], per-decade = K }; keys are run options without dashes. Returns the
+// finalized configs of the cartesian product, axes in sorted key order (last key fastest).
+// Throws UsageError naming the problem (malformed TOML, unknown option, empty axis, bad value).
+std::vector<RunConfig> parse_sweep_spec(const std::string& path);
+std::vector<RunConfig> parse_sweep_spec_text(const std::string& text, const std::string& name);
+
+// LOW * 10^(k/K) for k = 0, 1, ... up to HIGH (included when it falls on the grid), rounded to
+// 12 significant digits so that decades are exact.
+std::vector<double> log_range(double low, double high, int64_t per_decade);
+
+struct SweepOptions {
+  std::string db;
+  int jobs = 1;
+  int shard_index = 0, shard_count = 1;
+  double state_every_s = 300;   // TrainHooks::state_every_s
+  double stale_s = 600;         // heartbeat age after which a running run is abandoned
+  bool retry_failed = false;
+  bool progress = true;
+};
+
+struct SweepCounts {
+  int64_t total = 0;        // configs of the grid (this shard)
+  int64_t planned = 0;      // configs newly added to the database by this invocation
+  int64_t done = 0;         // runs this invocation finished (converged, stopped, diverged)
+  int64_t skipped = 0;      // configs this invocation did not run (already finished, failed
+                            // earlier, or run by another process)
+  int64_t failed = 0;       // runs that failed in this invocation
+  int64_t interrupted = 0;  // runs put back to planned by Ctrl-C
+  nlohmann::json to_json() const;
+  SweepCounts& operator+=(const SweepCounts& o);
+};
+
+// Set by SIGINT/SIGTERM once install_stop_handlers() ran; polled by TrainHooks::should_stop.
+extern std::atomic<bool> g_stop_requested;
+void install_stop_handlers();
+
+// The whole sweep: plan the grid (this shard), then run what is left with opts.jobs workers
+// (or the MPI ranks when launched by mpirun).
+SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts);
+
+// A worker: claims runs among ids one at a time until none is left (or a stop is requested).
+SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts);
+
+// MPI (sweep/mpi.cpp): whether this process was started by mpirun with more than one rank.
+bool mpi_launched();
+// Rank 0 owns the database and hands out runs among ids; the other ranks train. Every rank
+// returns; rank 0's counts are the sweep's, the others return zero counts with is_root false.
+SweepCounts run_sweep_mpi(const std::vector<RunConfig>& grid, const SweepOptions& opts, bool& is_root);
+
+// Shared by run_sweep and run_sweep_mpi: plans the grid's configs of this shard, re-plans
+// stopped runs whose budget the spec changed, and returns the ids to run (in grid order,
+// without duplicates) and the counts so far (total, planned).
+std::vector<int64_t> plan_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts,
+                                SweepCounts& counts);
+
+}  // namespace lf
