@@ -2,8 +2,8 @@
 // one run (experiment/train.h). --json prints RunResult::summary() as the last stdout line
 // (cli-contract.md); --out writes the summary, the config, every checkpoint and the final test
 // outputs as one JSON file; --db runs it inside a study database (sweep/runner.h).
-// Exit status: 0 for converged, stopped and diverged runs alike (the status is in the JSON),
-// 2 for bad usage or input, 1 for failures.
+// Exit status: 0 for converged and stopped runs (the status is in the JSON), 1 for a diverged run
+// (its JSON is still printed and, with --db, recorded), 2 for bad usage or input.
 // Deliberately not: the training itself, storage.
 #include <fstream>
 #include <iostream>
@@ -34,8 +34,8 @@ int cmd_train(const Args& args) {
   std::string out, db;
   OptionParser p("lazyfeat train [run options] [--json] [--out FILE.json] [--db FILE [--resume]] [--quiet]",
                  "Trains one network as alpha (f(w,x) - f(w0,x)) with the paper's dynamics until every training "
-                 "point is fitted (status converged), a budget runs out (stopped) or it diverges. Exit 0 in all "
-                 "three cases; the status is in the JSON.");
+                 "point is fitted (status converged), a budget runs out (stopped) or it diverges (NaN; exit status "
+                 "1, the run and its JSON are still recorded).");
   add_run_options(p, cfg);
   p.flag("json", "print the summary as one JSON line on stdout", json);
   p.value("out", "FILE.json", "write the summary, checkpoints and final test outputs to FILE",
@@ -81,6 +81,10 @@ int cmd_train(const Args& args) {
   else
     std::cout << res.status << ": " << res.steps << " steps, t " << res.t << ", train loss " << res.train_loss
               << ", test error " << res.test_err << ", " << res.wall_s << " s\n";
+  if (res.status == "diverged") {
+    std::cerr << "lazyfeat: failure: the run diverged: " << res.message << "\n";
+    return 1;
+  }
   return 0;
 }
 

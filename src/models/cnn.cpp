@@ -8,29 +8,6 @@
 
 namespace lf {
 
-CNNParams CNNParams::clone() const {
-  CNNParams p;
-  for (auto& w : W) p.W.push_back(w.clone());
-  for (auto& v : b) p.b.push_back(v.clone());
-  return p;
-}
-
-CNNParams CNNParams::to(at::TensorOptions opts) const {
-  CNNParams p;
-  for (auto& w : W) p.W.push_back(w.to(opts));
-  for (auto& v : b) p.b.push_back(v.to(opts));
-  return p;
-}
-
-std::vector<at::Tensor> CNNParams::flat() const {
-  std::vector<at::Tensor> out;
-  for (size_t l = 0; l < W.size(); ++l) {
-    out.push_back(W[l]);
-    out.push_back(b[l]);
-  }
-  return out;
-}
-
 CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed, at::TensorOptions opts) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto cpu = at::TensorOptions().dtype(at::kDouble);

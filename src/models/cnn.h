@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "models/activation.h"
+#include "models/params.h"
 
 namespace lf {
 
@@ -23,15 +24,10 @@ constexpr int64_t kCnnKernel = 5;                             // 5x5 convolution
 constexpr int64_t kCnnPadding = 1;
 constexpr std::array<int64_t, 4> kCnnStrides = {2, 1, 2, 1};  // 28 -> 13 -> 11 -> 5 -> 3
 
-struct CNNParams {
-  std::vector<at::Tensor> W;  // W[0..3]: [h, C_in, 5, 5] convolutions; W[4]: [1, h] output
-  std::vector<at::Tensor> b;  // b[0..3]: [h]; b[4]: [1]
+// W[0..3]: [h, C_in, 5, 5] convolutions, W[4]: [1, h] output; b[0..3]: [h], b[4]: [1].
+struct CNNParams : LayeredParams<CNNParams> {
   int64_t h() const { return W[0].size(0); }
   int64_t channels() const { return W[0].size(1); }
-  CNNParams clone() const;
-  CNNParams to(at::TensorOptions opts) const;
-  // All parameters in the order W_0, b_0, ..., W_4, b_4.
-  std::vector<at::Tensor> flat() const;
 };
 
 // Protocol section 8: on a generator seeded like manual_seed(seed), for each convolution in

@@ -1,35 +1,12 @@
+// FC network: seed-compatible initialisation and the autograd reference forward (see fc.h).
 #include "models/fc.h"
 
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
-#include <mutex>
 
 namespace lf {
-
-FCParams FCParams::clone() const {
-  FCParams p;
-  for (auto& w : W) p.W.push_back(w.clone());
-  for (auto& v : b) p.b.push_back(v.clone());
-  return p;
-}
-
-FCParams FCParams::to(at::TensorOptions opts) const {
-  FCParams p;
-  for (auto& w : W) p.W.push_back(w.to(opts));
-  for (auto& v : b) p.b.push_back(v.to(opts));
-  return p;
-}
-
-std::vector<at::Tensor> FCParams::flat() const {
-  std::vector<at::Tensor> out;
-  for (size_t l = 0; l < W.size(); ++l) {
-    out.push_back(W[l]);
-    out.push_back(b[l]);
-  }
-  return out;
-}
 
 FCParams fc_init(int64_t d, int64_t h, int64_t L, uint64_t seed, at::TensorOptions opts) {
   // A private generator seeded like torch.manual_seed(seed): same stream as PyTorch's default

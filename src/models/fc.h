@@ -12,19 +12,15 @@
 #include <vector>
 
 #include "models/activation.h"
+#include "models/params.h"
 
 namespace lf {
 
-struct FCParams {
-  std::vector<at::Tensor> W;  // L+1 matrices, W[l]: [fan_out, fan_in]
-  std::vector<at::Tensor> b;  // L+1 vectors, b[l]: [fan_out]
+// L+1 matrices W[l]: [fan_out, fan_in] and vectors b[l]: [fan_out].
+struct FCParams : LayeredParams<FCParams> {
   int64_t L() const { return int64_t(W.size()) - 1; }
   int64_t h() const { return W[0].size(0); }
   int64_t d() const { return W[0].size(1); }
-  FCParams clone() const;
-  FCParams to(at::TensorOptions opts) const;
-  // All parameters in the order W_0, b_0, W_1, b_1, ..., W_L, b_L.
-  std::vector<at::Tensor> flat() const;
 };
 
 // Protocol section 8: manual_seed(seed); randn(h, d) for W_0, randn(h, h) for W_1..W_{L-1},
