@@ -228,6 +228,16 @@ TEST(TrainCli, BadInputExit2) {
   }
 }
 
+TEST(TrainCli, DivergedRunExits1WithItsJson) {
+  // alpha so small that the loss gradient overflows (see DivergingRunEndsDiverged).
+  auto r = lft::run_cli({"train", "--ptr", "100", "--pte", "100", "--h", "8", "--L", "2", "--alpha", "1e-310",
+                         "--json", "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("diverged"), std::string::npos) << r.err;
+  auto j = nlohmann::json::parse(lft::last_line(r.out));
+  EXPECT_EQ(j["status"], "diverged");
+}
+
 TEST(TrainCli, MnistPtr200Converges) {
   if (!lft::have_mnist()) GTEST_SKIP() << "no MNIST files";
   lft::TempDir tmp;
