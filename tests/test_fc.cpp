@@ -4,6 +4,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <cmath>
+#include <limits>
 
 #include "models/activation.h"
 #include "models/fc.h"
@@ -60,7 +61,7 @@ TEST(FCFused, ActivationKernelMatchesScalarReference) {
       EXPECT_NEAR(dz[i], dv, 1e-14 * std::max(1.0, std::fabs(dv))) << name << " x=" << xs[i];
     }
   }
-  // The two-thread split of large passes gives the same numbers as one pass.
+  // A large pass against the LibTorch activation.
   Activation sp = Activation::make("softplus");
   at::Tensor big = at::randn({1 << 17}, kD) * 3;
   at::Tensor a = big.clone(), da = at::empty_like(big);
@@ -162,4 +163,80 @@ TEST(FCFused, EmptySubsetGivesZeroGradient) {
   FCParams gp = c.lay.views(g);
   net.backward(c.lay.views(c.w), c.x, nullptr, nullptr, 0, gp);
   EXPECT_EQ(g.abs().max().item<double>(), 0.0);
+}
+
+// The SIMD softplus against long-double exp/log1p over the whole range: phi and phi' within a
+// few ulp (tiny e = exp(-|beta z|) included), and NaN / +-inf handled.
+TEST(FCFused, SoftplusKernelWithinFewUlp) {
+  Activation sp = Activation::make("softplus");  // beta 5 (protocol section 2)
+  std::vector<double> xs;
+  for (int i = -20000; i <= 20000; ++i) xs.push_back(i * 1e-3);       // around 0, both branches
+  for (int i = 1; i <= 1500; ++i) xs.push_back(-0.1 * i), xs.push_back(0.1 * i);  // e down to underflow
+  xs.push_back(1e-300);
+  xs.push_back(-1e-300);
+  std::vector<double> z = xs, dz(xs.size());
+  activation_inplace(sp, z.data(), dz.data(), int64_t(z.size()));
+  const long double b = sp.beta, a = sp.scale;
+  double worst = 0, worst_d = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    long double bx = double(sp.beta * xs[i]), e = std::exp(-std::fabs(bx));  // beta z rounded as the kernel does
+    long double v = a * ((bx > 0 ? bx : 0.0L) + std::log1p(e)) / b;
+    long double dv = a / (1 + std::exp(-bx));
+    if (v > 1e-290L) worst = std::max(worst, double(std::fabs((z[i] - v) / v)));
+    else EXPECT_LE(std::fabs(z[i] - double(v)), 1e-300) << xs[i];
+    if (dv > 1e-290L) worst_d = std::max(worst_d, double(std::fabs((dz[i] - dv) / dv)));
+  }
+  const double ulp = std::numeric_limits<double>::epsilon();
+  EXPECT_LT(worst, 4 * ulp);
+  EXPECT_LT(worst_d, 4 * ulp);
+  std::vector<double> odd = {std::nan(""), INFINITY, -INFINITY, 0.0, 1.0};  // n = 5: the padded tail
+  std::vector<double> d_odd(odd.size());
+  activation_inplace(sp, odd.data(), d_odd.data(), int64_t(odd.size()));
+  EXPECT_TRUE(std::isnan(odd[0]));
+  EXPECT_EQ(odd[1], INFINITY);
+  EXPECT_EQ(odd[2], 0.0);
+  EXPECT_EQ(d_odd[1], sp.scale);
+  EXPECT_EQ(d_odd[2], 0.0);
+  EXPECT_NEAR(odd[3], sp.value(0.0), 1e-15);
+  EXPECT_NEAR(odd[4], sp.value(1.0), 1e-15);
+}
+
+// Several blocks of rows and several backward chunks (h = 64: 256 rows a block, n = 1100:
+// five blocks shared by the two threads): equal to the reference, and bit-identical on repeats.
+TEST(FCFused, ManyBlocksMatchReferenceAndRepeatExactly) {
+  const FCLayout lay(10, 64, 3);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(21);
+  FCParams p0 = fc_init(10, 64, 3, 21);
+  for (auto& b : p0.b) b.copy_(0.5 * at::randn(b.sizes(), gen, kD));
+  at::Tensor w = lay.flatten(p0), x = at::randn({1100, 10}, gen, kD);
+  Activation act = Activation::make("softplus");
+  FCFused net(act, lay, 1100);
+  at::Tensor f = at::empty({1100}, kD), f2 = at::empty({1100}, kD);
+  net.forward(lay.views(w), x, f);
+  at::Tensor ref = fc_forward_reference(lay.views(w), x, act);
+  EXPECT_LT(rel_err(f, ref), 1e-12);
+  EXPECT_TRUE(at::equal(net.evaluate(lay.views(w), x), f));  // same blocks, same arithmetic
+  for (bool all : {true, false}) {
+    std::vector<int64_t> rows;
+    std::vector<double> cs;
+    for (int64_t i = 0; i < 1100; ++i)
+      if (all || (i % 5 != 2 && i < 900)) {
+        rows.push_back(i);
+        cs.push_back(std::cos(0.01 * i) / 1100);
+      }
+    at::Tensor g = at::zeros({lay.size}, kD), g2 = at::zeros({lay.size}, kD);
+    FCParams gp = lay.views(g), gp2 = lay.views(g2);
+    net.backward(lay.views(w), x, rows.data(), cs.data(), int64_t(rows.size()), gp);
+    for (int r = 0; r < 5; ++r) {  // the threads may take other tasks each time: same bits
+      net.forward(lay.views(w), x, f2);
+      EXPECT_TRUE(at::equal(f, f2));
+      net.backward(lay.views(w), x, rows.data(), cs.data(), int64_t(rows.size()), gp2);
+      EXPECT_TRUE(at::equal(g, g2)) << (all ? "all" : "subset");
+    }
+    at::Tensor wr = w.clone().set_requires_grad(true);
+    at::Tensor cf = at::zeros({1100}, kD);
+    for (size_t k = 0; k < rows.size(); ++k) cf[rows[k]] = cs[k];
+    (fc_forward_reference(lay.views(wr), x, act) * cf).sum().backward();
+    EXPECT_LT(rel_err(g, wr.grad()), 1e-12) << (all ? "all" : "subset");
+  }
 }

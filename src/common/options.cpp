@@ -1,6 +1,7 @@
 #include "common/options.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -96,8 +97,9 @@ double parse_double(const std::string& option, const std::string& text) {
   errno = 0;
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno == ERANGE)
-    throw UsageError(option + ": not a number: '" + text + "'");
+  if (text.empty() || *end != '\0') throw UsageError(option + ": not a number: '" + text + "'");
+  // ERANGE on underflow still gives the (subnormal or zero) value; only overflow is refused.
+  if (errno == ERANGE && std::isinf(v)) throw UsageError(option + ": out of range: '" + text + "'");
   return v;
 }
 

@@ -444,7 +444,30 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     }
     // One trial step of size dt from (w, v, t) with the gradient g at w (protocol section 4).
     const double dt = sc.dt;
-    {
+    if (fused) {  // CPU float64 contiguous: one pass over w, v, g (the same arithmetic as below)
+      double* wp = w.data_ptr<double>();
+      double* vp = v.data_ptr<double>();
+      double* wbp = wb.data_ptr<double>();
+      double* vbp = vb.data_ptr<double>();
+      const double* gp = g.data_ptr<double>();
+      const int64_t P = w.numel();
+      if (mom.enabled()) {
+        const double x = mom.decay(t, dt), y = 1.0 - x;
+        for (int64_t i = 0; i < P; ++i) {
+          wbp[i] = wp[i];
+          vbp[i] = vp[i];
+          const double vi = vp[i] * x - gp[i] * y;  // v <- x v - (1 - x) g
+          vp[i] = vi;
+          wp[i] += vi * dt;                         // w <- w + dt v
+        }
+      } else {
+        for (int64_t i = 0; i < P; ++i) {
+          wbp[i] = wp[i];
+          vbp[i] = vp[i];
+          wp[i] -= gp[i] * dt;  // gradient flow
+        }
+      }
+    } else {
       at::NoGradGuard ng;
       wb.copy_(w);
       vb.copy_(v);

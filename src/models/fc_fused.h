@@ -1,14 +1,19 @@
 // The fused CPU float64 training kernels of the fully connected network (models/fc.h):
-// a forward pass that keeps what the backward needs (z_l and phi'(pre_l), one exp + one log1p
-// per element for softplus, SIMD through SLEEF when the CPU has AVX2+FMA), and a hand-written
-// backward that runs on a subset of the points only (protocol section 7: with the hinge loss
-// the satisfied points have exactly zero gradient). All buffers are allocated once.
+// a forward pass that keeps what the backward needs (z_l and phi'(pre_l), one exp per element
+// for softplus, SIMD when the CPU has AVX2+FMA), and a hand-written backward that runs on a
+// subset of the points only (protocol section 7: with the hinge loss the satisfied points have
+// exactly zero gradient). Points are processed in fixed blocks of rows that run through all
+// layers at once (cache-resident), shared by the caller and one persistent worker thread, with
+// the BLAS single-threaded inside; the block split depends on n only, and per-chunk gradient
+// partials are added in a fixed order, so results are the same on every machine and run.
+// All buffers are allocated once.
 // Deliberately not: autograd, other dtypes or devices (the reference trainer covers those),
-// the loss (experiment/), parameter updates (dynamics/).
+// the loss (experiment/), parameter updates (dynamics/), more than two threads.
 #pragma once
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "models/activation.h"
@@ -35,13 +40,16 @@ struct FCLayout {
 // Elementwise kernels, exposed for tests: z <- phi(z) in place over n values; when dphi is not
 // null it receives phi'(z) (computed from the same exp as phi for softplus).
 void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n);
-// True when the SIMD (AVX2 + FMA + SLEEF) softplus path is in use on this CPU.
+// True when the SIMD (AVX2 + FMA, inline exp) softplus path is in use on this CPU.
 bool fused_simd_available();
 
 class FCFused {
  public:
   // Buffers for up to n points of a network with this layout.
   FCFused(const Activation& act, const FCLayout& layout, int64_t n);
+  ~FCFused();
+  FCFused(const FCFused&) = delete;
+  FCFused& operator=(const FCFused&) = delete;
 
   // f [n] (contiguous float64) = f(w, x) for x [n, d]; keeps z_l and phi'(pre_l) of these
   // points for backward(). n must equal the size given at construction.
@@ -57,15 +65,16 @@ class FCFused {
   at::Tensor evaluate(const FCParams& p, const at::Tensor& x);
 
  private:
+  class Pool;     // the caller + one persistent worker (fc_fused.cpp)
+  struct Scratch; // per-thread block buffers (fc_fused.cpp)
+  void forward_block(const FCParams& p, const double* x, int64_t r0, int64_t r, double* f, Scratch* eval_scratch);
   Activation act_;
   FCLayout lay_;
   int64_t n_;
   std::vector<at::Tensor> z_, dphi_;        // [n, h] each, l = 1..L (index l-1)
-  std::vector<at::Tensor> zs_, dphis_;      // gathered rows for the backward, [n, h]
-  at::Tensor xs_;                           // gathered inputs [n, d]
-  at::Tensor delta_, delta2_;               // [n, h] gradients w.r.t. preactivations
-  at::Tensor cbuf_;                         // [n] the weights c of the gathered rows
-  at::Tensor eval_a_, eval_b_;              // [chunk, h] ping-pong buffers of evaluate()
+  at::Tensor partial_;                      // [chunks, P] per-chunk gradient partials
+  std::vector<std::unique_ptr<Scratch>> scratch_;  // one per thread
+  std::unique_ptr<Pool> pool_;
 };
 
 }  // namespace lf
