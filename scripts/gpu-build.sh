@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build lazyfeat on the GPU machine against PyTorch's CUDA LibTorch (no Debian packages there):
-# header-only libraries, SQLite, SLEEF and GoogleTest's sources travel in .gpu/ (made by
+# header-only libraries, SQLite and GoogleTest's sources travel in .gpu/ (made by
 # scripts/gpu-carry.sh on a Debian machine). Usage: scripts/gpu-build.sh [build-dir]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

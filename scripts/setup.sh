@@ -10,7 +10,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages, only the absent ones.
 pkgs=(build-essential cmake ninja-build ccache pkg-config git ca-certificates
-      libtorch-dev libopenblas0-pthread libopenblas-pthread-dev libsleef-dev
+      libtorch-dev libopenblas0-pthread libopenblas-pthread-dev
       libsqlite3-dev sqlite3 nlohmann-json3-dev libtoml11-dev libgtest-dev
       libopenmpi-dev openmpi-bin gnuplot-nox dataset-fashion-mnist chromium)
 missing=()

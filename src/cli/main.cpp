@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
                 << "libtorch " << info["libtorch"].get<std::string>() << "\n"
                 << "blas " << info["blas"].get<std::string>() << "\n"
                 << "intra-op threads " << info["intra_op_threads"] << "\n"
-                << "sleef " << info["sleef"] << ", mpi " << info["mpi"] << ", cuda "
+                << "mpi " << info["mpi"] << ", cuda "
                 << info["cuda_available"] << "\n";
       if (std::find(args.begin(), args.end(), "--json") != args.end())
         lf::cli::print_json_line(info.dump());

@@ -40,11 +40,6 @@ nlohmann::json build_info() {
   j["blas"] = blas;
   j["blas_is_openblas"] = blas.find("openblas") != std::string::npos;
   j["intra_op_threads"] = at::get_num_threads();
-#ifdef LAZYFEAT_WITH_SLEEF
-  j["sleef"] = true;
-#else
-  j["sleef"] = false;
-#endif
 #ifdef LAZYFEAT_WITH_MPI
   j["mpi"] = true;
 #else
