@@ -9,6 +9,8 @@
 // Deliberately not: the stochastic variant (temperature > 0), CNN/WRN networks; storage.
 #include "experiment/train.h"
 
+#include <c10/core/GradMode.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -82,25 +84,25 @@ class ReferenceModel final : public Model {
     g = at::zeros({lay.size}, opts);
   }
   void forward_train(double* f) override {
-    at::AutoGradMode on(true);
+    c10::AutoGradMode on(true);
     w.set_requires_grad(true);
     f_graph_ = fc_forward_reference(lay_.views(w), x_, act_);
     at::Tensor fc = f_graph_.detach().to(at::kCPU, at::kDouble).contiguous();
     std::memcpy(f, fc.data_ptr<double>(), sizeof(double) * fc.numel());
   }
   void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
-    at::AutoGradMode on(true);
+    c10::AutoGradMode on(true);
     at::Tensor cf = at::zeros({f_graph_.size(0)}, at::TensorOptions().dtype(at::kDouble));
     double* p = cf.data_ptr<double>();
     for (size_t k = 0; k < rows.size(); ++k) p[rows[k]] = c[k];
     (f_graph_ * cf.to(opts_)).sum().backward();
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     g.copy_(w.grad());
     w.mutable_grad() = at::Tensor();
     f_graph_ = at::Tensor();
   }
   at::Tensor evaluate(const at::Tensor& x) override {
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
     FCParams p = lay_.views(w.detach());
     for (int64_t s = 0; s < x.size(0); s += 8192) {
@@ -300,7 +302,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
             "the saved training state belongs to another run configuration");
     require(hd.at("n").get<int64_t>() == n && hd.at("pte").get<int64_t>() == pte,
             "the saved training state was made on another dataset size");
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     w.copy_(s.tensor("w"));
     v.copy_(s.tensor("v"));
     g.copy_(s.tensor("g"));
@@ -323,7 +325,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     fit(loss, alpha, f, f0, y, cur);
   } else {
     {
-      at::NoGradGuard ng;
+      c10::NoGradGuard ng;
       w.copy_(lay.flatten(fc_init(d, cfg.h, cfg.L, cfg.seed_init)));  // protocol section 8
       w0 = w.detach().clone();
     }
@@ -354,7 +356,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     c.train_loss = cur.loss2;
     c.train_err = cur.train_err;
     c.unsatisfied = cur.unsatisfied;
-    at::NoGradGuard ng;
+    c10::NoGradGuard ng;
     at::Tensor dw = w.detach() - w0;
     c.w0_norm = w0_norm;
     c.weight_change = dw.norm().item<double>() / w0_norm;
@@ -468,7 +470,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
         }
       }
     } else {
-      at::NoGradGuard ng;
+      c10::NoGradGuard ng;
       wb.copy_(w);
       vb.copy_(v);
       if (mom.enabled()) {
@@ -488,7 +490,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     }
     df *= alpha_abs;
     if (sc.judge(df) == StepControl::Verdict::Reject) {
-      at::NoGradGuard ng;
+      c10::NoGradGuard ng;
       w.copy_(wb);
       v.copy_(vb);
       ++rejected;

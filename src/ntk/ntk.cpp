@@ -10,6 +10,8 @@
 //   memory:   the result plus three tile buffers of |I| |J| doubles.
 #include "ntk/ntk.h"
 
+#include <c10/core/GradMode.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -72,7 +74,7 @@ struct FCFeatures {
 };
 
 FCFeatures fc_features(const FCParams& p, const Activation& act, const at::Tensor& x) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const int64_t L = p.L();
   FCFeatures F;
   std::vector<at::Tensor> dphi;  // phi'(a_l) [n, h]
@@ -180,7 +182,7 @@ CNNPlan cnn_plan(const CNNParams& p, int64_t H, int64_t W, double pairs, double 
 }
 
 CNNFeatures cnn_features(const CNNParams& p, const Activation& act, const at::Tensor& x, const CNNPlan& plan) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   CNNForward fw = cnn_forward_layers(p, x, act);
   const int64_t n = x.size(0), h = p.h();
   CNNFeatures F;
