@@ -203,3 +203,33 @@ TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
   EXPECT_NEAR(js["frobenius"].get<double>(), at::linalg_norm(K).item<double>(), 1e-9 * js["frobenius"].get<double>());
   EXPECT_NEAR(js["trace"].get<double>(), K.trace().item<double>(), 1e-9 * js["trace"].get<double>());
 }
+
+TEST(NtkCli, TrainedNetworkFromTheDatabase) {
+  // A run trained into a study database keeps its final weights; `ntk --db --run` uses them.
+  lft::TempDir tmp;
+  const std::string db = tmp.file("study.sqlite");
+  std::vector<std::string> cfg = {"--ptr", "100", "--pte", "200", "--h", "8", "--L", "2", "--sqrt-h-alpha", "1e3",
+                                  "--df-min", "1e-2", "--df-max", "1"};  // lazy: the kernel barely moves
+  auto train = cfg;
+  train.insert(train.begin(), "train");
+  train.insert(train.end(), {"--db", db, "--json", "--quiet"});
+  auto t = lft::run_cli(train);
+  ASSERT_EQ(t.status, 0) << t.err;
+  ASSERT_EQ(nlohmann::json::parse(lft::last_line(t.out))["status"], "converged");
+  auto fresh = cfg;
+  fresh.insert(fresh.begin(), "ntk");
+  fresh.insert(fresh.end(), {"--points", "50", "--json"});
+  auto f = lft::run_cli(fresh);
+  ASSERT_EQ(f.status, 0) << f.err;
+  auto k = lft::run_cli({"ntk", "--db", db, "--run", "1", "--points", "50", "--json"});
+  ASSERT_EQ(k.status, 0) << k.err;
+  double f0 = nlohmann::json::parse(lft::last_line(f.out))["frobenius"];
+  double f1 = nlohmann::json::parse(lft::last_line(k.out))["frobenius"];
+  EXPECT_TRUE(std::isfinite(f1));
+  EXPECT_NE(f0, f1);                        // the trained kernel, not the initial one
+  EXPECT_LT(std::fabs(f1 - f0) / f0, 0.05);  // but the same network, and lazy
+  auto missing = lft::run_cli({"ntk", "--db", db, "--run", "99", "--json"});
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_NE(missing.err.find("no run with id 99"), std::string::npos) << missing.err;
+  EXPECT_EQ(lft::run_cli({"ntk", "--run", "1"}).status, 2);  // --run without --db
+}

@@ -130,7 +130,7 @@ void expect_all_converged_once(const std::string& db, int64_t n) {
   EXPECT_EQ(count(db, "SELECT count(DISTINCT config_hash) FROM runs"), n);
   EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'converged'"), n);
   EXPECT_EQ(count(db, "SELECT count(*) FROM outputs WHERE n = 200"), n);
-  EXPECT_EQ(count(db, "SELECT count(*) FROM states"), 0) << "converged runs keep no state";
+  EXPECT_EQ(count(db, "SELECT count(*) FROM states"), n) << "each converged run keeps its final state";
   for (const auto& row : query(db, "SELECT id, steps FROM runs")) {
     // (run_id, step) is the primary key: no duplicates by construction. The steps are exactly
     // the log-spaced schedule (protocol §4) from 0, then the final step: no gap, no leftover.

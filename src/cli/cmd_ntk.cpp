@@ -1,6 +1,7 @@
 // `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised network on the first N
 // test points (cli-contract.md), its Frobenius norm, mean, trace and time, optionally written
 // as a NumPy .npy file. Deliberately not yet: trained networks (--db/--run, a later issue).
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
@@ -10,8 +11,10 @@
 #include "common/options.h"
 #include "data/dataset.h"
 #include "experiment/config.h"
+#include "experiment/train.h"
 #include "ntk/ntk.h"
 #include "ntk/stats.h"
+#include "store/store.h"
 
 namespace lf::cli {
 namespace {
@@ -25,7 +28,8 @@ int cmd_ntk(const Args& args) {
                  "The empirical NTK Theta(x, x') = grad_w f(x) . grad_w f(x') (protocol section 5) of a freshly "
                  "initialised network (--arch fc or cnn, --seed-init) on the first N test points of the dataset. "
                  "The structured method exploits the layer structure; jacobian takes per-sample gradients by "
-                 "autograd (the slow reference). Trained networks (--db FILE --run ID) come in a later issue.");
+                 "autograd (the slow reference). With --db FILE --run ID: the network of that stored run as it was "
+                 "at its last saved state (the end of a converged run), on its dataset.");
   add_run_options(p, cfg);
   p.value("points", "N", "test points in the Gram matrix (default --kernel-points)",
           [&](const std::string& v) { points = parse_int("--points", v); });
@@ -33,9 +37,33 @@ int cmd_ntk(const Args& args) {
           [&](const std::string& v) { method = v; });
   p.value("out", "FILE.npy", "write the [N, N] float64 matrix in NumPy format", [&](const std::string& v) { out = v; });
   p.flag("json", "print {\"n\",\"method\",\"seconds\",\"frobenius\",\"mean\",\"trace\",...} as the last line", json);
+  std::string db;
+  int64_t run_id = -1;
+  p.value("db", "FILE", "a study database: take the network of --run ID from it", [&](const std::string& v) { db = v; });
+  p.value("run", "ID", "with --db: the run whose trained weights to use", [&](const std::string& v) {
+    run_id = parse_int("--run", v);
+  });
   auto rest = p.parse(args);
   require(rest.empty(), "unexpected argument '" + (rest.empty() ? "" : rest[0]) + "'");
+  require(db.empty() == (run_id < 0), "--db and --run go together");
+  std::string trained;  // the stored run's state, whose weights replace a fresh initialisation
+  if (!db.empty()) {
+    StoreOptions so;
+    so.create = false;
+    so.readonly = true;
+    Store store(db, so);
+    RunRow row = store.run(run_id);
+    auto state = store.load_state(run_id);
+    require(bool(state), "run " + std::to_string(run_id) + " has no saved weights (status " + row.status + ")");
+    std::string data_dir = cfg.data_dir;
+    int64_t pte = cfg.pte;
+    cfg = config_from_json(row.config);
+    cfg.data_dir = data_dir;  // this machine's data, not the one the run was made on
+    if (std::find(args.begin(), args.end(), "--pte") != args.end()) cfg.pte = pte;
+    trained = state->blob;
+  }
   finalize(cfg);
+  require(trained.empty() || cfg.arch == "fc", "--db/--run: only fc runs are trained so far");
   NtkOptions opt;
   opt.method = ntk_method_from_name(method);
   require(cfg.arch == "fc" || cfg.arch == "cnn", "--arch " + cfg.arch + " has no NTK yet (fc or cnn)");
@@ -48,8 +76,9 @@ int cmd_ntk(const Args& args) {
   at::Tensor x = data.x_test.narrow(0, 0, points).to(dtype).contiguous();
   const Activation act = Activation::from_config(cfg);
   auto wopts = at::TensorOptions().dtype(dtype);
-  Net net = cfg.arch == "fc" ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.seed_init, wopts), act)
-                             : Net::cnn(cnn_init(x.size(1), cfg.h, cfg.seed_init, wopts), act);
+  Net net = !trained.empty()    ? Net::fc(fc_params_from_state(trained).to(wopts), act)
+            : cfg.arch == "fc" ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.seed_init, wopts), act)
+                               : Net::cnn(cnn_init(x.size(1), cfg.h, cfg.seed_init, wopts), act);
   double flops = 0;
   std::string plan;
   opt.flops = &flops;

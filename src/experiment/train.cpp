@@ -348,7 +348,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
   at::Tensor last_f_test = f0_test;
   auto wall = [&] { return wall_before + seconds_since(t_start); };
 
-  auto make_checkpoint = [&]() {
+  auto train_side = [&]() {  // what a checkpoint knows without touching the weights
     Checkpoint c;
     c.step = step;
     c.t = t;
@@ -356,6 +356,10 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     c.train_loss = cur.loss2;
     c.train_err = cur.train_err;
     c.unsatisfied = cur.unsatisfied;
+    return c;
+  };
+  auto make_checkpoint = [&]() {
+    Checkpoint c = train_side();
     c10::NoGradGuard ng;
     at::Tensor dw = w.detach() - w0;
     c.w0_norm = w0_norm;
@@ -525,13 +529,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
 
   if (last_ckpt != step && status != "diverged") make_checkpoint();
   if (status == "diverged") {  // record what there is, without a test evaluation of broken weights
-    Checkpoint c;
-    c.step = step;
-    c.t = t;
-    c.dt = sc.dt;
-    c.train_loss = cur.loss2;
-    c.train_err = cur.train_err;
-    c.unsatisfied = cur.unsatisfied;
+    Checkpoint c = train_side();
     c.wall_s = wall();
     res.checkpoints.push_back(c);
     if (hooks.on_checkpoint) hooks.on_checkpoint(c);

@@ -474,7 +474,7 @@ void Store::finish(int64_t id, const std::string& status, const std::string& mes
       k.bind(1, id).bind(2, std::string(which)).bind(3, kernel[which].dump()).run();
     }
   }
-  if (status != "stopped") {
+  if (status == "diverged") {  // a converged run keeps its final state: its trained weights
     sql::Stmt d(db.get(), db.path(), "DELETE FROM states WHERE run_id = ?");
     d.bind(1, id).run();
   }

@@ -93,7 +93,8 @@ class Store {
   // Records the end of a run in one transaction: status (converged/stopped/diverged), message,
   // summary columns and JSON, the final test outputs (f - f0, f0, labels y in {-1,+1}) and the
   // kernel statistics (summary["kernel"] style JSON, may be null). Drops the state of a
-  // converged or diverged run; keeps the one of a stopped run so that a bigger budget resumes.
+  // diverged run; keeps the one of a stopped run (a bigger budget resumes from it) and of a
+  // converged run (its trained weights, for `lazyfeat ntk --db --run`).
   void finish(int64_t id, const std::string& status, const std::string& message,
               const nlohmann::json& summary, const at::Tensor& f_delta, const at::Tensor& f0,
               const at::Tensor& y, const nlohmann::json& kernel);
