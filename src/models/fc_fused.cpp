@@ -452,16 +452,22 @@ FCParams contiguous(const FCParams& p) {
 }
 }  // namespace
 
-void FCFused::forward(const FCParams& p_, const at::Tensor& x_, at::Tensor& f) {
-  require(x_.size(0) == n_ && f.numel() == n_ && f.is_contiguous(), "FCFused::forward: wrong number of points");
+void FCFused::forward_all(const FCParams& p_, const at::Tensor& x_, double* out, bool keep) {
+  const int64_t N = x_.size(0);
   const FCParams p = contiguous(p_);
   const at::Tensor x = x_.contiguous();
-  const int64_t B = block_rows(lay_.h), blocks = (n_ + B - 1) / B;
+  const int64_t B = block_rows(lay_.h), blocks = (N + B - 1) / B;
   const double* xp = x.data_ptr<double>();
-  double* fp = f.data_ptr<double>();
   BlasOneThread one;
   if (!pool_) pool_ = std::make_unique<Pool>();
-  pool_->run(blocks, [&](int64_t k, int) { forward_block(p, xp, k * B, std::min(B, n_ - k * B), fp, nullptr); });
+  pool_->run(blocks, [&](int64_t k, int t) {
+    forward_block(p, xp, k * B, std::min(B, N - k * B), out, keep ? nullptr : scratch_[t].get());
+  });
+}
+
+void FCFused::forward(const FCParams& p, const at::Tensor& x, at::Tensor& f) {
+  require(x.size(0) == n_ && f.numel() == n_ && f.is_contiguous(), "FCFused::forward: wrong number of points");
+  forward_all(p, x, f.data_ptr<double>(), /*keep=*/true);
 }
 
 void FCFused::backward(const FCParams& p_, const at::Tensor& x_, const int64_t* rows, const double* c, int64_t m,
@@ -574,14 +580,7 @@ at::Tensor FCFused::evaluate(const FCParams& p_, const at::Tensor& x_) {
   const int64_t N = x_.size(0);
   at::Tensor out = at::empty({N}, at::TensorOptions().dtype(at::kDouble));
   if (N == 0) return out;
-  const FCParams p = contiguous(p_);
-  const at::Tensor x = x_.contiguous();
-  const int64_t B = block_rows(lay_.h), blocks = (N + B - 1) / B;
-  const double* xp = x.data_ptr<double>();
-  double* op = out.data_ptr<double>();
-  BlasOneThread one;
-  if (!pool_) pool_ = std::make_unique<Pool>();
-  pool_->run(blocks, [&](int64_t k, int t) { forward_block(p, xp, k * B, std::min(B, N - k * B), op, scratch_[t].get()); });
+  forward_all(p_, x_, out.data_ptr<double>(), /*keep=*/false);
   return out;
 }
 

@@ -67,6 +67,9 @@ class FCFused {
  private:
   class Pool;     // the caller + one persistent worker (fc_fused.cpp)
   struct Scratch; // per-thread block buffers (fc_fused.cpp)
+  // Every row of x through all layers in blocks shared by the threads; keep: into the buffers
+  // backward() reads (x must be the n training points), else into per-thread scratch.
+  void forward_all(const FCParams& p, const at::Tensor& x, double* out, bool keep);
   void forward_block(const FCParams& p, const double* x, int64_t r0, int64_t r, double* f, Scratch* eval_scratch);
   Activation act_;
   FCLayout lay_;
