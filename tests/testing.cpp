@@ -1,6 +1,7 @@
 #include "testing.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,10 +73,11 @@ TempDir::TempDir() {
   }
 }
 
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-}
+// std::filesystem::remove_all is avoided: PyTorch 2.x's libtorch.so exports a broken copy of it
+// that the dynamic linker picks (a null call, seen on the GPU machine); nftw is plain libc.
+static int remove_entry(const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }
+
+TempDir::~TempDir() { nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 std::string data_dir() { return LAZYFEAT_DATA_DIR; }
 std::string binary() { return LAZYFEAT_BINARY; }
