@@ -1,6 +1,6 @@
-// `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised network on the first N
-// test points (cli-contract.md), its Frobenius norm, mean, trace and time, optionally written
-// as a NumPy .npy file. Deliberately not yet: trained networks (--db/--run, a later issue).
+// `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised network (or, with
+// --db/--run, of a stored run's trained FC weights) on the first N test points (cli-contract.md),
+// its Frobenius norm, mean, trace and time, optionally written as a NumPy .npy file.
 #include <algorithm>
 #include <chrono>
 #include <iostream>
