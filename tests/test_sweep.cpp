@@ -2,10 +2,8 @@
 // errors, a sweep SIGKILLed mid-flight and restarted, a run interrupted and resumed with the
 // same numbers as an uninterrupted one, two sweeps at once on one database, Ctrl-C, and mpirun.
 // The end-to-end tests use examples/tiny.toml-like grids (100 training points, h = 8, L = 2).
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,7 +22,6 @@
 #include "sweep/sweep.h"
 #include "testing.h"
 
-extern char** environ;
 
 namespace {
 
@@ -43,49 +40,9 @@ std::string write(const std::string& path, const std::string& text) {
   return path;
 }
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Starts argv (argv[0] looked up in PATH) with stdout/stderr into files; new_group: its own
-// process group (so that the test can signal the whole group).
-pid_t start(std::vector<std::string> argv, const std::string& out, const std::string& err,
-            bool new_group, const std::vector<std::string>& env = {}) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawnattr_t at;
-  posix_spawnattr_init(&at);
-  if (new_group) {
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&at, 0);
-  }
-  std::vector<char*> av;
-  for (auto& a : argv) av.push_back(a.data());
-  av.push_back(nullptr);
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) env_s.push_back(*e);
-  env_s.insert(env_s.end(), env.begin(), env.end());
-  std::vector<char*> ev;
-  for (auto& e : env_s) ev.push_back(e.data());
-  ev.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, av[0], &fa, &at, av.data(), ev.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  return rc == 0 ? pid : -1;
-}
-
-int wait_exit(pid_t pid) {
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+using lft::slurp;
+using lft::start;
+using lft::wait_exit;
 
 // Rows of a query as text (a separate read-only connection; WAL lets it read while others write).
 std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql) {

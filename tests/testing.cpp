@@ -18,40 +18,56 @@ namespace lft {
 
 namespace fs = std::filesystem;
 
-static std::string slurp(const std::string& p) {
+std::string slurp(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-CliResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env) {
-  TempDir tmp;
-  std::string out = tmp.file("out"), err = tmp.file("err");
+int start(std::vector<std::string> argv, const std::string& out, const std::string& err, bool new_group,
+          const std::vector<std::string>& env) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<std::string> argv_s = {binary()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  if (new_group) {
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&at, 0);
+  }
+  std::vector<char*> av;
+  for (auto& a : argv) av.push_back(a.data());
+  av.push_back(nullptr);
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e) env_s.push_back(*e);
   env_s.insert(env_s.end(), env.begin(), env.end());
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid;
-  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+  std::vector<char*> ev;
+  for (auto& e : env_s) ev.push_back(e.data());
+  ev.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, av[0], &fa, &at, av.data(), ev.data());
   posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return {127, "", "spawn failed"};
+  posix_spawnattr_destroy(&at);
+  return rc == 0 ? pid : -1;
+}
+
+int wait_exit(int pid) {
   int st = 0;
   waitpid(pid, &st, 0);
-  int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return {status, slurp(out), slurp(err)};
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+CliResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  TempDir tmp;
+  std::vector<std::string> argv = {binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int pid = start(argv, tmp.file("out"), tmp.file("err"), false, env);
+  if (pid < 0) return {127, "", "spawn failed"};
+  int status = wait_exit(pid);
+  return {status, slurp(tmp.file("out")), slurp(tmp.file("err"))};
 }
 
 std::string last_line(const std::string& s) {

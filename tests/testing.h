@@ -11,6 +11,14 @@ struct CliResult {
 };
 // Runs the lazyfeat binary with args (no shell: arguments are passed as they are).
 CliResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
+// Starts argv (argv[0] looked up in PATH) without waiting, stdin from /dev/null, stdout and
+// stderr into the files out and err, env added to this process's; new_group: its own process
+// group (so that a test can signal the whole group). Returns the pid, or -1.
+int start(std::vector<std::string> argv, const std::string& out, const std::string& err, bool new_group = false,
+          const std::vector<std::string>& env = {});
+// Waits for pid: its exit status, or 128 + the signal that ended it.
+int wait_exit(int pid);
+std::string slurp(const std::string& path);  // a whole file
 // The last line of stdout (the --json object).
 std::string last_line(const std::string& s);
 // A fresh empty folder under $TMPDIR, removed by the destructor.
