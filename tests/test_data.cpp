@@ -14,7 +14,7 @@
 
 #include "common/error.h"
 #include "common/options.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "data/idx.h"
 #include "experiment/config.h"
 #include "testing.h"

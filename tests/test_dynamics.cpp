@@ -67,7 +67,9 @@ TEST(StepControl, ScriptedDfSequence) {
   EXPECT_DOUBLE_EQ(sc.dt, 1.21e-49);
   EXPECT_EQ(sc.judge(1e-2), V::Reject);  // df >= df_max: dt /= 10
   EXPECT_DOUBLE_EQ(sc.dt, 1.21e-50);
-  EXPECT_EQ(sc.judge(std::numeric_limits<double>::quiet_NaN()), V::Reject);  // NaN rejects
+  EXPECT_EQ(sc.judge(std::numeric_limits<double>::infinity()), V::Reject);  // inf: too large
+  EXPECT_DOUBLE_EQ(sc.dt, 1.21e-51);
+  EXPECT_EQ(sc.judge(std::numeric_limits<double>::quiet_NaN()), V::Diverge);  // NaN: stop, dt kept
   EXPECT_DOUBLE_EQ(sc.dt, 1.21e-51);
   sc.max_dt = 2e-51;
   EXPECT_EQ(sc.judge(0.0), V::Accept);  // growth capped by max_dt

@@ -20,7 +20,7 @@
 #include "common/error.h"
 #include "common/options.h"
 #include "common/sysinfo.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "experiment/config.h"
 #include "experiment/train.h"
 #include "models/activation.h"
@@ -99,8 +99,8 @@ int bench_train_step(const Args& args) {
   nlohmann::json kern;
   {
     const FCLayout lay(10, h, L);
-    FCParams w = lay.views(lay.flatten(fc_init(10, h, L, cfg.seed_init)));
-    FCFused net(Activation::from_config(cfg), lay, ptr);
+    FCParams w = lay.views(lay.flatten(fc_init(10, h, L, cfg.weights_seed())));
+    FCFused net(activation_of(cfg), lay, ptr);
     at::Tensor f = at::empty({ptr}, o), g = at::zeros({lay.size}, o);
     FCParams gp = lay.views(g);
     std::vector<int64_t> rows(ptr);

@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "common/options.h"
 #include "common/progress.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "experiment/config.h"
 
 namespace lf::cli {

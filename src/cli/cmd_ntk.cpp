@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "common/npy.h"
 #include "common/options.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "experiment/config.h"
 #include "experiment/train.h"
 #include "ntk/ntk.h"
@@ -74,11 +74,11 @@ int cmd_ntk(const Args& args) {
   Dataset data = load_dataset(cfg);
   auto dtype = cfg.is_double() ? at::kDouble : at::kFloat;
   at::Tensor x = data.x_test.narrow(0, 0, points).to(dtype).contiguous();
-  const Activation act = Activation::from_config(cfg);
+  const Activation act = activation_of(cfg);
   auto wopts = at::TensorOptions().dtype(dtype);
   Net net = !trained.empty()    ? Net::fc(fc_params_from_state(trained).to(wopts), act)
-            : cfg.arch == "fc" ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.seed_init, wopts), act)
-                               : Net::cnn(cnn_init(x.size(1), cfg.h, cfg.seed_init, wopts), act);
+            : cfg.arch == "fc" ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.weights_seed(), wopts), act)
+                               : Net::cnn(cnn_init(x.size(1), cfg.h, cfg.weights_seed(), wopts), act);
   double flops = 0;
   std::string plan;
   opt.flops = &flops;

@@ -26,7 +26,7 @@ int cmd_report(const Args& args) {
   report::ReportOptions opt;
   bool json_out = false;
   OptionParser p("lazyfeat report --db FILE --out DIR [options]",
-                 "The paper's figures (shared/spec figures.md) from a study database: for each "
+                 "The paper's figures (docs/report.md lists them) from a study database: for each "
                  "figure whose runs are present, the CSV behind it, PNG and SVG (gnuplot), fitted "
                  "exponents next to the paper's predictions, and one self-contained index.html. "
                  "Only converged runs count; the report says how many were dropped and why.");

@@ -11,7 +11,7 @@
 #include "cli/command.h"
 #include "common/error.h"
 #include "common/options.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "experiment/config.h"
 #include "experiment/train.h"
 #include "sweep/runner.h"

@@ -18,7 +18,6 @@
 #include "common/error.h"
 #include "data/idx.h"
 #include "data/pca.h"
-#include "experiment/config.h"
 
 namespace lf {
 namespace {
@@ -56,6 +55,13 @@ void check_md5(const IdxFile& f, const char* expected) {
                      " (a different or damaged copy; run scripts/setup.sh)");
 }
 
+// The Euclidean norm of each image, [N, p] -> [N, 1], by the reduction the published code's
+// x.flatten(1).norm(dim=1) ran: LibTorch 1.13's frobenius_norm over one dimension is
+// at::norm(x, 2, dim), which later versions still provide (frobenius_norm is deprecated there).
+at::Tensor image_norms(const at::Tensor& x) {
+  return at::norm(x, 2, at::IntArrayRef{1}, /*keepdim=*/false).view({-1, 1});
+}
+
 std::vector<int64_t> class_counts(const at::Tensor& cls) {
   at::Tensor c = at::bincount(cls, {}, kClasses);
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
@@ -82,6 +88,7 @@ nlohmann::json Dataset::summary() const {
           {"label_mean_test", mean_or_null(y_test)},
           {"pca_variances", pca_variances},
           {"pca_fit", pca_fit.empty() ? nlohmann::json(nullptr) : nlohmann::json(pca_fit)},
+          {"pca_solver", pca_solver.empty() ? nlohmann::json(nullptr) : nlohmann::json(pca_solver)},
           {"checksums_ok", checksums_ok},
           {"pool_size", pool_size},
           {"pixels", pixels},
@@ -89,7 +96,7 @@ nlohmann::json Dataset::summary() const {
           {"seconds", seconds}};
 }
 
-Dataset load_dataset(const RunConfig& cfg) {
+Dataset load_dataset(const DataOptions& cfg) {
   const auto start = std::chrono::steady_clock::now();
   const auto refs = references(cfg.dataset);
   const std::string dir = cfg.data_dir + "/" + cfg.dataset + "/";
@@ -174,10 +181,11 @@ Dataset load_dataset(const RunConfig& cfg) {
   bytes = at::Tensor();
   at::Tensor cls = cls_all.index_select(0, source);  // [pool]
 
-  // 5. Centre by the pool's mean image; rescale each image to norm sqrt(pixels) (section 1.4).
-  x.sub_(x.mean(0));
-  at::Tensor norms = at::linalg_vector_norm(x, 2, at::IntArrayRef{1}, /*keepdim=*/true);  // [pool, 1]
-  x.mul_(std::sqrt(static_cast<double>(pixels))).div_(norms);
+  // 5. Centre by the pool's mean image; rescale each image to norm sqrt(pixels) (section 1.4),
+  //    in the published order: x - mean, then sqrt(pixels) * x, then divided by the row norms.
+  x = x - x.mean(0);
+  at::Tensor norms = image_norms(x);  // [pool, 1]
+  x = (std::sqrt(static_cast<double>(pixels)) * x) / norms;
 
   Dataset ds;
   ds.name = cfg.dataset;
@@ -200,7 +208,8 @@ Dataset load_dataset(const RunConfig& cfg) {
     ds.pca_fit = cfg.pca_train_only ? "train" : "pool";
     at::Tensor fit = cfg.pca_train_only ? x.slice(0, 0, ptr) : x;  // [N, p]
     at::Tensor w;                                                   // [N, D] = pca.apply(fit)
-    WhitenedPca pca = fit_whitened_pca(fit, cfg.pca, &w);
+    WhitenedPca pca = fit_whitened_pca(fit, cfg.pca, cfg.pca_solver, &w);
+    ds.pca_solver = cfg.pca_solver == PcaSolver::Dsyev ? "dsyev" : "evd";
     at::Tensor var = (w - w.mean(0)).pow(2).mean(0);                // [D], 1 by construction
     ds.pca_variances.assign(var.data_ptr<double>(), var.data_ptr<double>() + var.numel());
     ds.x_train = w.slice(0, 0, ptr).clone();
@@ -209,7 +218,7 @@ Dataset load_dataset(const RunConfig& cfg) {
   } else {
     ds.x_train = x.slice(0, 0, ptr).clone();
     ds.x_test = x.slice(0, ptr, ptr + pte).clone();
-    if (cfg.arch != "fc") {  // images stay images: [n, 1, rows, cols]
+    if (cfg.images) {  // images stay images: [n, 1, rows, cols]
       ds.x_train = ds.x_train.view({ptr, 1, rows, cols});
       ds.x_test = ds.x_test.view({pte, 1, rows, cols});
     }

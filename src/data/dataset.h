@@ -9,9 +9,21 @@
 #include <string>
 #include <vector>
 
+#include "data/pca.h"
+
 namespace lf {
 
-struct RunConfig;
+// What load_dataset needs (experiment/from_config.h builds it from a run's options).
+struct DataOptions {
+  std::string dataset = "mnist";       // mnist | fashion
+  std::string data_dir;                // the folder holding <dataset>/ IDX files
+  int64_t ptr = 5000, pte = 50000;     // train and test sizes
+  int64_t pca = 0;                     // whitened PCA components, 0 = none
+  bool pca_train_only = false;         // fit the PCA on the training set (the paper: whole pool)
+  PcaSolver pca_solver = PcaSolver::Dsyev;
+  bool images = false;                 // keep [n, 1, rows, cols] (convolutional networks)
+  uint64_t seed_data = 0;
+};
 
 struct Dataset {
   std::string name;          // "mnist" | "fashion"
@@ -28,6 +40,7 @@ struct Dataset {
   at::Tensor source_test;    // [pte]   file then test file (0..69,999): distinct across the pool
   int64_t pixels = 0;                 // pixels of one image (784)
   std::string pca_fit;                // "pool" | "train" (pca_train_only) | "" without PCA
+  std::string pca_solver;             // "dsyev" | "evd" | "" without PCA
   uint64_t seed_data = 0;
   double seconds = 0.0;               // wall time of load_dataset
 
@@ -35,10 +48,9 @@ struct Dataset {
   nlohmann::json summary() const;
 };
 
-// Builds the dataset of a finalized RunConfig (dataset, data_dir, ptr, pte, pca,
-// pca_train_only, seed_data, arch for the image shape). Throws UsageError for a missing,
-// truncated or corrupt file, a checksum mismatch, ptr + pte larger than the pool, a pca
-// larger than the pixel count. Result in float64 on the CPU.
-Dataset load_dataset(const RunConfig& cfg);
+// Builds the dataset. Throws UsageError for a missing, truncated or corrupt file, a checksum
+// mismatch, ptr + pte larger than the pool, a pca larger than the pixel count or the rank.
+// Result in float64 on the CPU.
+Dataset load_dataset(const DataOptions& opt);
 
 }  // namespace lf

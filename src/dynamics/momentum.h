@@ -36,11 +36,13 @@ struct StepControl {
   double df_max = 1e-2;
   double max_dt = 0.0;   // 0 = no cap
 
-  enum class Verdict { Accept, Reject };
+  enum class Verdict { Accept, Reject, Diverge };
   // Judges a trial step of size dt that changed the outputs by df (already multiplied by alpha)
-  // and updates dt for the next trial. NaN df rejects (the caller decides when to give up).
+  // and updates dt for the next trial. A NaN df (an output that is not a number) ends the run
+  // as diverged, as the published code stops on it: every trainer stops the same way.
   Verdict judge(double df) {
-    if (!(df < df_max)) {  // df >= df_max, or NaN
+    if (std::isnan(df)) return Verdict::Diverge;
+    if (!(df < df_max)) {  // df >= df_max (inf included)
       dt /= 10.0;
       return Verdict::Reject;
     }
@@ -51,6 +53,10 @@ struct StepControl {
     return Verdict::Accept;
   }
 };
+
+// Why a run whose trial steps are all rejected ends as diverged (every trainer says it so).
+constexpr const char* kStepUnderflow =
+    "the step size underflowed to 0: every trial step changes the outputs too much";
 
 // Log-spaced checkpoint steps (protocol section 4): t_{k+1} = floor(t_k + 1 + 100 (1 - exp(-0.01 t_k / 100))).
 inline int64_t next_checkpoint(int64_t step) {

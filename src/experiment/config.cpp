@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/md5.h"
 #include "common/options.h"
+#include "common/pyhash.h"
 
 namespace lf {
 namespace {
@@ -33,10 +34,15 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.pca = parse_int(opt("pca"), v); }},
       {"pca-train-only", nullptr, "fit the PCA on the training set only (the paper: whole pool)",
        [](RunConfig& c, const std::string& v) { c.pca_train_only = parse_bool(opt("pca-train-only"), v); }},
+      {"pca-solver", "dsyev|evd", "PCA eigensolver: dsyev replays the published data (default), evd is linalg_eigh",
+       [](RunConfig& c, const std::string& v) { c.pca_solver = v; }},
       {"seed-data", "S", "seed of the data split (default 0)",
        [](RunConfig& c, const std::string& v) { c.seed_data = parse_uint(opt("seed-data"), v); }},
       {"seed-init", "S", "seed of the initial weights (default 0)",
        [](RunConfig& c, const std::string& v) { c.seed_init = parse_uint(opt("seed-init"), v); }},
+      {"published-seed", nullptr,
+       "seed the weights with seed-init + Python's hash(alpha), as the published code did (replays its runs)",
+       [](RunConfig& c, const std::string& v) { c.published_seed = parse_bool(opt("published-seed"), v); }},
       {"seed-batch", "S", "seed of the batch draws (default 0)",
        [](RunConfig& c, const std::string& v) { c.seed_batch = parse_uint(opt("seed-batch"), v); }},
       {"arch", "fc|cnn|wrn", "network (default fc)",
@@ -45,8 +51,14 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.act = v; }},
       {"softplus-beta", "B", "softplus sharpness (default 5)",
        [](RunConfig& c, const std::string& v) { c.softplus_beta = parse_double(opt("softplus-beta"), v); }},
-      {"softplus-scale", "A", "softplus prefactor (default: normalising constant by quadrature)",
-       [](RunConfig& c, const std::string& v) { c.softplus_scale = parse_double(opt("softplus-scale"), v); }},
+      {"act-scale", "A",
+       "activation prefactor (default: the normalising constant; the published runs: 1.40438 softplus, 1 tanh)",
+       [](RunConfig& c, const std::string& v) { c.act_scale = parse_double(opt("act-scale"), v); }},
+      {"softplus-threshold", "X",
+       "softplus is linear where beta z > X, as PyTorch's (the published runs: 20; default 0 = exact softplus)",
+       [](RunConfig& c, const std::string& v) { c.softplus_threshold = parse_double(opt("softplus-threshold"), v); }},
+      {"softplus-scale", "A", "the same as --act-scale (kept for the published runs' name)",
+       [](RunConfig& c, const std::string& v) { c.act_scale = parse_double(opt("softplus-scale"), v); }},
       {"L", "N", "hidden layers (default 5)",
        [](RunConfig& c, const std::string& v) { c.L = parse_int(opt("L"), v); }},
       {"h", "N", "width (default 100)",
@@ -127,6 +139,10 @@ bool one_of(const std::string& v, std::initializer_list<const char*> xs) {
 
 }  // namespace
 
+uint64_t RunConfig::weights_seed() const {
+  return published_seed ? published_init_seed(seed_init, alpha) : seed_init;
+}
+
 std::string default_data_dir() {
   if (const char* d = std::getenv("LAZYFEAT_DATA_DIR"); d && *d) return d;
   return std::string(LAZYFEAT_SOURCE_DIR) + "/data";
@@ -173,12 +189,17 @@ void finalize(RunConfig& c) {
   if (!std::isnan(c.sqrt_h_alpha)) {
     require(c.sqrt_h_alpha > 0 && std::isfinite(c.sqrt_h_alpha),
             "--sqrt-h-alpha must be a finite number > 0");
-    c.alpha = c.sqrt_h_alpha / std::sqrt(static_cast<double>(c.h));
+    // pow(h, 0.5) as the published code's h ** 0.5 (libm's pow; not always sqrt's rounding),
+    // so that alpha, and hash(alpha) for --published-seed, are the published run's.
+    c.alpha = c.sqrt_h_alpha / std::pow(static_cast<double>(c.h), 0.5);
     c.sqrt_h_alpha = std::numeric_limits<double>::quiet_NaN();
   }
   require(c.alpha > 0 && std::isfinite(c.alpha), "--alpha must be a finite number > 0");
   require(c.softplus_beta > 0 && std::isfinite(c.softplus_beta), "--softplus-beta must be > 0");
-  require(c.softplus_scale >= 0 && std::isfinite(c.softplus_scale), "--softplus-scale must be > 0");
+  require(c.act_scale >= 0 && std::isfinite(c.act_scale), "--act-scale must be a finite number >= 0 (0: normalised)");
+  require(c.softplus_threshold >= 0 && std::isfinite(c.softplus_threshold),
+          "--softplus-threshold must be a finite number >= 0 (0: none)");
+  require(one_of(c.pca_solver, {"dsyev", "evd"}), "unknown PCA solver '" + c.pca_solver + "' (expected dsyev or evd)");
   if (c.pca < 0) c.pca = (c.arch == "fc") ? 10 : 0;
   require(c.arch == "fc" || c.pca == 0, "--pca applies to fc networks only");
   require(c.temperature >= 0 && std::isfinite(c.temperature), "--temperature must be >= 0");
@@ -201,13 +222,17 @@ json config_to_json(const RunConfig& c) {
   j["pte"] = c.pte;
   j["pca"] = c.pca;
   j["pca_train_only"] = c.pca_train_only;
+  j["pca_solver"] = c.pca_solver;
   j["seed_data"] = c.seed_data;
   j["seed_init"] = c.seed_init;
+  j["published_seed"] = c.published_seed;
+  j["weights_seed"] = c.weights_seed();  // derived, for queries
   j["seed_batch"] = c.seed_batch;
   j["arch"] = c.arch;
   j["act"] = c.act;
   j["softplus_beta"] = c.softplus_beta;
-  j["softplus_scale"] = c.softplus_scale;
+  j["act_scale"] = c.act_scale;
+  j["softplus_threshold"] = c.softplus_threshold;
   j["L"] = c.L;
   j["h"] = c.h;
   j["alpha"] = c.alpha;
@@ -241,7 +266,11 @@ RunConfig config_from_json(const json& j) {
   get("dataset", c.dataset); get("data_dir", c.data_dir); get("ptr", c.ptr); get("pte", c.pte);
   get("pca", c.pca); get("pca_train_only", c.pca_train_only); get("seed_data", c.seed_data);
   get("seed_init", c.seed_init); get("seed_batch", c.seed_batch); get("arch", c.arch);
-  get("act", c.act); get("softplus_beta", c.softplus_beta); get("softplus_scale", c.softplus_scale);
+  get("act", c.act); get("softplus_beta", c.softplus_beta); get("softplus_scale", c.act_scale);
+  get("act_scale", c.act_scale); get("published_seed", c.published_seed);
+  get("softplus_threshold", c.softplus_threshold);
+  // Runs recorded before the dsyev PCA existed used linalg_eigh's: read them back as such.
+  c.pca_solver = j.contains("pca_solver") ? j["pca_solver"].get<std::string>() : std::string("evd");
   get("L", c.L); get("h", c.h); get("alpha", c.alpha); get("loss", c.loss); get("tau", c.tau);
   get("temperature", c.temperature); get("batch_max", c.batch_max); get("batch_min", c.batch_min);
   get("df_min", c.df_min); get("df_max", c.df_max); get("dt0", c.dt0); get("max_dt", c.max_dt);

@@ -1,5 +1,5 @@
 // RunConfig: every option of one run (cli-contract.md "Run options"), its defaults (the
-// paper's protocol, reference-protocol.md), validation, canonical JSON and identity hash.
+// paper's protocol, docs/protocol.md), validation, canonical JSON and identity hash.
 // One table of options serves the CLI (--name VALUE) and sweep specifications (TOML keys).
 // Deliberately not: how a run executes (experiment/train.h), where results go (store/).
 #pragma once
@@ -24,13 +24,18 @@ struct RunConfig {
   int64_t pte = 50000;                // test size
   int64_t pca = -1;                   // whitened PCA components; -1 = 10 for fc, 0 otherwise
   bool pca_train_only = false;        // fit the PCA on the training set (the paper: whole pool)
+  std::string pca_solver = "dsyev";   // dsyev (the published code's symeig) | evd (linalg_eigh)
   uint64_t seed_data = 0, seed_init = 0, seed_batch = 0;
+  bool published_seed = false;        // weights seeded with seed_init + Python's hash(alpha), as
+                                      // the published code did (protocol section 8)
 
   // Network (protocol section 2).
   std::string arch = "fc";            // fc | cnn | wrn
   std::string act = "softplus";       // softplus | relu | tanh | swish
   double softplus_beta = 5.0;
-  double softplus_scale = 0.0;        // 0 = normalising constant by quadrature (1.40438... at beta 5)
+  double softplus_threshold = 0.0;    // PyTorch's softplus cut-off (the published runs: 20); 0 = none
+  double act_scale = 0.0;             // activation prefactor a; 0 = normalising constant by
+                                      // quadrature (1.40438... for softplus at beta 5)
   int64_t L = 5;                      // hidden layers
   int64_t h = 100;                    // width
 
@@ -64,6 +69,9 @@ struct RunConfig {
   double mu() const { return tau < 0 ? -tau : 0.0; }
   bool stochastic() const { return temperature > 0.0; }
   bool is_double() const { return dtype == "float64"; }
+  // The seed of the initial weights' generator: seed_init, or seed_init + hash(alpha) with
+  // published_seed (common/pyhash.h).
+  uint64_t weights_seed() const;
 };
 
 // The directory holding data/<dataset>/: $LAZYFEAT_DATA_DIR, else <source tree>/data.

@@ -20,11 +20,11 @@
 #include "common/progress.h"
 #include "data/dataset.h"
 #include "dynamics/momentum.h"
+#include "experiment/from_config.h"
+#include "experiment/kernels.h"
 #include "experiment/loss.h"
 #include "experiment/state.h"
-#include "models/activation.h"
 #include "models/fc_fused.h"
-#include "ntk/measure.h"
 
 namespace lf {
 
@@ -165,20 +165,28 @@ std::vector<at::Tensor> preactivations(const FCParams& p, const at::Tensor& x, c
   return out;
 }
 
-// |dz/dt| at t = 0 per layer: at t = 0 every dynamics moves w along -g, so
-//   zdot_l = rms over training points and neurons of (pre_l(w0 - eps g) - pre_l(w0 + eps g)) / (2 eps)
-// (central difference; eps ||g|| = 1e-6 ||w0||), for l = 1..L and then the output f.
-std::vector<double> measure_zdot(const FCLayout& lay, const at::Tensor& w0, const at::Tensor& g,
-                                 const at::Tensor& x, const Activation& act) {
-  at::Tensor w = w0.to(at::kCPU, at::kDouble), gd = g.to(at::kCPU, at::kDouble);
-  double gn = gd.norm().item<double>();
+// |dz/dt| at t = 0 per layer (protocol section 5), over one step of the actual dynamics from
+// w_before to w_after taking dt: the first accepted step whose output change df exceeds df_min
+// (earlier steps, from dt0 = 1e-50 up, move the weights by less than their rounding):
+//   zdot_l = rms over training points and neurons of (pre_l(w_after) - pre_l(w_before)) / dt,
+// for the preactivations l = 1..L and then the output f.
+std::vector<double> measure_zdot(const FCLayout& lay, const at::Tensor& w_before, const at::Tensor& w_after,
+                                 double dt, const at::Tensor& x, const Activation& act) {
+  c10::NoGradGuard ng;
+  auto before = preactivations(lay.views(w_before.to(at::kCPU, at::kDouble)), x, act);
+  auto after = preactivations(lay.views(w_after.detach().to(at::kCPU, at::kDouble)), x, act);
   std::vector<double> out(lay.L + 1, 0.0);
-  if (!(gn > 0)) return out;
-  double eps = 1e-6 * w.norm().item<double>() / gn;
-  auto minus = preactivations(lay.views(w - eps * gd), x, act);
-  auto plus = preactivations(lay.views(w + eps * gd), x, act);
-  for (int64_t l = 0; l <= lay.L; ++l)
-    out[l] = ((minus[l] - plus[l]) / (2 * eps)).pow(2).mean().sqrt().item<double>();
+  for (int64_t l = 0; l <= lay.L; ++l) out[l] = ((after[l] - before[l]) / dt).pow(2).mean().sqrt().item<double>();
+  return out;
+}
+
+// Per layer l = 0..L, the norm of (W_l, b_l): the layer's weights and bias together.
+std::vector<double> layer_norms(const FCParams& p) {
+  std::vector<double> out;
+  for (int64_t l = 0; l <= p.L(); ++l) {
+    const double w = p.W[l].norm().item<double>(), b = p.b[l].norm().item<double>();
+    out.push_back(std::sqrt(w * w + b * b));
+  }
   return out;
 }
 
@@ -209,7 +217,7 @@ void validate_train_config(const RunConfig& cfg) {
   finite(cfg.max_dt, "max-dt");
   finite(cfg.max_wall, "max-wall");
   finite(cfg.softplus_beta, "softplus-beta");
-  finite(cfg.softplus_scale, "softplus-scale");
+  finite(cfg.act_scale, "act-scale");
   require(cfg.alpha > 0, "--alpha must be > 0");
   if (cfg.device == "cuda") require(at::hasCUDA(), "--device cuda: this build/machine has no CUDA device");
 }
@@ -261,7 +269,7 @@ FCParams fc_params_from_state(const std::string& bytes) {
 RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks& hooks) {
   validate(cfg, data);
   const auto t_start = Clock::now();
-  const Activation act = Activation::from_config(cfg);
+  const Activation act = activation_of(cfg);
   const Loss loss = Loss::make(cfg.loss);
   const double alpha = cfg.alpha;
   const int64_t n = data.x_train.size(0), d = data.x_train.size(1), pte = data.x_test.size(0);
@@ -326,7 +334,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
   } else {
     {
       c10::NoGradGuard ng;
-      w.copy_(lay.flatten(fc_init(d, cfg.h, cfg.L, cfg.seed_init)));  // protocol section 8
+      w.copy_(lay.flatten(fc_init(d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
       w0 = w.detach().clone();
     }
     model->forward_train(f0.data());
@@ -334,7 +342,6 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     f0_test = model->evaluate(x_test);
     fit(loss, alpha, f, f0, y, cur);
     if (cur.unsatisfied > 0) model->gradient(cur.rows, cur.c);
-    if (cfg.zdot) res.zdot = measure_zdot(lay, w0, g, x_train, act);
     if (kernels) {
       FCParams p0 = lay.views(w0.to(at::kCPU, at::kDouble));
       kernel_init = measure_kernels_at_init(cfg, data, p0);
@@ -345,6 +352,7 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
   at::Tensor wb = at::empty_like(w), vb = at::empty_like(v);
   const at::Tensor w0_norm_t = w0.norm();
   const double w0_norm = w0_norm_t.item<double>();
+  const std::vector<double> w0_layer_norms = layer_norms(lay.views(w0.to(at::kCPU, at::kDouble)));
   at::Tensor last_f_test = f0_test;
   auto wall = [&] { return wall_before + seconds_since(t_start); };
 
@@ -364,8 +372,8 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
     at::Tensor dw = w.detach() - w0;
     c.w0_norm = w0_norm;
     c.weight_change = dw.norm().item<double>() / w0_norm;
-    FCParams pd = lay.views(dw);
-    for (auto& W : pd.W) c.layer_change.push_back(W.norm().item<double>());
+    const std::vector<double> dl = layer_norms(lay.views(dw.to(at::kCPU, at::kDouble)));
+    for (size_t l = 0; l < dl.size(); ++l) c.layer_change.push_back(dl[l] / w0_layer_norms[l]);
     if (pte > 0) {
       last_f_test = model->evaluate(x_test);
       at::Tensor delta = last_f_test - f0_test;  // f - f0 on the test set
@@ -493,18 +501,25 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
       if (std::isnan(df)) break;
     }
     df *= alpha_abs;
-    if (sc.judge(df) == StepControl::Verdict::Reject) {
+    const StepControl::Verdict verdict = sc.judge(df);
+    if (verdict != StepControl::Verdict::Accept) {
       c10::NoGradGuard ng;
       w.copy_(wb);
       v.copy_(vb);
+      if (verdict == StepControl::Verdict::Diverge) {  // protocol section 4: stop on NaN
+        status = "diverged";
+        message = "a trial step gave a non-finite output change (NaN)";
+        break;
+      }
       ++rejected;
       if (!(sc.dt > 0)) {
         status = "diverged";
-        message = "the step size underflowed to 0: every trial step changes the outputs too much or gives NaN";
+        message = kStepUnderflow;
         break;
       }
       continue;
     }
+    if (cfg.zdot && res.zdot.empty() && df > cfg.df_min) res.zdot = measure_zdot(lay, wb, w, dt, x_train, act);
     t += dt;
     ++step;
     std::swap(f, fnew);

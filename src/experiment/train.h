@@ -31,7 +31,8 @@ struct Checkpoint {
   int64_t unsatisfied = 0;   // training points with alpha F y < 1
   double weight_change = kNaN;  // ||w - w0|| / ||w0||, all parameters
   double w0_norm = kNaN;        // ||w0||
-  std::vector<double> layer_change;  // ||W_l - W_l(0)|| per layer l = 0..L
+  std::vector<double> layer_change;  // per layer l = 0..L: ||theta_l - theta_l(0)|| / ||theta_l(0)||,
+                                     // theta_l = (W_l, b_l) (protocol section 5)
   double output_norm = kNaN;    // rms over the test set of f - f0 (unscaled by alpha)
   double f_norm = kNaN;         // rms over the test set of f
   double wall_s = 0;
@@ -52,10 +53,11 @@ struct RunResult {
   std::vector<Checkpoint> checkpoints;  // those emitted by this process (after a resume: the new ones)
   at::Tensor test_f_delta;   // [pte] f - f0 on the test set at the end (float64, CPU)
   at::Tensor test_f0;        // [pte] f0 on the test set
-  std::vector<double> zdot;  // per-layer |dz/dt| at t = 0 (with --zdot): preactivations 1..L, then f
+  std::vector<double> zdot;  // per-layer |dz/dt| at t = 0 (with --zdot): preactivations 1..L, then f,
+                             // over the first step that moves the outputs by more than df_min
   int64_t unsatisfied = 0;   // training points with alpha F y < 1 at the end
   std::string trainer;       // "fused" (CPU float64 FC kernels) or "reference" (plain LibTorch ops)
-  nlohmann::json kernel;     // kernel statistics and frozen-kernel runs (ntk/measure.h), or null
+  nlohmann::json kernel;     // kernel statistics and frozen-kernel runs (experiment/kernels.h), or null
 
   // The summary of `lazyfeat train --json` (cli-contract.md): status, steps, t, t1, t2,
   // train_loss, train_err, test_err, weight_change, output_norm, kernel_change, wall_s,

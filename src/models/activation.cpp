@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "common/error.h"
-#include "experiment/config.h"
 
 namespace lf {
 namespace {
@@ -43,7 +42,7 @@ double normalising_constant(Activation::Kind kind, double beta) {
   return 1.0;
 }
 
-Activation Activation::make(const std::string& name, double beta, double scale) {
+Activation Activation::make(const std::string& name, double beta, double scale, double threshold) {
   Activation a;
   if (name == "softplus") a.kind = Kind::Softplus;
   else if (name == "relu") a.kind = Kind::Relu;
@@ -51,13 +50,9 @@ Activation Activation::make(const std::string& name, double beta, double scale) 
   else if (name == "swish") a.kind = Kind::Swish;
   else throw UsageError("unknown activation '" + name + "'");
   a.beta = beta;
-  // --softplus-scale applies to softplus only; the others always use their own constant.
-  a.scale = (a.kind == Kind::Softplus && scale > 0) ? scale : normalising_constant(a.kind, beta);
+  a.threshold = a.kind == Kind::Softplus ? threshold : 0.0;
+  a.scale = scale > 0 ? scale : normalising_constant(a.kind, beta);  // --act-scale, else E[phi^2] = 1
   return a;
-}
-
-Activation Activation::from_config(const RunConfig& cfg) {
-  return make(cfg.act, cfg.softplus_beta, cfg.softplus_scale);
 }
 
 std::string Activation::name() const {
@@ -72,7 +67,7 @@ std::string Activation::name() const {
 
 double Activation::value(double x) const {
   switch (kind) {
-    case Kind::Softplus: return scale * softplus_u(x, beta);
+    case Kind::Softplus: return cut(beta * x) ? scale * x : scale * softplus_u(x, beta);
     case Kind::Relu: return scale * relu_u(x, 0);
     case Kind::Tanh: return scale * std::tanh(x);
     case Kind::Swish: return scale * swish_u(x, 0);
@@ -82,7 +77,7 @@ double Activation::value(double x) const {
 
 double Activation::deriv(double x) const {
   switch (kind) {
-    case Kind::Softplus: return scale / (1.0 + std::exp(-beta * x));
+    case Kind::Softplus: return cut(beta * x) ? scale : scale / (1.0 + std::exp(-beta * x));
     case Kind::Relu: return x > 0 ? scale : 0.0;
     case Kind::Tanh: { double t = std::tanh(x); return scale * (1 - t * t); }
     case Kind::Swish: { double s = 1.0 / (1.0 + std::exp(-x)); return scale * (s + x * s * (1 - s)); }
@@ -94,7 +89,8 @@ at::Tensor Activation::operator()(const at::Tensor& z) const {
   switch (kind) {
     case Kind::Softplus: {  // stable: (max(bz, 0) + log1p(exp(-|bz|))) / b, no threshold cut-off
       auto bz = beta * z;
-      return scale * (at::relu(bz) + at::log1p(at::exp(-at::abs(bz)))) / beta;
+      auto sp = scale * (at::relu(bz) + at::log1p(at::exp(-at::abs(bz)))) / beta;
+      return threshold > 0 ? at::where(bz > threshold, scale * z, sp) : sp;
     }
     case Kind::Relu: return scale * at::relu(z);
     case Kind::Tanh: return scale * at::tanh(z);
@@ -105,7 +101,10 @@ at::Tensor Activation::operator()(const at::Tensor& z) const {
 
 at::Tensor Activation::derivative(const at::Tensor& z) const {
   switch (kind) {
-    case Kind::Softplus: return scale * at::sigmoid(beta * z);
+    case Kind::Softplus: {
+      auto d = scale * at::sigmoid(beta * z);
+      return threshold > 0 ? at::where(beta * z > threshold, at::full_like(z, scale), d) : d;
+    }
     case Kind::Relu: return scale * (z > 0).to(z.scalar_type());
     case Kind::Tanh: { auto t = at::tanh(z); return scale * (1 - t * t); }
     case Kind::Swish: { auto s = at::sigmoid(z); return scale * (s + z * s * (1 - s)); }

@@ -10,27 +10,12 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "experiment/config.h"
 
 namespace lf {
 
-FrozenOptions frozen_options(const RunConfig& cfg) {
-  require(cfg.loss == "hinge", "frozen-kernel training supports the hinge loss only");
-  FrozenOptions o;
-  o.alpha = cfg.alpha;
-  o.momentum.tau = cfg.tau;
-  o.control.dt = cfg.dt0;  // protocol section 4: dt starts at 1e-50 (full batch)
-  o.control.df_min = cfg.df_min;
-  o.control.df_max = cfg.df_max;
-  o.control.max_dt = cfg.max_dt;
-  o.max_steps = cfg.max_steps;
-  o.max_wall = cfg.max_wall;
-  return o;
-}
-
 nlohmann::json FrozenResult::to_json() const {
   auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-  return {{"status", status}, {"steps", steps},          {"rejected", rejected}, {"t", t},
+  return {{"status", status}, {"message", message}, {"steps", steps},          {"rejected", rejected}, {"t", t},
           {"t2", num(t2)},    {"train_err", train_err},  {"test_err", num(test_err)}, {"wall_s", wall_s}};
 }
 
@@ -68,10 +53,27 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       inB[i] = b;
     }
     first = false;
-    if (!finite) { r.status = "diverged"; break; }
-    if (unsatisfied == 0) { r.status = "converged"; r.t2 = t; break; }
-    if (opt.max_steps > 0 && r.steps >= opt.max_steps) { r.status = "stopped"; break; }
-    if (opt.max_wall > 0 && (r.steps & 255) == 0 && wall() >= opt.max_wall) { r.status = "stopped"; break; }
+    if (!finite) {
+      r.status = "diverged";
+      r.message = "non-finite output";
+      break;
+    }
+    if (unsatisfied == 0) {
+      r.status = "converged";
+      r.message = "every training point satisfied (alpha u y >= 1)";
+      r.t2 = t;
+      break;
+    }
+    if (opt.max_steps > 0 && r.steps >= opt.max_steps) {
+      r.status = "stopped";
+      r.message = "step budget (--max-steps) reached";
+      break;
+    }
+    if (opt.max_wall > 0 && (r.steps & 255) == 0 && wall() >= opt.max_wall) {
+      r.status = "stopped";
+      r.message = "wall-time budget (--max-wall) reached";
+      break;
+    }
     if (changed) {
       std::vector<int64_t> idx;
       for (int64_t i = 0; i < n; ++i)
@@ -87,12 +89,23 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       double vmax = 0;
       for (int64_t i = 0; i < n; ++i) {
         v_new[i] = x * v[i] - (1.0 - x) * g[i];
-        vmax = std::max(vmax, std::fabs(v_new[i]));
+        const double a = std::fabs(v_new[i]);
+        if (!(a <= vmax)) vmax = a > vmax ? a : std::numeric_limits<double>::quiet_NaN();  // NaN sticks
       }
-      const double df = alpha * dt * vmax;
-      if (ctl.judge(df) == StepControl::Verdict::Reject) {
+      const double df = alpha * dt * vmax;  // NaN if any velocity is not a number
+      const StepControl::Verdict verdict = ctl.judge(df);
+      if (verdict == StepControl::Verdict::Diverge) {
+        r.status = "diverged";
+        r.message = "a trial step gave a non-finite output change (NaN)";
+        break;
+      }
+      if (verdict == StepControl::Verdict::Reject) {
         ++r.rejected;
-        if (!(ctl.dt > 0) || !std::isfinite(df)) { r.status = "diverged"; break; }
+        if (!(ctl.dt > 0)) {
+          r.status = "diverged";
+          r.message = kStepUnderflow;
+          break;
+        }
         continue;
       }
       for (int64_t i = 0; i < n; ++i) {

@@ -17,8 +17,6 @@
 
 namespace lf {
 
-struct RunConfig;
-
 struct FrozenOptions {
   double alpha = 1.0;
   Momentum momentum;       // tau convention of momentum.h
@@ -26,11 +24,10 @@ struct FrozenOptions {
   int64_t max_steps = 0;   // 0 = none
   double max_wall = 0.0;   // seconds, 0 = none
 };
-// alpha, tau, df_min/df_max, dt0, max_dt, budgets of a finalized config (hinge loss only).
-FrozenOptions frozen_options(const RunConfig& cfg);
 
 struct FrozenResult {
   std::string status;          // "converged" | "stopped" | "diverged"
+  std::string message;         // why it ended (the network trainer's words for the same cases)
   int64_t steps = 0, rejected = 0;
   double t = 0, t2 = 0;        // t2: t at zero loss (NaN unless converged)
   double train_err = 0;        // fraction with alpha u y <= 0
@@ -38,7 +35,7 @@ struct FrozenResult {
   at::Tensor u_train;          // [n]
   at::Tensor c;                // [n]: Theta_train,train c = u_train (least squares)
   double wall_s = 0;
-  nlohmann::json to_json() const;  // status, steps, rejected, t, t2, train_err, test_err, wall_s
+  nlohmann::json to_json() const;  // status, message, steps, rejected, t, t2, train_err, test_err, wall_s
 };
 
 // Runs the dynamics on K_train [n, n] with labels y_train [n] (+-1).

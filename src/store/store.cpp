@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -33,12 +34,13 @@ const std::vector<FlatCol>& flat_cols() {
       {"pte", "INTEGER"},         {"pca", "INTEGER"},        {"pca_train_only", "INTEGER"},
       {"seed_data", "INTEGER"},   {"seed_init", "INTEGER"},  {"seed_batch", "INTEGER"},
       {"alpha", "REAL"},          {"sqrt_h_alpha", "REAL"},  {"softplus_beta", "REAL"},
-      {"softplus_scale", "REAL"}, {"tau", "REAL"},           {"temperature", "REAL"},
+      {"act_scale", "REAL"},      {"tau", "REAL"},           {"temperature", "REAL"},
       {"batch_max", "INTEGER"},   {"batch_min", "INTEGER"},  {"df_min", "REAL"},
       {"df_max", "REAL"},         {"dt0", "REAL"},           {"max_dt", "REAL"},
       {"max_wall", "REAL"},       {"max_steps", "INTEGER"},  {"kernel_points", "INTEGER"},
       {"init_kernel", "INTEGER"}, {"final_kernel", "INTEGER"}, {"delta_kernel", "INTEGER"},
-      {"zdot", "INTEGER"},
+      {"zdot", "INTEGER"},        {"pca_solver", "TEXT"},    {"published_seed", "INTEGER"},
+      {"weights_seed", "INTEGER"}, {"softplus_threshold", "REAL"},
   };
   return c;
 }
@@ -88,6 +90,31 @@ std::string schema_sql() {
          "CREATE TABLE IF NOT EXISTS states (\n"
          "  run_id INTEGER PRIMARY KEY REFERENCES runs(id), step INTEGER, t REAL, saved_at TEXT,\n"
          "  blob BLOB);\n";
+}
+
+// Schema version 1 -> 2: the runs table gains the flat columns added since (act_scale,
+// pca_solver, published_seed, weights_seed, softplus_threshold); old rows keep NULL there (act_scale: copied from
+// version 1's softplus_scale). Nothing else changed.
+void migrate(sql::Db& db) {
+  int v = 0;
+  {
+    sql::Stmt s(db.get(), db.path(), "SELECT value FROM meta WHERE key = 'schema_version'");
+    if (s.step()) v = std::atoi(s.get_text(0).c_str());
+  }
+  if (v >= kSchemaVersion) return;
+  sql::Tx tx(db);
+  std::vector<std::string> have;
+  {
+    sql::Stmt s(db.get(), db.path(), "PRAGMA table_info(runs)");
+    while (s.step()) have.push_back(s.get_text(1));
+  }
+  auto has = [&](const std::string& name) { return std::find(have.begin(), have.end(), name) != have.end(); };
+  for (const auto& c : flat_cols())
+    if (!has(c.name)) db.exec(std::string("ALTER TABLE runs ADD COLUMN \"") + c.name + "\" " + c.type);
+  if (has("softplus_scale")) db.exec("UPDATE runs SET act_scale = softplus_scale WHERE act_scale IS NULL");
+  sql::Stmt m(db.get(), db.path(), "UPDATE meta SET value = ? WHERE key = 'schema_version'");
+  m.bind(1, std::to_string(kSchemaVersion)).run();
+  tx.commit();
 }
 
 const std::string kRunCols =
@@ -209,6 +236,7 @@ void Store::init_schema(bool readonly) {
     require(v >= 1, db.path() + " has an invalid schema_version");
   };
   if (has_meta) check_version();
+  if (has_meta && !readonly) migrate(db);
   if (readonly) {
     require(has_meta, db.path() + " is not a lazyfeat study (empty database)");
     return;

@@ -21,7 +21,7 @@ namespace sql {
 class Db;
 }
 
-constexpr int kSchemaVersion = 1;  // docs/schema.md
+constexpr int kSchemaVersion = 2;  // docs/schema.md (2: act_scale, pca_solver, published_seed, weights_seed, softplus_threshold)
 
 struct RunRow {
   int64_t id = -1;

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "common/error.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "dynamics/momentum.h"
 #include "store/store.h"
 

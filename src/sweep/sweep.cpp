@@ -57,15 +57,58 @@ double number(const Table& v, const std::string& where) {
   throw UsageError(where + ": expected a number");
 }
 
+// { decades = [LOW, HIGH], mantissas = [M1, M2, ...] }: the values "M e k" for every power of
+// ten 10^k from LOW to HIGH (HIGH itself only with mantissa 1), as decimal text, so that each
+// value is the double nearest to the decimal literal: the published grids (protocol section 6)
+// were typed as 1e-3, 2.2e-3, 4.6e-3, ..., and hash(alpha) of a replay needs those very bits.
+std::vector<std::string> mantissa_axis(const Table& v, const std::string& where) {
+  const auto& t = v.as_table();
+  for (const auto& [k, _] : t)
+    if (k != "decades" && k != "mantissas")
+      throw UsageError(where + ": unknown key '" + k + "' (expected decades and mantissas)");
+  if (!t.count("mantissas")) throw UsageError(where + ": needs mantissas = [M1, M2, ...] with decades");
+  const auto& r = t.at("decades");
+  if (!r.is_array() || r.as_array().size() != 2) throw UsageError(where + ": decades must be [LOW, HIGH]");
+  const double lo = number(r.as_array()[0], where + " decades"), hi = number(r.as_array()[1], where + " decades");
+  auto exponent = [&](double x) {
+    const double e = std::round(std::log10(x));
+    if (!(x > 0) || std::fabs(x / std::pow(10.0, e) - 1) > 1e-12)
+      throw UsageError(where + ": decades must be powers of ten, got " + fmt_g(x));
+    return static_cast<int>(e);
+  };
+  const int k0 = exponent(lo), k1 = exponent(hi);
+  if (k1 < k0) throw UsageError(where + ": decades needs LOW <= HIGH");
+  const auto& ms = t.at("mantissas");
+  if (!ms.is_array() || ms.as_array().empty()) throw UsageError(where + ": mantissas must be a non-empty list");
+  std::vector<std::string> mant;
+  double prev = 0;
+  for (const auto& m : ms.as_array()) {
+    const double x = number(m, where + " mantissas");
+    if (!(x >= 1 && x < 10 && x > prev)) throw UsageError(where + ": mantissas must increase within [1, 10)");
+    prev = x;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.15g", x);
+    mant.push_back(buf);
+  }
+  std::vector<std::string> out;
+  for (int k = k0; k <= k1; ++k)
+    for (size_t i = 0; i < mant.size(); ++i) {
+      if (k == k1 && i > 0) break;  // the grid ends at HIGH
+      out.push_back(mant[i] + "e" + std::to_string(k));
+    }
+  return out;
+}
+
 std::vector<std::string> axis_values(const std::string& key, const Table& v, const std::string& where) {
   std::vector<std::string> out;
   if (v.is_array()) {
     for (const auto& e : v.as_array()) out.push_back(scalar_text(e, where));
   } else if (v.is_table()) {
     const auto& t = v.as_table();
+    if (t.count("decades")) return mantissa_axis(v, where);
     for (const auto& [k, _] : t)
       if (k != "log-range" && k != "per-decade")
-        throw UsageError(where + ": unknown key '" + k + "' (expected log-range and per-decade)");
+        throw UsageError(where + ": unknown key '" + k + "' (expected log-range and per-decade, or decades and mantissas)");
     if (!t.count("log-range") || !t.count("per-decade"))
       throw UsageError(where + ": needs log-range = [LOW, HIGH] and per-decade = K");
     const auto& r = t.at("log-range");

@@ -4,13 +4,11 @@
 // symmetric Gram (~25 GFLOP) per kernel; a frozen-kernel run adds the training Gram, the
 // dynamics (2 n |B| flops a step), a least-squares solve (O(n^3)) and Theta_test,train c in
 // blocks of test points (memory bounded).
-#include "ntk/measure.h"
+#include "experiment/kernels.h"
 
 #include <algorithm>
 
-#include "data/dataset.h"
-#include "experiment/config.h"
-#include "ntk/frozen.h"
+#include "experiment/from_config.h"
 #include "ntk/ntk.h"
 #include "ntk/stats.h"
 
@@ -22,7 +20,7 @@ constexpr int64_t kTestBlock = 4096;  // test points per block of Theta_test,tra
 bool wanted(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_kernel || cfg.final_kernel; }
 
 Net cpu_net(const RunConfig& cfg, const FCParams& p) {
-  return Net::fc(p.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)), Activation::from_config(cfg));
+  return Net::fc(p.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)), activation_of(cfg));
 }
 
 at::Tensor cpu64(const at::Tensor& t) { return t.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
