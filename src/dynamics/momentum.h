@@ -54,9 +54,43 @@ struct StepControl {
   }
 };
 
-// Why a run whose trial steps are all rejected ends as diverged (every trainer says it so).
+// One trial step of the momentum dynamics over P values on raw arrays, the previous w and v kept
+// in w_prev, v_prev for a rejection (restore with trial_restore):
+//   momentum:       v <- x v - (1 - x) g,  w <- w + dt v      (x = m.decay(t, dt))
+//   gradient flow:  w <- w - dt g                              (v untouched)
+// The network trainer (on its flat parameters) and frozen-kernel training (on the outputs u)
+// both step through it, so they take the same arithmetic.
+inline void trial_step(const Momentum& m, double t, double dt, double* w, double* v, const double* g, int64_t P,
+                       double* w_prev, double* v_prev) {
+  if (m.enabled()) {
+    const double x = m.decay(t, dt), y = 1.0 - x;
+    for (int64_t i = 0; i < P; ++i) {
+      w_prev[i] = w[i];
+      v_prev[i] = v[i];
+      const double vi = v[i] * x - g[i] * y;
+      v[i] = vi;
+      w[i] += vi * dt;
+    }
+  } else {
+    for (int64_t i = 0; i < P; ++i) {
+      w_prev[i] = w[i];
+      v_prev[i] = v[i];
+      w[i] -= g[i] * dt;
+    }
+  }
+}
+inline void trial_restore(double* w, double* v, const double* w_prev, const double* v_prev, int64_t P) {
+  for (int64_t i = 0; i < P; ++i) {
+    w[i] = w_prev[i];
+    v[i] = v_prev[i];
+  }
+}
+
+// Why a run ends as diverged, in every trainer's words: all its trial steps were rejected, or
+// one gave a NaN output change (StepControl::Verdict::Diverge).
 constexpr const char* kStepUnderflow =
     "the step size underflowed to 0: every trial step changes the outputs too much";
+constexpr const char* kNanStep = "a trial step gave a non-finite output change (NaN)";
 
 // Log-spaced checkpoint steps (protocol section 4): t_{k+1} = floor(t_k + 1 + 100 (1 - exp(-0.01 t_k / 100))).
 inline int64_t next_checkpoint(int64_t step) {

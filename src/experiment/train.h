@@ -75,9 +75,23 @@ struct TrainHooks {
   bool reference = false;  // use the plain LibTorch trainer even where the fused one applies
 };
 
-// Trains the run of a finalized config on its dataset. Never throws for a diverging run
-// (status "diverged"); throws UsageError for an unusable config (e.g. an arch not built yet).
+// Trains the run of a finalized config on its dataset: an ensemble of one. Never throws for a
+// diverging run (status "diverged"); throws UsageError for an unusable config (e.g. an arch
+// not built yet).
 RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks& hooks = {});
+
+// An ensemble: K runs that share everything but seed_init and alpha (lockstep_key), trained in
+// lockstep, one trial step of every live member a round. Each member keeps its own t, dt,
+// velocity, accept/reject decisions, checkpoints, states and stop; a member that converges,
+// stops or diverges leaves the ensemble at once (its hooks see the same calls as a run alone).
+// On the CPU the members step through the fused float64 kernels one after another, which gives
+// each member exactly the numbers of its run alone. Results in the order of cfgs.
+std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& data,
+                                      const std::vector<TrainHooks>& hooks);
+// The part of a config that ensemble members share: its canonical JSON without seed_init,
+// alpha and what only budgets or locates a run. UsageError from validate_ensemble otherwise.
+std::string lockstep_key(const RunConfig& cfg);
+void validate_ensemble(const std::vector<RunConfig>& cfgs);
 
 // The checks train_run makes on the config alone (arch, temperature, non-finite numbers,
 // device): UsageError naming the problem. Cheap; call it before loading data.

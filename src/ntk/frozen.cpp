@@ -34,7 +34,7 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
   // The state lives in plain arrays: a step is O(n) scalar work. g = Theta[:, B] l'_B / |B|
   // depends on u only through the set B (l'_mu = -y_mu / alpha on B), so it is recomputed
   // (O(n |B|)) only when B changes: the same numbers as recomputing it every step.
-  std::vector<double> u(n, 0.0), v(n, 0.0), v_new(n), g(n, 0.0);
+  std::vector<double> u(n, 0.0), v(n, 0.0), g(n, 0.0), u_prev(n), v_prev(n);
   std::vector<char> inB(n, 0);
   bool first = true;
   double t = 0;
@@ -83,23 +83,24 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       at::Tensor gt = at::mv(K.index_select(1, B), lp).div_(double(idx.size())).contiguous();  // [n]
       std::copy(gt.data_ptr<double>(), gt.data_ptr<double>() + n, g.begin());
     }
-    while (true) {  // trial steps until one is accepted
+    while (true) {  // trial steps until one is accepted (dynamics/momentum.h, as the network's)
       const double dt = ctl.dt;
-      const double x = opt.momentum.decay(t, dt);  // tau = 0 gives x = 0: v = -g (gradient flow)
+      trial_step(opt.momentum, t, dt, u.data(), v.data(), g.data(), n, u_prev.data(), v_prev.data());
+      const double* rate = opt.momentum.enabled() ? v.data() : g.data();  // du/dt = v, or -g
       double vmax = 0;
       for (int64_t i = 0; i < n; ++i) {
-        v_new[i] = x * v[i] - (1.0 - x) * g[i];
-        const double a = std::fabs(v_new[i]);
+        const double a = std::fabs(rate[i]);
         if (!(a <= vmax)) vmax = a > vmax ? a : std::numeric_limits<double>::quiet_NaN();  // NaN sticks
       }
       const double df = alpha * dt * vmax;  // NaN if any velocity is not a number
       const StepControl::Verdict verdict = ctl.judge(df);
-      if (verdict == StepControl::Verdict::Diverge) {
-        r.status = "diverged";
-        r.message = "a trial step gave a non-finite output change (NaN)";
-        break;
-      }
-      if (verdict == StepControl::Verdict::Reject) {
+      if (verdict != StepControl::Verdict::Accept) {
+        trial_restore(u.data(), v.data(), u_prev.data(), v_prev.data(), n);
+        if (verdict == StepControl::Verdict::Diverge) {
+          r.status = "diverged";
+          r.message = kNanStep;
+          break;
+        }
         ++r.rejected;
         if (!(ctl.dt > 0)) {
           r.status = "diverged";
@@ -107,10 +108,6 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
           break;
         }
         continue;
-      }
-      for (int64_t i = 0; i < n; ++i) {
-        v[i] = v_new[i];
-        u[i] += dt * v[i];
       }
       t += dt;
       ++r.steps;

@@ -1,0 +1,108 @@
+#include "experiment/observables.h"
+
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+
+namespace lf {
+namespace {
+
+// Preactivations pre_1 .. pre_L [n, h] and the output f [n, 1] (CPU float64).
+std::vector<at::Tensor> preactivations(const FCParams& p, const at::Tensor& x, const Activation& act) {
+  std::vector<at::Tensor> out;
+  at::Tensor z = x;
+  for (int64_t l = 0; l <= p.L(); ++l) {
+    double s = 1.0 / std::sqrt(double(p.W[l].size(1)));
+    at::Tensor pre = at::addmm(p.b[l], z, p.W[l].t(), 1.0, s);
+    out.push_back(pre);
+    if (l < p.L()) z = act(pre);
+  }
+  return out;
+}
+
+// Per layer l = 0..L, the norm of (W_l, b_l): the layer's weights and bias together.
+std::vector<double> layer_norms(const FCParams& p) {
+  std::vector<double> out;
+  for (int64_t l = 0; l <= p.L(); ++l) {
+    const double w = p.W[l].norm().item<double>(), b = p.b[l].norm().item<double>();
+    out.push_back(std::sqrt(w * w + b * b));
+  }
+  return out;
+}
+
+at::Tensor cpu64(const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble); }
+
+}  // namespace
+
+void fit(const Loss& loss, double alpha, const std::vector<double>& f, const std::vector<double>& f0,
+         const std::vector<double>& y, Fit& out) {
+  const size_t n = f.size();
+  out.rows.clear();
+  out.c.clear();
+  double sum = 0;
+  int64_t errs = 0, unsat = 0;
+  const double cscale = 1.0 / (alpha * double(n));  // dL/df = l'(m) y / (alpha n), loss.h
+  for (size_t i = 0; i < n; ++i) {
+    double m = alpha * (f[i] - f0[i]) * y[i];  // margin F y
+    sum += loss.value(m);
+    errs += (m <= 0);
+    unsat += (m < 1);
+    double s = loss.slope(m);
+    if (s != 0) {
+      out.rows.push_back(int64_t(i));
+      out.c.push_back(s * y[i] * cscale);
+    }
+  }
+  out.loss2 = sum / double(n);
+  out.train_err = double(errs) / double(n);
+  out.unsatisfied = unsat;
+}
+
+TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor x_test, std::vector<double> y_test,
+                           at::Tensor f0_test)
+    : lay_(lay), w0_(w0), x_test_(std::move(x_test)), f0_test_(f0_test), f_test_(f0_test),
+      y_test_(std::move(y_test)) {
+  w0_norm_ = w0.norm().item<double>();
+  w0_layer_norms_ = layer_norms(lay.views(cpu64(w0)));
+}
+
+void TestObserver::measure(Model& model, Checkpoint& c) {
+  c10::NoGradGuard ng;
+  at::Tensor dw = model.w.detach() - w0_;
+  c.w0_norm = w0_norm_;
+  c.weight_change = dw.norm().item<double>() / w0_norm_;
+  const std::vector<double> dl = layer_norms(lay_.views(cpu64(dw)));
+  c.layer_change.clear();
+  for (size_t l = 0; l < dl.size(); ++l) c.layer_change.push_back(dl[l] / w0_layer_norms_[l]);
+  const int64_t pte = x_test_.size(0);
+  if (pte == 0) return;
+  f_test_ = model.evaluate(x_test_);
+  at::Tensor delta = f_test_ - f0_test_;  // f - f0 on the test set
+  const double* dp = delta.data_ptr<double>();
+  int64_t errs = 0;
+  for (int64_t i = 0; i < pte; ++i) errs += (dp[i] * y_test_[i] <= 0);  // F y <= 0
+  c.test_err = double(errs) / double(pte);
+  c.output_norm = delta.pow(2).mean().sqrt().item<double>();
+  c.f_norm = f_test_.pow(2).mean().sqrt().item<double>();
+}
+
+std::vector<double> measure_zdot(const FCLayout& lay, const at::Tensor& w_before, const at::Tensor& w_after,
+                                 double dt, const at::Tensor& x, const Activation& act) {
+  c10::NoGradGuard ng;
+  auto before = preactivations(lay.views(cpu64(w_before)), x, act);
+  auto after = preactivations(lay.views(cpu64(w_after)), x, act);
+  std::vector<double> out(lay.L + 1, 0.0);
+  for (int64_t l = 0; l <= lay.L; ++l) out[l] = ((after[l] - before[l]) / dt).pow(2).mean().sqrt().item<double>();
+  return out;
+}
+
+std::vector<double> to_vector(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kCPU, at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+at::Tensor to_tensor(const std::vector<double>& v) {
+  return at::from_blob(const_cast<double*>(v.data()), {int64_t(v.size())}, at::TensorOptions().dtype(at::kDouble))
+      .clone();
+}
+
+}  // namespace lf

@@ -1,0 +1,66 @@
+#include "experiment/run_state.h"
+
+#include "common/error.h"
+#include "experiment/observables.h"
+#include "experiment/state.h"
+
+namespace lf {
+
+std::string RunState::encode(const RunConfig& cfg, const FCLayout& lay) const {
+  TrainState s;
+  s.header = {{"format", "lazyfeat-train-state"}, {"version", 1}, {"config_hash", config_hash(cfg)},
+              {"d", lay.d}, {"h", lay.h}, {"L", lay.L}, {"n", int64_t(f.size())}, {"pte", f0_test.numel()},
+              {"step", step}, {"rejected", rejected}, {"next_ckpt", next_ckpt}, {"last_ckpt", last_ckpt},
+              {"kernel_init", kernel_init}, {"trainer", trainer}};
+  if (!zdot.empty()) s.header["zdot"] = zdot;
+  s.tensors["w"] = w.detach();
+  s.tensors["v"] = v;
+  s.tensors["g"] = g;
+  s.tensors["w0"] = w0;
+  s.tensors["f"] = to_tensor(f);
+  s.tensors["f0"] = to_tensor(f0);
+  s.tensors["f0_test"] = f0_test;
+  s.tensors["scalars"] = to_tensor({t, dt, t1, t2, wall});
+  return s.encode();
+}
+
+RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_t n, int64_t pte,
+                          at::TensorOptions opts) {
+  TrainState s = TrainState::decode(bytes);
+  const auto& hd = s.header;
+  require(hd.value("config_hash", "") == config_hash(cfg), "the saved training state belongs to another run configuration");
+  require(hd.at("n").get<int64_t>() == n && hd.at("pte").get<int64_t>() == pte,
+          "the saved training state was made on another dataset size");
+  RunState r;
+  r.w = s.tensor("w").to(opts);
+  r.v = s.tensor("v").to(opts);
+  r.g = s.tensor("g").to(opts);
+  r.w0 = s.tensor("w0").to(opts);
+  r.f = to_vector(s.tensor("f"));
+  r.f0 = to_vector(s.tensor("f0"));
+  r.f0_test = s.tensor("f0_test").clone();
+  const auto sc = to_vector(s.tensor("scalars"));  // t, dt, t1, t2, wall
+  r.t = sc.at(0);
+  r.dt = sc.at(1);
+  r.t1 = sc.at(2);
+  r.t2 = sc.at(3);
+  r.wall = sc.at(4);
+  r.step = hd.at("step").get<int64_t>();
+  r.rejected = hd.at("rejected").get<int64_t>();
+  r.next_ckpt = hd.at("next_ckpt").get<int64_t>();
+  r.last_ckpt = hd.at("last_ckpt").get<int64_t>();
+  r.kernel_init = hd.value("kernel_init", nlohmann::json());
+  if (hd.contains("zdot")) r.zdot = hd["zdot"].get<std::vector<double>>();
+  r.trainer = hd.value("trainer", "");
+  return r;
+}
+
+FCParams fc_params_from_state(const std::string& bytes) {
+  TrainState s = TrainState::decode(bytes);
+  FCLayout lay(s.header.at("d").get<int64_t>(), s.header.at("h").get<int64_t>(), s.header.at("L").get<int64_t>());
+  at::Tensor w = s.tensor("w").to(at::kDouble);
+  require(w.numel() == lay.size, "training state: weights of the wrong size");
+  return lay.views(w).clone();
+}
+
+}  // namespace lf

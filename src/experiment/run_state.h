@@ -1,0 +1,42 @@
+// The resumable state of one run, with named fields: everything the dynamics and the
+// observables need to continue a run so that it equals the uninterrupted one bit for bit.
+// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 1.
+// Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "experiment/config.h"
+#include "experiment/train.h"
+#include "models/fc_fused.h"
+
+namespace lf {
+
+struct RunState {
+  // The dynamics (protocol section 4).
+  at::Tensor w, v, g;              // [P] weights, velocity, gradient at w (the run's device)
+  double t = 0, dt = 0;            // time, current step size
+  int64_t step = 0, rejected = 0;  // accepted steps, rejected trial steps
+  // Reference points.
+  at::Tensor w0;                   // [P] initial weights
+  std::vector<double> f, f0;       // [n] training outputs now and at w0
+  at::Tensor f0_test;              // [pte] CPU float64 test outputs at w0
+  // Observables so far (protocol section 5).
+  double t1 = kNaN, t2 = kNaN;
+  double wall = 0;                 // wall seconds of the run before this process
+  int64_t next_ckpt = 0, last_ckpt = -1;  // checkpoint schedule: the next step due, the last made
+  nlohmann::json kernel_init;      // kernel measurements at w0 (experiment/kernels.h)
+  std::vector<double> zdot;        // once measured
+  std::string trainer;             // "fused" | "reference"
+
+  std::string encode(const RunConfig& cfg, const FCLayout& lay) const;
+  // Checks that bytes are a state of cfg's run on n training and pte test points; tensors
+  // w, v, g, w0 are put on opts. UsageError otherwise.
+  static RunState decode(const std::string& bytes, const RunConfig& cfg, int64_t n, int64_t pte,
+                         at::TensorOptions opts);
+};
+
+}  // namespace lf
