@@ -299,6 +299,7 @@ void expect_usage_error(const std::vector<std::string>& args, const std::string&
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "") << "no summary (with its checksums_ok) for data that failed to load";
 }
 
 }  // namespace
