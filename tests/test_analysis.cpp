@@ -157,31 +157,51 @@ TEST(Analysis, CharacteristicTimesAndSteps) {
 }
 
 TEST(Analysis, GroupingDropsSeedsAndKeepsConverged) {
-  auto mk = [](int64_t h, double alpha, uint64_t seed, const char* status) {
+  auto mk = [](int64_t h, double alpha, uint64_t seed, const char* status, bool delta_kernel, double test_err) {
     RunRecord r;
     r.status = status;
     r.arch = "fc", r.act = "softplus", r.dataset = "mnist", r.loss = "hinge";
     r.L = 5, r.h = h, r.ptr = 100, r.pte = 100, r.pca = 10, r.tau = -1000, r.temperature = 0;
     r.alpha = alpha;
     r.seed_init = seed;
+    r.test_err = test_err;
     r.config = {{"h", h}, {"alpha", alpha}, {"sqrt_h_alpha", std::sqrt(double(h)) * alpha},
-                {"seed_init", seed}, {"L", 5}, {"delta_kernel", seed == 0}};
+                {"seed_init", seed}, {"L", 5}, {"delta_kernel", delta_kernel}};
     return r;
   };
-  std::vector<RunRecord> runs = {mk(100, 0.1, 0, "converged"), mk(100, 0.1, 1, "converged"),
-                                 mk(400, 0.1, 0, "converged"), mk(100, 0.2, 0, "stopped"),
-                                 mk(100, 0.1, 2, "diverged")};
-  runs[3].error = "max wall time";
+  // alpha 0.1 computed two ways (0.1 and 0.3 / 3, one ulp apart): one value once rounded.
+  const double a = 0.3 / 3.0;
+  ASSERT_NE(a, 0.1);
+  std::vector<RunRecord> runs = {
+      mk(100, 0.1, 0, "converged", false, 0.10),  // 0 \  one ensemble: seeds 0, 1, 2
+      mk(100, 0.1, 1, "converged", false, 0.20),  // 1  | (test errors 0.1, 0.2, 0.3: mean 0.2)
+      mk(100, 0.2, 0, "converged", false, 0.90),  // 2    other alpha: its own ensemble
+      mk(100, a, 2, "converged", false, 0.30),    // 3 /
+      mk(400, 0.1, 0, "converged", false, 0.70),  // 4    other h: its own ensemble
+      mk(100, 0.1, 3, "converged", true, 0.50),   // 5    delta_kernel: own ensemble, same family
+      mk(100, 0.3, 0, "stopped", false, 0.0),     //      dropped
+      mk(100, 0.1, 4, "diverged", false, 0.0)};   //      dropped (seed 4 would join 0, 1, 3)
+  runs[6].error = "max wall time";
   Selection s = select_converged(runs);
-  EXPECT_EQ(s.kept.size(), 3u);
+  ASSERT_EQ(s.kept.size(), 6u);
   EXPECT_EQ(s.dropped["stopped"], 1);
   EXPECT_EQ(s.dropped["diverged"], 1);
   EXPECT_EQ(s.reasons["stopped"], "max wall time");
-  // seeds 0 and 1 at h=100 differ in delta_kernel too: two ensembles; the family ignores it.
   auto ens = group_by(s.kept, ensemble_key);
-  EXPECT_EQ(ens.size(), 3u);
+  std::vector<std::vector<size_t>> members;
+  for (const auto& [key, idx] : ens) members.push_back(idx);
+  EXPECT_EQ(members, (std::vector<std::vector<size_t>>{{0, 1, 3}, {2}, {4}, {5}}));
+  // The mean over the first ensemble is its three seeds' mean, 0.2; merged with the other
+  // alpha (0.9), the other h (0.7) or the measurement-only run (0.5) it would be larger.
+  ASSERT_FALSE(ens.empty());
+  std::vector<double> errs;
+  for (size_t i : ens[0].second) errs.push_back(s.kept[i].test_err);
+  EXPECT_NEAR(mean_sem(errs).mean, 0.2, 1e-15);
+  EXPECT_EQ(mean_sem(errs).n, 3);
+  // The family: every kept run (h, alpha, seeds and delta_kernel ignored).
   auto fam = group_by(s.kept, family_key);
-  EXPECT_EQ(fam.size(), 1u);
-  EXPECT_NEAR(regime(s.kept[2]), 2.0, 1e-12);
+  ASSERT_EQ(fam.size(), 1u);
+  EXPECT_EQ(fam[0].second.size(), 6u);
+  EXPECT_NEAR(regime(s.kept[4]), 2.0, 1e-12);
   EXPECT_EQ(value_key(0.031622776601683794, 3), "0.0316");
 }

@@ -3,8 +3,6 @@
 // autograd Jacobian reference.
 #include <gtest/gtest.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include "models/cnn.h"
 #include "ntk/ntk.h"
 
@@ -24,15 +22,20 @@ TEST(Cnn, InitFollowsTheSeedOrder) {
   EXPECT_EQ(p.b[3].sizes(), (std::vector<int64_t>{3}));
   EXPECT_EQ(p.b[4].sizes(), (std::vector<int64_t>{1}));
   for (auto& b : p.b) EXPECT_EQ(b.abs().sum().item<double>(), 0.0);
-  // Protocol section 8: randn(C_in,5,5) per output channel, conv by conv, then randn(h).
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(42);
-  std::vector<at::Tensor> draws;
-  for (int l = 0; l < 4; ++l)
-    for (int c = 0; c < 3; ++c) draws.push_back(at::randn({l == 0 ? 1 : 3, 5, 5}, g, f64));
-  at::Tensor out = at::randn({3}, g, f64);
-  EXPECT_TRUE(at::equal(p.W[0][2], draws[2]));
-  EXPECT_TRUE(at::equal(p.W[3][1], draws[10]));
-  EXPECT_TRUE(at::equal(p.W[4][0], out));
+  // Protocol section 8: for each convolution in order, one randn(C_in, 5, 5) per output channel,
+  // then randn(h) for the output weights. Numbers drawn once by PyTorch 1.13.1 (Debian's
+  // python3-torch, the LibTorch linked here) following that protocol:
+  //   /usr/bin/python3 -c "import torch; torch.manual_seed(42); w=[[torch.randn(1 if l==0 else 3,5,5,dtype=torch.float64) for c in range(3)] for l in range(4)]; o=torch.randn(3,dtype=torch.float64); print(w[0][0].flatten()[:3].tolist(), w[0][2].flatten()[:3].tolist(), w[3][1].flatten()[-3:].tolist(), o.tolist())"
+  //   [0.2995562877502637, 0.24237779080894106, 0.28320739441795323]
+  //   [1.3602887543809026, -0.09352909908052096, 1.7962695897011005]
+  //   [0.053479655637221256, 1.8516326791880857, 0.9950366560366398]
+  //   [0.6689318899204322, 0.5460614516256274, 0.005883668804571833]
+  auto first3 = [](const at::Tensor& t) { return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + 3); };
+  auto last3 = [](const at::Tensor& t) { return std::vector<double>(t.data_ptr<double>() + t.numel() - 3, t.data_ptr<double>() + t.numel()); };
+  EXPECT_EQ(first3(p.W[0][0].contiguous()), (std::vector<double>{0.2995562877502637, 0.24237779080894106, 0.28320739441795323}));
+  EXPECT_EQ(first3(p.W[0][2].contiguous()), (std::vector<double>{1.3602887543809026, -0.09352909908052096, 1.7962695897011005}));
+  EXPECT_EQ(last3(p.W[3][1].contiguous()), (std::vector<double>{0.053479655637221256, 1.8516326791880857, 0.9950366560366398}));
+  EXPECT_EQ(last3(p.W[4][0].contiguous()), (std::vector<double>{0.6689318899204322, 0.5460614516256274, 0.005883668804571833}));
   EXPECT_TRUE(at::equal(cnn_init(1, 3, 42).W[2], p.W[2]));
   EXPECT_FALSE(at::equal(cnn_init(1, 3, 43).W[2], p.W[2]));
 }

@@ -58,15 +58,16 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
 }
 
 // The whole MNIST pool, centred and normalised (ptr = pool, pte = 0, no PCA): loaded once.
+const Dataset& mnist_pool() {
+  static const Dataset* pool = new Dataset(load({"--ptr", "63130", "--pte", "0", "--pca", "0"}));
+  return *pool;
+}
+
 class MnistPool : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if (!pool_) pool_ = new Dataset(load({"--ptr", "63130", "--pte", "0", "--pca", "0"}));
-  }
-  static const Dataset& pool() { return *pool_; }
-  static Dataset* pool_;
+  static void SetUpTestSuite() { mnist_pool(); }
+  static const Dataset& pool() { return mnist_pool(); }
 };
-Dataset* MnistPool::pool_ = nullptr;
 
 }  // namespace
 
@@ -84,15 +85,23 @@ TEST(DataCli, JsonSummaryOfSetupA) {
   EXPECT_EQ(j["label_mean_train"].get<double>(), 0.0);
   ASSERT_EQ(j["pca_variances"].size(), 10u);
   for (auto& v : j["pca_variances"]) EXPECT_NEAR(v.get<double>(), 1.0, 1e-9);
-  EXPECT_EQ(j["checksums_ok"], true);
+  // (checksums_ok is not asserted: the loader throws on a mismatch, so a summary always says
+  // true; the mismatch itself is DataBadInput.ChecksumMismatch*.)
   EXPECT_EQ(j["pca_fit"], "pool");
+  EXPECT_EQ(j["pixels"], 784);
+  EXPECT_EQ(j["seed_data"], 0);
+  EXPECT_EQ(j["test"]["dim"], 10);
+  EXPECT_EQ(j["train"]["shape"], std::vector<int>{10});
+  EXPECT_EQ(j["label_mean_test"].get<double>(), 0.0);  // 5,000 of each class: parity balanced
 }
 
 TEST(DataCli, HumanSummary) {
   auto r = lft::run_cli({"data", "--ptr", "100", "--pte", "10", "--pca", "0"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("per class 10 10 10 10 10 10 10 10 10 10"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("checksums     ok"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pool 63130 images of 784 pixels"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train         100 points x 784"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("label mean    train 0, test 0"), std::string::npos) << r.out;
 }
 
 TEST_F(MnistPool, EveryPrefixIsClassBalanced) {
@@ -203,18 +212,46 @@ TEST(DataPca, TrainOnlyWhitensTheTrainingSet) {
 TEST(DataFashion, PoolOfSeventyThousand) {
   Dataset d = load({"--dataset", "fashion", "--ptr", "100", "--pte", "100", "--pca", "0"});
   EXPECT_EQ(d.pool_size, 70000);  // 7,000 images of each class
-  EXPECT_TRUE(d.checksums_ok);
+  // The classes are Fashion-MNIST's own: each point's class is the label that the raw
+  // Fashion-MNIST label files (read here) hold for its source image (train file, then test file).
+  auto tr = read_bytes(lft::data_dir() + "/fashion/train-labels-idx1-ubyte");
+  auto te = read_bytes(lft::data_dir() + "/fashion/t10k-labels-idx1-ubyte");
+  ASSERT_EQ(tr.size(), 60008u);
+  ASSERT_EQ(te.size(), 10008u);
+  auto label = [&](int64_t src) { return int64_t(src < 60000 ? tr[8 + src] : te[8 + src - 60000]); };
+  for (int64_t i = 0; i < 100; ++i) {
+    ASSERT_EQ(d.class_train[i].item<int64_t>(), label(d.source_train[i].item<int64_t>())) << i;
+    ASSERT_EQ(d.class_test[i].item<int64_t>(), label(d.source_test[i].item<int64_t>())) << i;
+  }
+  // and its images are not MNIST's: the same seed and split give other pixels.
+  EXPECT_GT(max_abs(d.x_train - mnist_pool().x_train.slice(0, 0, 100)), 1.0);
   EXPECT_LT(max_abs(d.x_train.norm(2, {1}) - 28.0), 1e-12);
   auto s = d.summary();
   EXPECT_EQ(s["train"]["class_counts"], std::vector<int>(10, 10));
 }
 
 TEST(DataIdx, ByteOver255AsATenComputesIt) {
-  // The pipeline converts pixels through a table of float(b) / 255.0f; ATen's float32 division
-  // (what ToTensor ran in the published code) must give the same 256 values, bit for bit.
-  at::Tensor aten = at::arange(256, at::kByte).repeat({64}).to(at::kFloat).div(255).to(at::kDouble);
-  for (int i = 0; i < aten.numel(); ++i)
-    ASSERT_EQ(aten[i].item<double>(), static_cast<double>(static_cast<float>(i % 256) / 255.0f)) << i;
+  // The loader converts pixels through its own table of float(b) / 255.0f. The published code
+  // ran torchvision's ToTensor: ATen's float32 division, then .double(). Rebuild the whole pool
+  // that way from the raw IDX bytes (read here, not through data/idx.h), centre and rescale it,
+  // and compare with what load_dataset produced.
+  const Dataset& d = mnist_pool();
+  auto tr = read_bytes(lft::data_dir() + "/mnist/train-images-idx3-ubyte");
+  auto te = read_bytes(lft::data_dir() + "/mnist/t10k-images-idx3-ubyte");
+  ASSERT_EQ(tr.size(), 16u + 60000u * 784u);
+  ASSERT_EQ(te.size(), 16u + 10000u * 784u);
+  at::Tensor bytes = at::cat({at::from_blob(tr.data() + 16, {60000, 784}, at::kByte),
+                              at::from_blob(te.data() + 16, {10000, 784}, at::kByte)});
+  at::Tensor raw = bytes.index_select(0, d.source_train);  // [63130, 784] uint8
+  auto centre_rescale = [](at::Tensor x) {
+    x = x - x.mean(0);
+    return x * 28.0 / at::linalg_vector_norm(x, 2, at::IntArrayRef{1}, /*keepdim=*/true);
+  };
+  at::Tensor aten = centre_rescale(raw.to(at::kFloat).div(255).to(at::kDouble));
+  EXPECT_LT(max_abs(d.x_train - aten), 1e-12);
+  // The comparison can tell the conversions apart: dividing in float64 gives other numbers.
+  at::Tensor in_double = centre_rescale(raw.to(at::kDouble).div(255.0));
+  EXPECT_GT(max_abs(d.x_train - in_double), 1e-9);
 }
 
 TEST(DataIdx, ReadsASmallFile) {
@@ -262,6 +299,7 @@ void expect_usage_error(const std::vector<std::string>& args, const std::string&
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "") << "no summary (with its checksums_ok) for data that failed to load";
 }
 
 }  // namespace

@@ -4,11 +4,15 @@
 // the `lazyfeat ntk` / `bench ntk` command lines (bad input exits 2).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
 #include "common/error.h"
 #include "common/npy.h"
+#include "common/options.h"
+#include "data/dataset.h"
+#include "experiment/config.h"
 #include "ntk/frozen.h"
 #include "ntk/ntk.h"
 #include "ntk/stats.h"
@@ -160,7 +164,22 @@ TEST(Npy, RoundTrip) {
     EXPECT_EQ(header_end % 64, 0u);  // data aligned, as numpy writes it
     EXPECT_EQ(all.size() - header_end, size_t(ts[i].numel() * ts[i].element_size()));
   }
-  EXPECT_NE(std::string::npos, std::string("{'descr': '<f8', 'fortran_order': False, 'shape': (11,), }").find("(11,)"));
+  // The header bytes each file really holds: numpy's own text (a Python dict literal, the 1-D
+  // shape with its trailing comma), spaces up to a 64-byte boundary, then '\n'.
+  const char* dicts[] = {"{'descr': '<f8', 'fortran_order': False, 'shape': (7, 5), }",
+                         "{'descr': '<f4', 'fortran_order': False, 'shape': (11,), }",
+                         "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3, 4), }",
+                         "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 3), }"};
+  for (size_t i = 0; i < ts.size(); ++i) {
+    std::ifstream f(dir.file("t" + std::to_string(i) + ".npy"), std::ios::binary);
+    std::string head(128, '\0');
+    f.read(head.data(), 128);
+    ASSERT_TRUE(f) << i;
+    // Every dict here is < 118 characters: one 128-byte block, header length 118 = 0x76.
+    std::string expected = std::string("\x93NUMPY\x01\x00\x76\x00", 10) + dicts[i];
+    expected += std::string(127 - expected.size(), ' ') + "\n";
+    EXPECT_EQ(head, expected) << i;
+  }
   { std::ofstream(dir.file("bad.npy")) << "not numpy"; }
   EXPECT_THROW(read_npy(dir.file("bad.npy")), UsageError);
   EXPECT_THROW(read_npy(dir.file("missing.npy")), UsageError);
@@ -169,18 +188,19 @@ TEST(Npy, RoundTrip) {
 TEST(NtkCli, BadInputExitsTwo) {
   struct Case { std::vector<std::string> args; std::string msg; };
   std::vector<Case> cases = {
-      {{"ntk", "--points", "10", "--method", "magic"}, "unknown NTK method"},
-      {{"ntk", "--points", "0"}, "--points"},
-      {{"ntk", "--points", "100", "--pte", "50", "--ptr", "50"}, "--points"},
-      {{"ntk", "--points", "10", "--arch", "wrn"}, "wrn"},
-      {{"ntk", "--points", "abc"}, "--points"},
-      {{"ntk", "stray"}, "stray"},
-      {{"bench", "ntk", "--h", "0"}, "--h"},
+      {{"ntk", "--points", "10", "--method", "magic"}, "unknown NTK method 'magic'"},
+      {{"ntk", "--points", "0"}, "--points must be >= 1"},
+      {{"ntk", "--points", "100", "--pte", "50", "--ptr", "50"}, "--points must be <= --pte (50)"},
+      {{"ntk", "--points", "10", "--arch", "wrn"}, "--arch wrn has no NTK yet (fc or cnn)"},
+      {{"ntk", "--points", "abc"}, "--points: not an integer: 'abc'"},
+      {{"ntk", "stray"}, "unexpected argument 'stray'"},
+      {{"bench", "ntk", "--h", "0"}, "--h must be >= 1"},
   };
   for (const auto& c : cases) {
     auto r = lft::run_cli(c.args);
     EXPECT_EQ(r.status, 2) << c.args.back() << ": " << r.err;
-    EXPECT_NE(r.err.find(c.msg), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("lazyfeat: error: " + c.msg), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
   auto help = lft::run_cli({"ntk", "--help"});
   EXPECT_EQ(help.status, 0);
@@ -188,7 +208,7 @@ TEST(NtkCli, BadInputExitsTwo) {
 }
 
 TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
-  if (!lft::have_mnist()) GTEST_SKIP() << "MNIST files absent";
+  ASSERT_TRUE(lft::have_mnist()) << "MNIST files absent under " << lft::data_dir() << "/mnist: run scripts/setup.sh";
   lft::TempDir dir;
   const std::string out = dir.file("k.npy");
   // One run (each loads the data pool); structured = jacobian is tested in-library above.
@@ -202,6 +222,22 @@ TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
   ASSERT_EQ(K.sizes(), (std::vector<int64_t>{30, 30}));
   EXPECT_NEAR(js["frobenius"].get<double>(), at::linalg_norm(K).item<double>(), 1e-9 * js["frobenius"].get<double>());
   EXPECT_NEAR(js["trace"].get<double>(), K.trace().item<double>(), 1e-9 * js["trace"].get<double>());
+  // The matrix itself, recomputed here by the autograd Jacobian reference: the network of
+  // `--seed-init 0` (fc_init, default activation) on the first 30 test points of the same split.
+  RunConfig cfg;
+  OptionParser p("test", "test");
+  add_run_options(p, cfg);
+  p.parse({"--ptr", "20", "--pte", "40", "--h", "20", "--L", "3", "--data-dir", lft::data_dir()});
+  finalize(cfg);
+  Dataset data = load_dataset(cfg);
+  at::Tensor x = data.x_test.narrow(0, 0, 30);
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{30, 10}));  // PCA 10, the fc default
+  Net net = Net::fc(fc_init(10, 20, 3, 0), Activation::from_config(cfg));
+  NtkOptions jac;
+  jac.method = NtkMethod::Jacobian;
+  at::Tensor ref = ntk(net, x, jac);
+  EXPECT_LT(rel(K, ref), 1e-10);
+  EXPECT_GT(rel(K, ntk(net, data.x_test.narrow(0, 1, 30), jac)), 1e-3);  // other points: another matrix
 }
 
 TEST(NtkCli, TrainedNetworkFromTheDatabase) {

@@ -3,7 +3,8 @@
 // outputs with a known variance): the files exist, the CSVs hold the right numbers, the lazy
 // slope is -1 within its bootstrap error, index.html renders in headless Chromium with every
 // image loaded; bad input exits 2 with one message.
-// Deliberately not: real training (the database is written here with the schema's DDL).
+// Deliberately not: real training (the database is written here through src/store's own
+// schema and functions, with made-up numbers).
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -18,36 +19,14 @@
 #include <set>
 #include <sstream>
 
+#include "experiment/config.h"
+#include "store/store.h"
 #include "testing.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-// The schema of docs/schema.md (version 1), as the store writes it.
-const char* kDdl = R"sql(
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE runs(
-  id INTEGER PRIMARY KEY, config_hash TEXT UNIQUE, config TEXT, status TEXT, error TEXT,
-  host TEXT, pid INTEGER, version TEXT,
-  created_at TEXT, started_at TEXT, ended_at TEXT, heartbeat_at TEXT,
-  dataset TEXT, arch TEXT, act TEXT, L INTEGER, h INTEGER, ptr INTEGER, pte INTEGER, pca INTEGER,
-  alpha REAL, sqrt_h_alpha REAL, tau REAL, temperature REAL, loss TEXT,
-  seed_data INTEGER, seed_init INTEGER, seed_batch INTEGER,
-  steps INTEGER, t REAL, t1 REAL, t2 REAL, train_loss REAL, train_err REAL, test_err REAL,
-  weight_change REAL, output_norm REAL, f_norm REAL, kernel_change REAL, wall_s REAL,
-  steps_per_s REAL, summary TEXT);
-CREATE TABLE checkpoints(
-  run_id INTEGER, step INTEGER, t REAL, dt REAL, train_loss REAL, train_err REAL, test_err REAL,
-  unsatisfied INTEGER, weight_change REAL, w0_norm REAL, output_norm REAL, f_norm REAL,
-  wall_s REAL, layer_change TEXT, PRIMARY KEY (run_id, step));
-CREATE TABLE outputs(
-  run_id INTEGER, kind TEXT, n INTEGER, f_delta BLOB, f0 BLOB, y BLOB, PRIMARY KEY (run_id, kind));
-CREATE TABLE kernels(run_id INTEGER, which TEXT, stats TEXT, path TEXT, PRIMARY KEY (run_id, which));
-CREATE TABLE states(run_id INTEGER PRIMARY KEY, step INTEGER, t REAL, saved_at TEXT, blob BLOB);
-INSERT INTO meta VALUES ('schema_version', '1');
-)sql";
 
 const std::vector<int> kWidths = {100, 400};
 const std::vector<double> kRegimes = {1e-2, 1e-1, 1, 10, 1e2, 1e3, 1e4};  // sqrt(h) alpha
@@ -56,114 +35,90 @@ const int kTest = 40;  // test points with stored outputs
 
 // The known curves. Test error: a + b g(X) + c/h + seed * 1e-3 with g = X / (1 + X).
 double test_err(int h, double X, int seed) { return 0.05 + 0.03 * X / (1 + X) + 0.1 / h + seed * 1e-3; }
-// Output noise of seed s: alpha (f - f0) = 0.5 y + s_i / sqrt(h), s_i = i - (S-1)/2, mean 0:
-// Var = (S^2 - 1) / 12 / h exactly, ensemble error 0.
+// Output of seed s: alpha (f - f0) = m(X) y + s_i / sqrt(h), s_i = i - (S-1)/2, mean 0, with a
+// margin m(X) that differs between regimes: within one ensemble Var = (S^2 - 1) / 12 / h
+// exactly and the ensemble error is 0; seeds of different alpha grouped together would add
+// the spread of m to the variance.
 double out_noise(int seed) { return seed - (kSeeds - 1) / 2.0; }
+double margin(double X) { return 0.5 + 0.05 * std::log10(X); }  // 0.4 .. 0.7
 const double kVarH = (kSeeds * kSeeds - 1) / 12.0;
 
-class Db {
- public:
-  explicit Db(const std::string& path) {
-    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-    exec(kDdl);
-  }
-  ~Db() { sqlite3_close(db_); }
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  }
-  sqlite3* get() { return db_; }
+// The configuration of one synthetic run, finalized like a real one (alpha = X / sqrt(h)).
+lf::RunConfig study_config(int h, double X, int seed) {
+  lf::RunConfig c;
+  c.dataset = "mnist", c.arch = "fc", c.act = "softplus", c.loss = "hinge";
+  c.L = 5, c.h = h, c.ptr = 5000, c.pte = 50000, c.pca = 10;
+  c.sqrt_h_alpha = X;
+  c.seed_init = static_cast<uint64_t>(seed);
+  c.tau = -1000.0, c.temperature = 0.0;
+  c.delta_kernel = true;
+  lf::finalize(c);
+  return c;
+}
 
- private:
-  sqlite3* db_ = nullptr;
+struct SyntheticRun {
+  int h;
+  double X;
+  int seed;
+  std::string status;
+  double kernel_change;
 };
 
-// Inserts one FC softplus L=5 run with its outputs and checkpoints.
-void add_run(sqlite3* db, int id, int h, double X, int seed, const std::string& status,
-             double kernel_change) {
-  double alpha = X / std::sqrt(double(h));
-  json cfg = {{"dataset", "mnist"}, {"arch", "fc"},    {"act", "softplus"}, {"L", 5},
-              {"h", h},             {"alpha", alpha},  {"sqrt_h_alpha", X}, {"seed_init", seed},
-              {"seed_data", 0},     {"seed_batch", 0}, {"ptr", 5000},       {"pte", 50000},
-              {"pca", 10},          {"loss", "hinge"}, {"tau", -1000.0},    {"temperature", 0.0},
-              {"delta_kernel", true}};
-  json summary = {{"status", status}, {"kernel", {{"init_kernel_run", {{"test_err", 0.09 + 0.1 / h}}}}}};
-  sqlite3_stmt* s;
-  sqlite3_prepare_v2(db,
-                     "insert into runs(id, config_hash, config, status, error, dataset, arch, act, L, h,"
-                     " ptr, pte, pca, alpha, sqrt_h_alpha, tau, temperature, loss, seed_data, seed_init,"
-                     " seed_batch, t1, t2, test_err, weight_change, kernel_change, summary)"
-                     " values (?,?,?,?,?,'mnist','fc','softplus',5,?,5000,50000,10,?,?,-1000,0,'hinge',0,?,0,?,?,?,?,?,?)",
-                     -1, &s, nullptr);
-  std::string hash = "h" + std::to_string(id), c = cfg.dump(), sm = summary.dump();
-  std::string err = status == "converged" ? "" : "budget exhausted";
-  sqlite3_bind_int(s, 1, id);
-  sqlite3_bind_text(s, 2, hash.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(s, 3, c.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(s, 4, status.c_str(), -1, SQLITE_TRANSIENT);
-  if (err.empty()) sqlite3_bind_null(s, 5);
-  else sqlite3_bind_text(s, 5, err.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int(s, 6, h);
-  sqlite3_bind_double(s, 7, alpha);
-  sqlite3_bind_double(s, 8, X);
-  sqlite3_bind_int(s, 9, seed);
-  sqlite3_bind_double(s, 10, X);       // t1 = sqrt(h) alpha
-  sqlite3_bind_double(s, 11, 2 * X);   // t2
-  sqlite3_bind_double(s, 12, test_err(h, X, seed));
-  sqlite3_bind_double(s, 13, std::pow(X, -0.25) / std::sqrt(double(h)));
-  sqlite3_bind_double(s, 14, kernel_change);
-  sqlite3_bind_text(s, 15, sm.c_str(), -1, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
-  sqlite3_finalize(s);
-
-  std::vector<double> fd(kTest), f0(kTest, 0.0);
-  std::vector<int8_t> y(kTest);
-  for (int i = 0; i < kTest; ++i) {
-    y[i] = i % 3 == 0 ? 1 : -1;
-    fd[i] = (0.5 * y[i] + out_noise(seed) / std::sqrt(double(h))) / alpha;  // stored unscaled
+// Writes the runs through the store's own code (src/store: its schema, plan, checkpoints,
+// finish), as `train --db` and sweeps do: FC softplus L=5 runs with outputs and checkpoints.
+void write_runs(const std::string& path, const std::vector<SyntheticRun>& runs) {
+  lf::Store store(path);
+  std::vector<lf::RunConfig> cfgs;
+  for (const auto& r : runs) cfgs.push_back(study_config(r.h, r.X, r.seed));
+  auto ids = store.plan_all(cfgs);
+  ASSERT_EQ(ids.size(), runs.size());
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const SyntheticRun& r = runs[k];
+    const int64_t id = ids[k].first;
+    ASSERT_TRUE(ids[k].second) << "run " << k << " planned twice";
+    const double X = r.X, alpha = cfgs[k].alpha;
+    for (int step = 0; step < 16; ++step) {
+      lf::Checkpoint c;
+      c.step = step;
+      c.t = 1e-3 * std::pow(3.0, step);
+      c.train_loss = step == 15 ? 0.0 : std::exp(-c.t / std::max(X, 1.0));
+      c.output_norm = c.t / X;
+      c.f_norm = 1 + c.t;
+      store.add_checkpoint(id, c);
+    }
+    json summary = {{"status", r.status},
+                    {"t1", X},  // t1 = sqrt(h) alpha
+                    {"t2", 2 * X},
+                    {"test_err", test_err(r.h, X, r.seed)},
+                    {"weight_change", std::pow(X, -0.25) / std::sqrt(double(r.h))},
+                    {"kernel_change", r.kernel_change},
+                    {"kernel", {{"init_kernel_run", {{"test_err", 0.09 + 0.1 / r.h}}}}}};
+    at::Tensor y = at::empty({kTest}, at::kDouble), fd = at::empty({kTest}, at::kDouble);
+    for (int i = 0; i < kTest; ++i) {
+      double yi = i % 3 == 0 ? 1.0 : -1.0;
+      y[i] = yi;
+      fd[i] = (margin(X) * yi + out_noise(r.seed) / std::sqrt(double(r.h))) / alpha;  // stored unscaled
+    }
+    store.finish(id, r.status, r.status == "converged" ? "" : "budget exhausted", summary, fd,
+                 at::zeros({kTest}, at::kDouble), y, json(nullptr));
   }
-  sqlite3_prepare_v2(db, "insert into outputs values (?, 'final', ?, ?, ?, ?)", -1, &s, nullptr);
-  sqlite3_bind_int(s, 1, id);
-  sqlite3_bind_int(s, 2, kTest);
-  sqlite3_bind_blob(s, 3, fd.data(), kTest * 8, SQLITE_TRANSIENT);
-  sqlite3_bind_blob(s, 4, f0.data(), kTest * 8, SQLITE_TRANSIENT);
-  sqlite3_bind_blob(s, 5, y.data(), kTest, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
-  sqlite3_finalize(s);
-
-  sqlite3_prepare_v2(db, "insert into checkpoints(run_id, step, t, train_loss, output_norm, f_norm)"
-                         " values (?, ?, ?, ?, ?, ?)", -1, &s, nullptr);
-  for (int k = 0; k < 16; ++k) {
-    double t = 1e-3 * std::pow(3.0, k);
-    sqlite3_bind_int(s, 1, id);
-    sqlite3_bind_int(s, 2, k);
-    sqlite3_bind_double(s, 3, t);
-    sqlite3_bind_double(s, 4, k == 15 ? 0.0 : std::exp(-t / std::max(X, 1.0)));
-    sqlite3_bind_double(s, 5, t / X);
-    sqlite3_bind_double(s, 6, 1 + t);
-    ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
-    sqlite3_reset(s);
-  }
-  sqlite3_finalize(s);
 }
 
 // The synthetic study: 2 widths x 7 regimes x 8 seeds converged, plus a stopped and a diverged run.
 // Kernel change: (sqrt(h) alpha)^-1 (X >= 1) or ^-1.7 (X < 1), times exp(0.05 z) per run.
 void make_study(const std::string& path) {
-  Db db(path);
-  db.exec("begin");
   std::mt19937_64 rng(7);
   std::normal_distribution<double> z(0.0, 1.0);
-  int id = 0;
+  std::vector<SyntheticRun> runs;
   for (int h : kWidths)
     for (double X : kRegimes)
       for (int seed = 0; seed < kSeeds; ++seed) {
         double kc = (X >= 1 ? 1.0 / X : std::pow(X, -1.7)) * std::exp(0.05 * z(rng));
-        add_run(db.get(), ++id, h, X, seed, "converged", kc);
+        runs.push_back({h, X, seed, "converged", kc});
       }
-  add_run(db.get(), ++id, 100, 1.0, 9, "stopped", 1.0);
-  add_run(db.get(), ++id, 400, 1.0, 9, "diverged", 1.0);
-  db.exec("commit");
+  runs.push_back({100, 1.0, 9, "stopped", 1.0});
+  runs.push_back({400, 1.0, 9, "diverged", 1.0});
+  write_runs(path, runs);
 }
 
 // CSV rows as maps column -> text.
@@ -409,8 +364,13 @@ TEST(Report, BadInputExitsTwo) {
   };
   std::ofstream(tmp.file("not.sqlite")) << "this is not a database";
   {
-    Db newer(tmp.file("newer.sqlite"));
-    newer.exec("update meta set value = '99' where key = 'schema_version'");
+    { lf::Store created(tmp.file("newer.sqlite")); }  // the store's schema, then a newer version
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(tmp.file("newer.sqlite").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "update meta set value = '99' where key = 'schema_version'", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
   }
   std::ofstream(tmp.file("afile")) << "x";
   std::vector<Case> cases = {
@@ -434,7 +394,7 @@ TEST(Report, BadInputExitsTwo) {
 
 TEST(Report, EmptyDatabaseMakesNoFiguresAndSaysWhy) {
   lft::TempDir tmp;
-  { Db empty(tmp.file("empty.sqlite")); }
+  { lf::Store empty(tmp.file("empty.sqlite")); }
   auto res = lft::run_cli({"report", "--db", tmp.file("empty.sqlite"), "--out", tmp.file("o"), "--json"});
   ASSERT_EQ(res.status, 0) << res.err;
   json j = json::parse(lft::last_line(res.out));
