@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "common/npy.h"
 #include "common/options.h"
-#include "data/dataset.h"
+#include "experiment/from_config.h"
 #include "experiment/config.h"
 #include "ntk/frozen.h"
 #include "ntk/ntk.h"
@@ -232,7 +232,7 @@ TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
   Dataset data = load_dataset(cfg);
   at::Tensor x = data.x_test.narrow(0, 0, 30);
   ASSERT_EQ(x.sizes(), (std::vector<int64_t>{30, 10}));  // PCA 10, the fc default
-  Net net = Net::fc(fc_init(10, 20, 3, 0), Activation::from_config(cfg));
+  Net net = Net::fc(fc_init(10, 20, 3, 0), activation_of(cfg));
   NtkOptions jac;
   jac.method = NtkMethod::Jacobian;
   at::Tensor ref = ntk(net, x, jac);
