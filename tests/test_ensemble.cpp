@@ -10,25 +10,15 @@
 #include "data/dataset.h"
 #include "experiment/config.h"
 #include "experiment/train.h"
+#include "testing.h"
 
 using namespace lf;
 
 namespace {
 
-const auto kD = at::TensorOptions().dtype(at::kDouble);
+Dataset synthetic(int64_t n, int64_t pte) { return lft::synthetic(n, pte, 5); }
 
-Dataset synthetic(int64_t n, int64_t pte) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
-  Dataset d;
-  at::Tensor x = at::randn({n + pte, 10}, gen, kD);
-  at::Tensor s = x.select(1, 0) * x.select(1, 1) + 0.3 * x.select(1, 2);
-  at::Tensor y = at::where(s > 0, at::ones_like(s), -at::ones_like(s));
-  d.x_train = x.narrow(0, 0, n).contiguous();
-  d.y_train = y.narrow(0, 0, n).contiguous();
-  d.x_test = x.narrow(0, n, pte).contiguous();
-  d.y_test = y.narrow(0, n, pte).contiguous();
-  return d;
-}
+const auto kD = at::TensorOptions().dtype(at::kDouble);
 
 // The protocol's dynamics (tau = t/1000, df in [1e-4, 1e-2], dt from 1e-50) on a small net.
 RunConfig member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps) {
@@ -50,8 +40,7 @@ struct Recorded {
 };
 
 TrainHooks recording(Recorded& r) {
-  TrainHooks h;
-  h.progress = false;
+  TrainHooks h = lft::quiet();
   h.on_checkpoint = [&r](const Checkpoint& c) { r.checkpoints.push_back(c); };
   return h;
 }

@@ -13,24 +13,16 @@
 #include "models/fc.h"
 #include "ntk/frozen.h"
 #include "ntk/ntk.h"
+#include "testing.h"
 
 using namespace lf;
 
 namespace {
 
-const auto kD = at::TensorOptions().dtype(at::kDouble);
+using lft::quiet;
+using lft::synthetic;
 
-Dataset synthetic(int64_t n, int64_t pte) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
-  Dataset d;
-  at::Tensor x = at::randn({n + pte, 10}, gen, kD);
-  at::Tensor y = at::where(x.select(1, 0) * x.select(1, 1) > 0, at::ones({n + pte}, kD), -at::ones({n + pte}, kD));
-  d.x_train = x.narrow(0, 0, n).contiguous();
-  d.y_train = y.narrow(0, 0, n).contiguous();
-  d.x_test = x.narrow(0, n, pte).contiguous();
-  d.y_test = y.narrow(0, n, pte).contiguous();
-  return d;
-}
+const auto kD = at::TensorOptions().dtype(at::kDouble);
 
 RunConfig tiny(double alpha) {
   RunConfig c;
@@ -41,12 +33,6 @@ RunConfig tiny(double alpha) {
   c.alpha = alpha;
   finalize(c);
   return c;
-}
-
-TrainHooks quiet() {
-  TrainHooks h;
-  h.progress = false;
-  return h;
 }
 
 }  // namespace

@@ -18,21 +18,10 @@ using namespace lf;
 
 namespace {
 
-const auto kD = at::TensorOptions().dtype(at::kDouble);
+using lft::quiet;
+using lft::synthetic;
 
-Dataset synthetic(int64_t n, int64_t pte, uint64_t seed = 3) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  Dataset d;
-  d.name = "synthetic";
-  at::Tensor x = at::randn({n + pte, 10}, gen, kD);
-  at::Tensor s = x.select(1, 0) * x.select(1, 1) + 0.3 * x.select(1, 2);
-  at::Tensor y = at::where(s > 0, at::ones_like(s), -at::ones_like(s));
-  d.x_train = x.narrow(0, 0, n).contiguous();
-  d.y_train = y.narrow(0, 0, n).contiguous();
-  d.x_test = x.narrow(0, n, pte).contiguous();
-  d.y_test = y.narrow(0, n, pte).contiguous();
-  return d;
-}
+const auto kD = at::TensorOptions().dtype(at::kDouble);
 
 // A small fast run: a wider df band and a larger first step than the protocol's.
 RunConfig small_config() {
@@ -46,12 +35,6 @@ RunConfig small_config() {
   c.df_max = 1e-1;
   finalize(c);
   return c;
-}
-
-TrainHooks quiet() {
-  TrainHooks h;
-  h.progress = false;
-  return h;
 }
 
 nlohmann::json numbers(const RunResult& r) {

@@ -1,5 +1,7 @@
 #include "testing.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <spawn.h>
@@ -103,6 +105,27 @@ bool have_mnist() {
                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
     if (!fs::exists(data_dir() + "/mnist/" + f)) return false;
   return true;
+}
+
+lf::Dataset synthetic(int64_t n, int64_t pte, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto o = at::TensorOptions().dtype(at::kDouble);
+  lf::Dataset d;
+  d.name = "synthetic";
+  at::Tensor x = at::randn({n + pte, 10}, gen, o);
+  at::Tensor s = x.select(1, 0) * x.select(1, 1) + 0.3 * x.select(1, 2);
+  at::Tensor y = at::where(s > 0, at::ones_like(s), -at::ones_like(s));
+  d.x_train = x.narrow(0, 0, n).contiguous();
+  d.y_train = y.narrow(0, 0, n).contiguous();
+  d.x_test = x.narrow(0, n, pte).contiguous();
+  d.y_test = y.narrow(0, n, pte).contiguous();
+  return d;
+}
+
+lf::TrainHooks quiet() {
+  lf::TrainHooks h;
+  h.progress = false;
+  return h;
 }
 
 }  // namespace lft

@@ -3,6 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
+#include "experiment/train.h"
+
 namespace lft {
 
 struct CliResult {
@@ -31,5 +34,10 @@ struct TempDir {
 std::string data_dir();       // the project's data folder (built by scripts/setup.sh)
 std::string binary();         // path of the lazyfeat binary
 bool have_mnist();            // the four MNIST IDX files are present
+
+// A small in-process dataset: x ~ N(0,1) [n + pte, 10] from the seed, labels the sign of
+// x_0 x_1 + 0.3 x_2 (not linearly separable); the first n points train, the rest test.
+lf::Dataset synthetic(int64_t n, int64_t pte, uint64_t seed = 3);
+lf::TrainHooks quiet();  // no progress on stderr
 
 }  // namespace lft

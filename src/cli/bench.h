@@ -4,6 +4,7 @@
 // last stdout line is one JSON object (cli-contract.md). Speed is measured here, never in tests.
 #pragma once
 #include "cli/command.h"
+#include "data/dataset.h"
 
 namespace lf::cli {
 
@@ -11,5 +12,10 @@ struct Benchmark {
   Benchmark(std::string name, std::string summary, Fn fn);
 };
 std::vector<Entry>& bench_registry();
+
+// The benchmarks' training set: x ~ N(0,1) [ptr, 10] (seeded), labels the sign of a fixed random
+// linear function, no test set. No point is satisfied in the first steps of a run on it.
+Dataset bench_dataset(int64_t ptr);
+double median(std::vector<double> v);  // of a non-empty list
 
 }  // namespace lf::cli

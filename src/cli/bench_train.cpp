@@ -30,12 +30,6 @@
 namespace lf::cli {
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t k = v.size() / 2;
-  return v.size() % 2 ? v[k] : 0.5 * (v[k - 1] + v[k]);
-}
-
 int bench_train_step(const Args& args) {
   int64_t h = 100, L = 5, ptr = 5000, steps = 100, ref_steps = 20, repeats = 3;
   bool json = false, no_ref = false;
@@ -62,15 +56,8 @@ int bench_train_step(const Args& args) {
   cfg.ptr = ptr;
   cfg.pte = 0;
   finalize(cfg);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234);
+  Dataset data = bench_dataset(ptr);
   auto o = at::TensorOptions().dtype(at::kDouble);
-  Dataset data;
-  data.name = "synthetic";
-  data.x_train = at::randn({ptr, 10}, gen, o);
-  at::Tensor dir = at::randn({10}, gen, o);
-  data.y_train = at::where(at::mv(data.x_train, dir) > 0, 1.0, -1.0).to(at::kDouble);
-  data.x_test = at::empty({0, 10}, o);
-  data.y_test = at::empty({0}, o);
 
   int64_t rejected = 0, rejected_ref = 0;  // rejected trial steps, summed over the repeats
   std::vector<double> with_setup, with_setup_ref;

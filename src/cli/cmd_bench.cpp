@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "cli/bench.h"
+
+#include <ATen/CPUGeneratorImpl.h>
 #include "common/error.h"
 
 namespace lf::cli {
@@ -10,6 +12,25 @@ namespace lf::cli {
 std::vector<Entry>& bench_registry() {
   static std::vector<Entry> r;
   return r;
+}
+
+Dataset bench_dataset(int64_t ptr) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234);
+  auto o = at::TensorOptions().dtype(at::kDouble);
+  Dataset data;
+  data.name = "synthetic";
+  data.x_train = at::randn({ptr, 10}, gen, o);
+  at::Tensor dir = at::randn({10}, gen, o);
+  data.y_train = at::where(at::mv(data.x_train, dir) > 0, 1.0, -1.0).to(at::kDouble);
+  data.x_test = at::empty({0, 10}, o);
+  data.y_test = at::empty({0}, o);
+  return data;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t k = v.size() / 2;
+  return v.size() % 2 ? v[k] : 0.5 * (v[k - 1] + v[k]);
 }
 
 Benchmark::Benchmark(std::string name, std::string summary, Fn fn) {

@@ -1,0 +1,115 @@
+// `lazyfeat bench ensemble [--device cpu|cuda] [--K 1,4,16] [--h 64 --L 3 --ptr 1000] [--steps N]
+// [--repeats R] [--json]`: member-steps per second of an ensemble of K members (seeds 0..K-1,
+// FC softplus, d = 10, float64, mu = 1000, hinge) trained in lockstep by train_ensemble, next to
+// the same K runs trained one after another by train_run in the same call (the baseline).
+// Synthetic data (x ~ N(0,1) [ptr, 10], labels the sign of a fixed random linear function) and
+// sqrt(h) alpha = 1: no point is satisfied within the steps timed, so every member-step costs a
+// full forward and backward. Figures are medians over repeats of member-steps / wall seconds,
+// each ensemble and each sequence of runs from its start (the setup included).
+// Deliberately not: a test (speed is measured here only), MNIST.
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <sstream>
+
+#include "cli/bench.h"
+#include "common/error.h"
+#include "common/options.h"
+#include "experiment/config.h"
+#include "data/dataset.h"
+#include "experiment/train.h"
+
+namespace lf::cli {
+namespace {
+
+double seconds_of(const std::function<void()>& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int bench_ensemble(const Args& args) {
+  int64_t h = 64, L = 3, ptr = 1000, steps = 200, repeats = 3;
+  std::string device = "cpu", ks = "1,4,16";
+  bool json = false;
+  OptionParser p("lazyfeat bench ensemble [--device cpu|cuda] [--K 1,4,16] [--h N --L N --ptr N --steps N "
+                 "--repeats R] [--json]",
+                 "Member-steps/s of ensembles of K members (train_ensemble) against the same K runs one after "
+                 "another (train_run), medians over repeats.");
+  p.value("device", "cpu|cuda", "device (default cpu)", [&](const std::string& v) { device = v; });
+  p.value("K", "K1,K2,..", "ensemble sizes (default 1,4,16)", [&](const std::string& v) { ks = v; });
+  p.value("h", "N", "width (default 64)", [&](const std::string& v) { h = parse_int("--h", v); });
+  p.value("L", "N", "hidden layers (default 3)", [&](const std::string& v) { L = parse_int("--L", v); });
+  p.value("ptr", "N", "training points (default 1000)", [&](const std::string& v) { ptr = parse_int("--ptr", v); });
+  p.value("steps", "N", "accepted steps per member (default 200)",
+          [&](const std::string& v) { steps = parse_int("--steps", v); });
+  p.value("repeats", "R", "repeats (default 3)", [&](const std::string& v) { repeats = parse_int("--repeats", v); });
+  p.flag("json", "print the figures as one JSON line", json);
+  p.parse(args);
+  require(h >= 1 && L >= 1 && ptr >= 1 && steps >= 1 && repeats >= 1,
+          "--h, --L, --ptr, --steps and --repeats must be >= 1");
+  std::vector<int64_t> Ks;
+  {
+    std::stringstream ss(ks);
+    std::string item;
+    while (std::getline(ss, item, ',')) Ks.push_back(parse_int("--K", item));
+    require(!Ks.empty(), "--K needs at least one ensemble size");
+    for (int64_t k : Ks) require(k >= 1, "--K: ensemble sizes must be >= 1");
+  }
+  Dataset data = bench_dataset(ptr);
+
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t K : Ks) {
+    std::vector<RunConfig> cfgs;
+    for (int64_t k = 0; k < K; ++k) {
+      RunConfig c;
+      c.h = h;
+      c.L = L;
+      c.ptr = ptr;
+      c.pte = 0;
+      c.sqrt_h_alpha = 1.0;
+      c.seed_init = uint64_t(k);
+      c.device = device;
+      c.max_steps = steps;
+      finalize(c);
+      cfgs.push_back(c);
+    }
+    TrainHooks quiet;
+    quiet.progress = false;
+    std::vector<TrainHooks> hooks(size_t(K), quiet);
+    std::vector<double> together, apart;
+    for (int64_t r = 0; r < repeats; ++r) {
+      int64_t done = 0;
+      double s = seconds_of([&] {
+        for (const RunResult& res : train_ensemble(cfgs, data, hooks)) done += res.steps;
+      });
+      together.push_back(double(done) / s);
+      done = 0;
+      s = seconds_of([&] {
+        for (const RunConfig& c : cfgs) done += train_run(c, data, quiet).steps;
+      });
+      apart.push_back(double(done) / s);
+      std::cerr << "K=" << K << " repeat " << r << ": ensemble " << together.back() << " member-steps/s, runs alone "
+                << apart.back() << "\n";
+    }
+    nlohmann::json row = {{"K", K}, {"member_steps_per_s", median(together)}, {"alone_member_steps_per_s", median(apart)},
+                          {"ratio", median(together) / median(apart)}, {"all", together}, {"alone_all", apart}};
+    std::cout << "ensemble K=" << K << " h=" << h << " L=" << L << " ptr=" << ptr << " " << device << ": "
+              << median(together) << " member-steps/s, runs alone " << median(apart) << " (x"
+              << row["ratio"].get<double>() << ")\n";
+    rows.push_back(row);
+  }
+  nlohmann::json j = {{"benchmark", "ensemble"}, {"device", device}, {"h", h}, {"L", L}, {"ptr", ptr}, {"d", 10},
+                      {"steps", steps}, {"repeats", repeats}, {"intra_op_threads", at::get_num_threads()},
+                      {"rows", rows}};
+  if (json) print_json_line(j.dump());
+  return 0;
+}
+
+Benchmark reg{"ensemble", "member-steps/s of ensembles of K members against K runs alone", bench_ensemble};
+
+}  // namespace
+}  // namespace lf::cli
