@@ -120,8 +120,12 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
   int64_t wrong = 0;
   for (int64_t i = 0; i < n; ++i) wrong += alpha * u[i] * y[i] <= 0;
   r.train_err = double(wrong) / double(n);
-  // Least squares Theta c = u (QR with column pivoting: Theta may be singular).
-  r.c = std::get<0>(at::linalg_lstsq(K, r.u_train.unsqueeze(1), c10::nullopt, std::string("gelsy"))).squeeze(1);
+  // Least squares Theta c = u (QR with column pivoting: Theta may be singular). A diverged run
+  // has no predictor (and LAPACK builds differ on NaN input: MKL's gelsy refuses it).
+  if (r.status == "diverged")
+    r.c = at::full({n}, std::numeric_limits<double>::quiet_NaN(), K.options());
+  else
+    r.c = std::get<0>(at::linalg_lstsq(K, r.u_train.unsqueeze(1), c10::nullopt, std::string("gelsy"))).squeeze(1);
   r.wall_s = wall();
   return r;
 }
