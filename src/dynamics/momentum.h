@@ -56,14 +56,13 @@ struct StepControl {
 
 // One trial step of the momentum dynamics over P values on raw arrays, the previous w and v kept
 // in w_prev, v_prev for a rejection (restore with trial_restore):
-//   momentum:       v <- x v - (1 - x) g,  w <- w + dt v      (x = m.decay(t, dt))
-//   gradient flow:  w <- w - dt g                              (v untouched)
+//   momentum:       v <- x v - y g,  w <- w + dt v      (x = Momentum::decay(t, dt), y = 1 - x)
+//   gradient flow:  w <- w - dt g                        (v untouched)
 // The network trainer (on its flat parameters) and frozen-kernel training (on the outputs u)
 // both step through it, so they take the same arithmetic.
-inline void trial_step(const Momentum& m, double t, double dt, double* w, double* v, const double* g, int64_t P,
-                       double* w_prev, double* v_prev) {
-  if (m.enabled()) {
-    const double x = m.decay(t, dt), y = 1.0 - x;
+inline void trial_step(double x, double y, double dt, bool momentum, double* w, double* v, const double* g,
+                       int64_t P, double* w_prev, double* v_prev) {
+  if (momentum) {
     for (int64_t i = 0; i < P; ++i) {
       w_prev[i] = w[i];
       v_prev[i] = v[i];

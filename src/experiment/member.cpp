@@ -7,6 +7,7 @@
 
 #include "experiment/from_config.h"
 #include "experiment/kernels.h"
+#include "models/fc.h"
 
 namespace lf {
 namespace {
@@ -19,50 +20,43 @@ bool wants_kernels(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_k
 
 }  // namespace
 
-Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks)
+Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k)
     : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)), loss_(Loss::make(cfg.loss)),
-      lay_(data.x_train.size(1), cfg.h, cfg.L), start_(Clock::now()), progress_("train", hooks_.progress) {
-  const bool fused = cfg.device == "cpu" && cfg.is_double() && !hooks_.reference;
-  const auto opts = at::TensorOptions()
-                        .dtype(cfg.is_double() ? at::kDouble : at::kFloat)
-                        .device(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
+      lay_(data.x_train.size(1), cfg.h, cfg.L), start_(Clock::now()), engine_(engine), k_(k),
+      progress_("train", hooks_.progress) {
   x_train_ = data.x_train.to(at::kDouble).contiguous();
   const at::Tensor x_test = data.x_test.to(at::kDouble).contiguous();
   const int64_t n = x_train_.size(0), pte = x_test.size(0);
-  model_ = make_model(fused, act_, lay_, x_train_, opts);
+  const at::Tensor w = engine.w(k), v = engine.v(k), g = engine.g(k);
   y_ = to_vector(data.y_train);
-  f_new_.resize(n);
-  res_.trainer = fused ? "fused" : "reference";
-
+  res_.trainer = engine.name();
+  c10::NoGradGuard ng;
   if (!hooks_.resume_state.empty()) {
-    s_ = RunState::decode(hooks_.resume_state, cfg, n, pte, opts);
-    c10::NoGradGuard ng;
-    model_->w.copy_(s_.w);  // the model's own buffers (the fused kernels hold views of them)
-    model_->g.copy_(s_.g);
-    fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
+    s_ = RunState::decode(hooks_.resume_state, cfg, n, pte, w.options());
+    w.copy_(s_.w);  // into the engine's own buffers
+    v.copy_(s_.v);
+    g.copy_(s_.g);
+    lf::fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
   } else {
-    {
-      c10::NoGradGuard ng;
-      model_->w.copy_(lay_.flatten(fc_init(lay_.d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
-    }
-    s_.w0 = model_->w.detach().clone();
-    s_.v = at::zeros_like(model_->w);
+    w.copy_(lay_.flatten(fc_init(lay_.d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
+    v.zero_();
+    s_.w0 = w.detach().clone();
     s_.dt = cfg.dt0;
-    s_.f0.resize(n);
-    model_->forward_train(s_.f0.data());
+    std::vector<std::vector<double>> f0;
+    engine.forward({k}, f0);
+    s_.f0 = f0.at(0);
     s_.f = s_.f0;
-    s_.f0_test = model_->evaluate(x_test);
-    fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
-    if (cur_.unsatisfied > 0) model_->gradient(cur_.rows, cur_.c);
+    s_.f0_test = engine.evaluate(k, x_test);
+    lf::fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
+    if (cur_.unsatisfied > 0) engine.gradient({k}, {&cur_});
     if (wants_kernels(cfg)) s_.kernel_init = measure_kernels_at_init(cfg, data, lay_.views(s_.w0.to(at::kCPU, at::kDouble)));
   }
-  s_.w = model_->w;
-  s_.g = model_->g;
+  s_.w = w;
+  s_.v = v;
+  s_.g = g;
   s_.trainer = res_.trainer;
   res_.zdot = s_.zdot;
   step_at_start_ = s_.step;
-  w_prev_ = at::empty_like(s_.w);
-  v_prev_ = at::empty_like(s_.v);
   observer_ = std::make_unique<TestObserver>(lay_, s_.w0, x_test, to_vector(data.y_test), s_.f0_test);
   last_state_ = last_poll_ = Clock::now();
   if (s_.step == s_.next_ckpt && s_.last_ckpt < s_.step) {
@@ -92,7 +86,7 @@ Checkpoint Member::train_side() const {
 
 void Member::checkpoint() {
   Checkpoint c = train_side();
-  observer_->measure(*model_, c);
+  observer_->measure(engine_.w(k_), [this](const at::Tensor& x) { return engine_.evaluate(k_, x); }, c);
   c.wall_s = wall();
   s_.last_ckpt = s_.step;
   res_.checkpoints.push_back(c);
@@ -117,76 +111,64 @@ void Member::end(const char* status, const std::string& message) {
   message_ = message;
 }
 
-void Member::advance() {
+bool Member::proceed() {
+  if (!running()) return false;
   // Stop checks (protocol section 4: zero loss; the budgets; a request).
   if (cur_.unsatisfied == 0) {  // every point satisfied: zero hinge loss
     if (std::isnan(s_.t2)) s_.t2 = s_.t;
-    return end("converged", "every training point satisfied (alpha F y >= 1)");
-  }
-  if (cfg_.max_steps > 0 && s_.step >= cfg_.max_steps) return end("stopped", "step budget (--max-steps) reached");
-  if (cfg_.max_wall > 0 && wall() >= cfg_.max_wall) return end("stopped", "wall-time budget (--max-wall) reached");
-  if (hooks_.should_stop && seconds_since(last_poll_) >= 0.25) {
+    end("converged", "every training point satisfied (alpha F y >= 1)");
+  } else if (cfg_.max_steps > 0 && s_.step >= cfg_.max_steps) {
+    end("stopped", "step budget (--max-steps) reached");
+  } else if (cfg_.max_wall > 0 && wall() >= cfg_.max_wall) {
+    end("stopped", "wall-time budget (--max-wall) reached");
+  } else if (hooks_.should_stop && seconds_since(last_poll_) >= 0.25) {
     last_poll_ = Clock::now();
-    if (hooks_.should_stop()) return end("stopped", "stopped by request");
+    if (hooks_.should_stop()) end("stopped", "stopped by request");
   }
+  return running();
+}
 
-  // One trial step of size dt from (w, v, t) with the gradient g at w (protocol section 4).
-  const Momentum mom{cfg_.tau};
-  const double dt = s_.dt;
-  at::Tensor& w = model_->w;
-  {
-    c10::NoGradGuard ng;
-    if (model_->raw()) {
-      trial_step(mom, s_.t, dt, w.data_ptr<double>(), s_.v.data_ptr<double>(), model_->g.data_ptr<double>(),
-                 w.numel(), w_prev_.data_ptr<double>(), v_prev_.data_ptr<double>());
-    } else {  // the same arithmetic as tensor ops (any dtype, any device)
-      w_prev_.copy_(w);
-      v_prev_.copy_(s_.v);
-      if (mom.enabled()) {
-        const double x = mom.decay(s_.t, dt);
-        s_.v.mul_(x).sub_(model_->g, 1.0 - x);  // v <- x v - (1 - x) g
-        w.add_(s_.v, dt);                       // w <- w + dt v
-      } else {
-        w.sub_(model_->g, dt);  // gradient flow
-      }
-    }
-  }
-  model_->forward_train(f_new_.data());
-  const int64_t n = int64_t(f_new_.size());
+double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
+
+StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
+  const int64_t n = int64_t(f_new.size());
   double df = 0;  // alpha max |f_new - f|, NaN if any output is not a number
   for (int64_t i = 0; i < n; ++i) {
-    const double a = std::fabs(f_new_[i] - s_.f[i]);
+    const double a = std::fabs(f_new[i] - s_.f[i]);
     if (!(a <= df)) df = (a > df) ? a : std::numeric_limits<double>::quiet_NaN();
     if (std::isnan(df)) break;
   }
-  df *= std::fabs(cfg_.alpha);
-  const StepControl::Verdict verdict = [&] {
-    StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, cfg_.max_dt};
-    auto v = sc.judge(df);
-    s_.dt = sc.dt;
-    return v;
-  }();
-  if (verdict != StepControl::Verdict::Accept) {
-    c10::NoGradGuard ng;
-    w.copy_(w_prev_);
-    s_.v.copy_(v_prev_);
-    if (verdict == StepControl::Verdict::Diverge) return end("diverged", kNanStep);  // protocol section 4
+  df_ = df * std::fabs(cfg_.alpha);
+  StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, cfg_.max_dt};
+  const StepControl::Verdict verdict = sc.judge(df_);
+  dt_trial_ = s_.dt;
+  s_.dt = sc.dt;
+  if (verdict == StepControl::Verdict::Diverge) {
+    end("diverged", kNanStep);  // protocol section 4
+  } else if (verdict == StepControl::Verdict::Reject) {
     ++s_.rejected;
-    if (!(s_.dt > 0)) return end("diverged", kStepUnderflow);
-    return;
+    if (!(s_.dt > 0)) end("diverged", kStepUnderflow);
   }
-  if (cfg_.zdot && res_.zdot.empty() && df > cfg_.df_min) {
-    res_.zdot = measure_zdot(lay_, w_prev_, w, dt, x_train_, act_);
+  return verdict;
+}
+
+void Member::accept(std::vector<double>& f_new) {
+  const double dt = dt_trial_;
+  if (cfg_.zdot && res_.zdot.empty() && df_ > cfg_.df_min) {
+    res_.zdot = measure_zdot(lay_, engine_.prev_w(k_), engine_.w(k_), dt, x_train_, act_);
     s_.zdot = res_.zdot;
   }
   s_.t += dt;
   ++s_.step;
-  std::swap(s_.f, f_new_);
-  fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
+  std::swap(s_.f, f_new);
+  lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
   if (!std::isfinite(cur_.loss2) || !std::isfinite(s_.t) || !std::isfinite(s_.dt))
     return end("diverged", "non-finite loss, time or step size");
   if (std::isnan(s_.t1) && cur_.loss2 < 0.5) s_.t1 = s_.t;  // protocol section 5
-  if (cur_.unsatisfied > 0) model_->gradient(cur_.rows, cur_.c);
+}
+
+void Member::after_step() {
+  if (!running()) return;
   if (s_.step >= s_.next_ckpt) {
     checkpoint();
     s_.next_ckpt = next_checkpoint(s_.step);
@@ -230,7 +212,7 @@ RunResult Member::finish() {
   res_.test_f_delta = (observer_->f_test() - s_.f0_test).contiguous();
   if (wants_kernels(cfg_) && !diverged) {
     FCParams p0 = lay_.views(s_.w0.to(at::kCPU, at::kDouble));
-    FCParams pw = lay_.views(model_->w.detach().to(at::kCPU, at::kDouble));
+    FCParams pw = lay_.views(engine_.w(k_).detach().to(at::kCPU, at::kDouble));
     res_.kernel = measure_kernels_at_end(cfg_, data_, p0, pw, s_.kernel_init);
     if (res_.kernel.is_object() && res_.kernel.contains("change") && res_.kernel["change"].is_number())
       res_.kernel_change = res_.kernel["change"].get<double>();

@@ -1,12 +1,17 @@
-// One run under the paper's full-batch dynamics (protocol sections 3-5), as a state machine that
-// advances by one trial step at a time, so that an ensemble can step its members in lockstep
-// and a single run is an ensemble of one (experiment/train.h). Per trial step:
-//   v <- x v - (1 - x) g; w <- w + dt v       (dynamics/momentum.h; tau = 0: w <- w - dt g)
-// then one forward on the training set, df = alpha max |f_new - f|, and the step rule: accept,
-// reject (restore w, v; dt /= 10), or stop on NaN. An accepted trial's outputs are the next
-// step's outputs, and one backward (on the points with a non-zero loss derivative only) gives the
-// next g: one forward and one backward per accepted step. Checkpoints follow the log-spaced
-// schedule; resumable states (RunState) are offered every few minutes of wall time.
+// One run under the paper's full-batch dynamics (protocol sections 3-5) as a state machine of
+// scalars: t, dt, the step rule's decisions, the fit of the training outputs, the checkpoint
+// schedule, the stop rules. Its weights live in an Engine (experiment/engine.h) at index k,
+// which does the tensor work of a whole ensemble at once; a single run is an ensemble of one.
+// One trial step of the ensemble (experiment/train.cpp, run_ensemble):
+//   proceed()            stop checks; whether the member takes a trial step now
+//   engine.trial         v <- x v - (1 - x) g; w <- w + dt v   (x = decay(), dt = dt())
+//   engine.forward       the trial's training outputs f_new
+//   judge(f_new)         df = alpha max |f_new - f|: accept, reject (engine.restore; dt /= 10),
+//                        or stop on NaN
+//   accept(f_new)        t += dt, the fit of f_new, t1; zdot over the first step with df > df_min
+//   engine.gradient      g at the new weights (points with a non-zero loss derivative only)
+//   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
+// One forward and one backward per accepted step.
 // Deliberately not: the stochastic variant (temperature > 0), CNN/WRN networks; storage.
 #pragma once
 #include <chrono>
@@ -16,8 +21,8 @@
 #include "common/progress.h"
 #include "data/dataset.h"
 #include "dynamics/momentum.h"
+#include "experiment/engine.h"
 #include "experiment/loss.h"
-#include "experiment/model.h"
 #include "experiment/observables.h"
 #include "experiment/run_state.h"
 #include "experiment/train.h"
@@ -26,12 +31,20 @@ namespace lf {
 
 class Member {
  public:
-  // Starts the run of a validated, finalized cfg on data (or resumes hooks.resume_state).
-  Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks);
+  // Starts the run of a validated, finalized cfg on data as member k of engine (or resumes
+  // hooks.resume_state): initial weights, f0, the first gradient, the step-0 checkpoint.
+  Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k);
   bool running() const { return status_.empty(); }
-  // One trial step, with the stop checks before it and the bookkeeping of an accepted step
-  // after it (checkpoint, state, progress). Sets the status when the run ends.
-  void advance();
+  bool proceed();                  // stop checks; true: take a trial step now
+  double decay() const;            // x of this trial step
+  double dt() const { return s_.dt; }
+  bool momentum() const { return Momentum{cfg_.tau}.enabled(); }
+  // The trial's verdict; after Reject or Diverge the engine restores the member's weights.
+  StepControl::Verdict judge(const std::vector<double>& f_new);
+  void accept(std::vector<double>& f_new);  // swaps f_new in; may end the run (non-finite loss)
+  bool needs_gradient() const { return running() && cur_.unsatisfied > 0; }
+  const Fit& fit() const { return cur_; }
+  void after_step();
   // The final checkpoint and state, the end-of-run kernel measurements, the result. Once.
   RunResult finish();
 
@@ -51,12 +64,12 @@ class Member {
   const Loss loss_;
   const FCLayout lay_;
   const Clock::time_point start_;
-  std::unique_ptr<Model> model_;
+  Engine& engine_;
+  const int64_t k_;
   at::Tensor x_train_;
   std::vector<double> y_;
-  RunState s_;                    // s_.w, s_.g alias model_->w, model_->g
-  std::vector<double> f_new_;
-  at::Tensor w_prev_, v_prev_;    // [P] before the current trial step
+  RunState s_;                    // s_.w, s_.v, s_.g are the engine's views of member k
+  double df_ = 0, dt_trial_ = 0;  // of the trial being judged
   Fit cur_;
   std::unique_ptr<TestObserver> observer_;
   RunResult res_;

@@ -66,9 +66,10 @@ TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor
   w0_layer_norms_ = layer_norms(lay.views(cpu64(w0)));
 }
 
-void TestObserver::measure(Model& model, Checkpoint& c) {
+void TestObserver::measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate,
+                           Checkpoint& c) {
   c10::NoGradGuard ng;
-  at::Tensor dw = model.w.detach() - w0_;
+  at::Tensor dw = w.detach() - w0_;
   c.w0_norm = w0_norm_;
   c.weight_change = dw.norm().item<double>() / w0_norm_;
   const std::vector<double> dl = layer_norms(lay_.views(cpu64(dw)));
@@ -76,7 +77,7 @@ void TestObserver::measure(Model& model, Checkpoint& c) {
   for (size_t l = 0; l < dl.size(); ++l) c.layer_change.push_back(dl[l] / w0_layer_norms_[l]);
   const int64_t pte = x_test_.size(0);
   if (pte == 0) return;
-  f_test_ = model.evaluate(x_test_);
+  f_test_ = evaluate(x_test_);
   at::Tensor delta = f_test_ - f0_test_;  // f - f0 on the test set
   const double* dp = delta.data_ptr<double>();
   int64_t errs = 0;

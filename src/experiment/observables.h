@@ -8,6 +8,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <vector>
 
 #include "experiment/loss.h"
@@ -33,8 +34,9 @@ class TestObserver {
   TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor x_test, std::vector<double> y_test,
                at::Tensor f0_test);
   // Fills c's weight_change, w0_norm, layer_change, and (pte > 0) test_err, output_norm, f_norm
-  // from the model's current weights; the test outputs are kept in f_test().
-  void measure(Model& model, Checkpoint& c);
+  // from the weights w [P] and the network's outputs evaluate(x_test); the test outputs are kept
+  // in f_test().
+  void measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate, Checkpoint& c);
   const at::Tensor& f_test() const { return f_test_; }  // [pte] at the last measure (f0 before)
   const at::Tensor& f0_test() const { return f0_test_; }
 

@@ -7,6 +7,8 @@
 
 #include "common/error.h"
 #include "data/dataset.h"
+#include "experiment/engine.h"
+#include "experiment/from_config.h"
 #include "experiment/member.h"
 
 namespace lf {
@@ -74,11 +76,69 @@ nlohmann::json RunResult::summary() const {
   return j;
 }
 
+namespace {
+
+// The ensemble's loop: one trial step of every live member a round (experiment/member.h), the
+// tensor work of each phase done by the engine for all of them at once. A member that ends
+// leaves the round (compaction) and its result is made at once.
+std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<Member>>& members) {
+  std::vector<RunResult> out(members.size());
+  std::vector<int64_t> live, step, accepted, restored, grads;
+  std::vector<double> x, dt;
+  std::vector<std::vector<double>> f;
+  std::vector<const Fit*> fits;
+  for (size_t k = 0; k < members.size(); ++k) live.push_back(int64_t(k));
+  bool momentum = !members.empty() && members.front()->momentum();
+  while (!live.empty()) {
+    step.clear(), x.clear(), dt.clear();
+    for (int64_t k : live)
+      if (members[k]->proceed()) {
+        step.push_back(k);
+        x.push_back(members[k]->decay());
+        dt.push_back(members[k]->dt());
+      }
+    engine.trial(step, x, dt, momentum);
+    engine.forward(step, f);
+    accepted.clear(), restored.clear();
+    for (size_t i = 0; i < step.size(); ++i)
+      (members[step[i]]->judge(f[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(int64_t(i));
+    for (int64_t& i : restored) i = step[i];
+    engine.restore(restored);
+    grads.clear(), fits.clear();
+    for (int64_t i : accepted) {
+      Member& m = *members[step[i]];
+      m.accept(f[i]);
+      if (m.needs_gradient()) {
+        grads.push_back(step[i]);
+        fits.push_back(&m.fit());
+      }
+    }
+    engine.gradient(grads, fits);
+    std::vector<int64_t> next;
+    for (int64_t k : live) {
+      members[k]->after_step();
+      if (members[k]->running()) {
+        next.push_back(k);
+      } else {  // compaction: a finished member leaves and stops costing compute
+        out[k] = members[k]->finish();
+        members[k].reset();
+      }
+    }
+    live.swap(next);
+  }
+  return out;
+}
+
+at::TensorOptions run_options(const RunConfig& cfg) {
+  return at::TensorOptions()
+      .dtype(cfg.is_double() ? at::kDouble : at::kFloat)
+      .device(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
+}
+
+}  // namespace
+
 RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks& hooks) {
-  validate(cfg, data);
-  Member m(cfg, data, hooks);
-  while (m.running()) m.advance();
-  return m.finish();
+  return train_ensemble({cfg}, data, {hooks}).at(0);
 }
 
 void validate_ensemble(const std::vector<RunConfig>& cfgs) {
@@ -99,29 +159,22 @@ std::string lockstep_key(const RunConfig& cfg) {
 }
 
 std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& data,
-                                      const std::vector<TrainHooks>& hooks) {
+                                      const std::vector<TrainHooks>& hooks, EngineKind kind) {
   validate_ensemble(cfgs);
   require(hooks.size() == cfgs.size(), "train_ensemble: one TrainHooks per member");
   for (const RunConfig& c : cfgs) validate(c, data);
+  const RunConfig& c0 = cfgs.front();
+  const int64_t K = int64_t(cfgs.size());
+  const FCLayout lay(data.x_train.size(1), c0.h, c0.L);
+  const at::Tensor x_train = data.x_train.to(at::kDouble).contiguous();
+  if (kind == EngineKind::Auto) kind = c0.device == "cuda" ? EngineKind::Batched : EngineKind::Sequential;
+  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference;
+  std::unique_ptr<Engine> engine =
+      kind == EngineKind::Batched ? make_batched_engine(K, activation_of(c0), lay, x_train, run_options(c0))
+                                  : make_sequential_engine(K, fused, activation_of(c0), lay, x_train, run_options(c0));
   std::vector<std::unique_ptr<Member>> members;
-  for (size_t k = 0; k < cfgs.size(); ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k]));
-  std::vector<RunResult> out(cfgs.size());
-  std::vector<size_t> live(cfgs.size());
-  for (size_t k = 0; k < live.size(); ++k) live[k] = k;
-  while (!live.empty()) {  // lockstep: one trial step of every live member a round
-    std::vector<size_t> next;
-    for (size_t k : live) {
-      members[k]->advance();
-      if (members[k]->running()) {
-        next.push_back(k);
-      } else {  // compaction: a finished member leaves the batch and stops costing compute
-        out[k] = members[k]->finish();
-        members[k].reset();
-      }
-    }
-    live.swap(next);
-  }
-  return out;
+  for (int64_t k = 0; k < K; ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k], *engine, k));
+  return run_members(*engine, members);
 }
 
 }  // namespace lf

@@ -84,10 +84,13 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
 // lockstep, one trial step of every live member a round. Each member keeps its own t, dt,
 // velocity, accept/reject decisions, checkpoints, states and stop; a member that converges,
 // stops or diverges leaves the ensemble at once (its hooks see the same calls as a run alone).
-// On the CPU the members step through the fused float64 kernels one after another, which gives
-// each member exactly the numbers of its run alone. Results in the order of cfgs.
+// On the CPU the members step through the fused float64 kernels one after another (the
+// sequential engine), which gives each member exactly the numbers of its run alone; on cuda
+// through one batched forward and backward (the batched engine). Results in the order of cfgs.
+// Engines (experiment/engine.h): Auto is Batched on cuda, Sequential elsewhere.
+enum class EngineKind { Auto, Sequential, Batched };
 std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& data,
-                                      const std::vector<TrainHooks>& hooks);
+                                      const std::vector<TrainHooks>& hooks, EngineKind kind = EngineKind::Auto);
 // The part of a config that ensemble members share: its canonical JSON without seed_init,
 // alpha and what only budgets or locates a run. UsageError from validate_ensemble otherwise.
 std::string lockstep_key(const RunConfig& cfg);

@@ -85,7 +85,9 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
     }
     while (true) {  // trial steps until one is accepted (dynamics/momentum.h, as the network's)
       const double dt = ctl.dt;
-      trial_step(opt.momentum, t, dt, u.data(), v.data(), g.data(), n, u_prev.data(), v_prev.data());
+      const double x = opt.momentum.decay(t, dt);
+      trial_step(x, 1.0 - x, dt, opt.momentum.enabled(), u.data(), v.data(), g.data(), n, u_prev.data(),
+                 v_prev.data());
       const double* rate = opt.momentum.enabled() ? v.data() : g.data();  // du/dt = v, or -g
       double vmax = 0;
       for (int64_t i = 0; i < n; ++i) {
