@@ -37,19 +37,12 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
     v.copy_(s_.v);
     g.copy_(s_.g);
     lf::fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
-  } else {
+  } else {  // f0 and the first gradient come from the ensemble's first forward (init_outputs)
     w.copy_(lay_.flatten(fc_init(lay_.d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
     v.zero_();
     s_.w0 = w.detach().clone();
     s_.dt = cfg.dt0;
-    std::vector<std::vector<double>> f0;
-    engine.forward({k}, f0);
-    s_.f0 = f0.at(0);
-    s_.f = s_.f0;
-    s_.f0_test = engine.evaluate(k, x_test);
-    lf::fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
-    if (cur_.unsatisfied > 0) engine.gradient({k}, {&cur_});
-    if (wants_kernels(cfg)) s_.kernel_init = measure_kernels_at_init(cfg, data, lay_.views(s_.w0.to(at::kCPU, at::kDouble)));
+    fresh_ = true;
   }
   s_.w = w;
   s_.v = v;
@@ -57,7 +50,23 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
   s_.trainer = res_.trainer;
   res_.zdot = s_.zdot;
   step_at_start_ = s_.step;
-  observer_ = std::make_unique<TestObserver>(lay_, s_.w0, x_test, to_vector(data.y_test), s_.f0_test);
+}
+
+void Member::init_outputs(std::vector<double>& f0) {
+  s_.f0 = f0;
+  s_.f = std::move(f0);
+  lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
+}
+
+void Member::start() {
+  const at::Tensor x_test = data_.x_test.to(at::kDouble).contiguous();
+  if (fresh_) {
+    s_.f0_test = engine_.evaluate(k_, x_test);
+    if (wants_kernels(cfg_))
+      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.views(s_.w0.to(at::kCPU, at::kDouble)));
+    fresh_ = false;
+  }
+  observer_ = std::make_unique<TestObserver>(lay_, s_.w0, x_test, to_vector(data_.y_test), s_.f0_test);
   last_state_ = last_poll_ = Clock::now();
   if (s_.step == s_.next_ckpt && s_.last_ckpt < s_.step) {
     checkpoint();

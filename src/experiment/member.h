@@ -31,9 +31,15 @@ namespace lf {
 
 class Member {
  public:
-  // Starts the run of a validated, finalized cfg on data as member k of engine (or resumes
-  // hooks.resume_state): initial weights, f0, the first gradient, the step-0 checkpoint.
+  // The run of a validated, finalized cfg on data as member k of engine: its initial weights (or
+  // those of hooks.resume_state). Then, for a new run (needs_outputs), the ensemble's first
+  // forward gives init_outputs its f0 and the engine its first gradient (needs_gradient); then
+  // start(): the test outputs at w0, the kernels at init, the step-0 checkpoint. All members
+  // start from one forward, so that the batched engine computes f0 as it computes every step.
   Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k);
+  bool needs_outputs() const { return fresh_; }
+  void init_outputs(std::vector<double>& f0);
+  void start();
   bool running() const { return status_.empty(); }
   bool proceed();                  // stop checks; true: take a trial step now
   double decay() const;            // x of this trial step
@@ -75,6 +81,7 @@ class Member {
   RunResult res_;
   std::string status_, message_;
   int64_t step_at_start_ = 0;
+  bool fresh_ = false;            // a new run, until start()
   Clock::time_point last_state_, last_poll_;
   Progress progress_;
 };

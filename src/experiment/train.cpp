@@ -174,6 +174,22 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
                                   : make_sequential_engine(K, fused, activation_of(c0), lay, x_train, run_options(c0));
   std::vector<std::unique_ptr<Member>> members;
   for (int64_t k = 0; k < K; ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k], *engine, k));
+  // f0 and the first gradient of the new runs: one forward for all of them (experiment/member.h).
+  std::vector<int64_t> fresh, grads;
+  std::vector<const Fit*> fits;
+  for (int64_t k = 0; k < K; ++k)
+    if (members[k]->needs_outputs()) fresh.push_back(k);
+  std::vector<std::vector<double>> f0;
+  engine->forward(fresh, f0);
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    members[fresh[i]]->init_outputs(f0[i]);
+    if (members[fresh[i]]->needs_gradient()) {
+      grads.push_back(fresh[i]);
+      fits.push_back(&members[fresh[i]]->fit());
+    }
+  }
+  engine->gradient(grads, fits);
+  for (auto& m : members) m->start();
   return run_members(*engine, members);
 }
 

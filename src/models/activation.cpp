@@ -87,11 +87,10 @@ double Activation::deriv(double x) const {
 
 at::Tensor Activation::operator()(const at::Tensor& z) const {
   switch (kind) {
-    case Kind::Softplus: {  // stable: (max(bz, 0) + log1p(exp(-|bz|))) / b, no threshold cut-off
-      auto bz = beta * z;
-      auto sp = scale * (at::relu(bz) + at::log1p(at::exp(-at::abs(bz)))) / beta;
-      return threshold > 0 ? at::where(bz > threshold, scale * z, sp) : sp;
-    }
+    case Kind::Softplus:  // ATen's one-pass softplus: log1p(exp(beta z)) / beta, z itself where
+                          // beta z > its threshold. Without a cut-off of ours, 600: exp(-600) is
+                          // below the last bit of z there, so the value is the exact softplus.
+      return scale * at::softplus(z, beta, threshold > 0 ? threshold : 600.0);
     case Kind::Relu: return scale * at::relu(z);
     case Kind::Tanh: return scale * at::tanh(z);
     case Kind::Swish: return scale * z * at::sigmoid(z);
