@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "common/error.h"
 #include "store/sqlite.h"
@@ -333,11 +334,25 @@ RunRow Store::run(int64_t id) {
   return read_row(s);
 }
 
+namespace {
+// A process that has exited but not been reaped ('Z' in /proc/PID/stat): kill(pid, 0) still
+// succeeds for it.
+bool process_is_zombie(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) return false;
+  auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() &&
+         (text[close + 2] == 'Z' || text[close + 2] == 'X');
+}
+}  // namespace
+
 bool Store::abandoned(const RunRow& r, double stale_s) const {
   if (r.status != "running") return false;
   if (r.host == host_name() && r.pid > 0) {
     if (r.pid == getpid()) return false;  // our own (a sweep's rank 0 holds its workers' runs)
     if (kill(static_cast<pid_t>(r.pid), 0) != 0 && errno == ESRCH) return true;
+    if (process_is_zombie(r.pid)) return true;  // dead, not yet reaped (its parent died too)
   }
   sql::Stmt s(db_->get(), db_->path(),
               "SELECT (julianday('now') - julianday(?)) * 86400.0");
