@@ -251,7 +251,9 @@ TEST(Sweep, RunsTheGridOnceAndSkipsItAfterwards) {
   r = lft::run_cli({"sweep", spec, "--db", db, "--json", "--quiet"});
   ASSERT_EQ(r.status, 0) << r.err;
   j = json::parse(lft::last_line(r.out));
-  EXPECT_EQ(j, json({{"planned", 0}, {"done", 0}, {"skipped", 6}, {"failed", 0}, {"total", 6}, {"interrupted", 0}}));
+  EXPECT_EQ(j, json({{"planned", 0}, {"done", 0}, {"resumed", 0}, {"waited", 0}, {"left_running", 0}, {"skipped", 6},
+                     {"failed", 0}, {"total", 6}, {"interrupted", 0}, {"failed_ids", json::array()},
+                     {"left_running_ids", json::array()}}));
   // runs --json: id, status, config and the summary fields of train --json.
   auto list = lft::run_cli({"runs", "--db", db, "--json", "--where", "sqrt_h_alpha > 5"});
   ASSERT_EQ(list.status, 0) << list.err;
