@@ -378,6 +378,70 @@ TEST(Faults, KillingTheWholeGroupThenARestartFinishes) {
   restart_and_check(s, groups, kills);
 }
 
+// Under `mpirun -np 3`: SIGKILL of a worker rank in the middle of its run, then SIGKILL of
+// mpirun itself, each at a random moment; no rank outlives either, and a restart under mpirun
+// finishes the study with the uninterrupted numbers.
+TEST(Faults, MpirunKilledRankAndKilledMpirunThenARestartFinishes) {
+  ASSERT_EQ(system("command -v mpirun > /dev/null 2>&1"), 0) << "mpirun (openmpi-bin) is part of the set-up";
+  reference();
+  Study s;
+  auto rng = storm_rng("mpi");
+  auto mpirun = [&] {
+    ++s.seq;
+    std::vector<std::string> a = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "3", lft::binary(),
+                                  "sweep", s.spec, "--db", s.db, "--state-every", "0.2", "--json"};
+    return start(a, s.out(), s.err(), /*new_group=*/true);
+  };
+  std::set<int> ranks_seen;
+  for (const char* victim : {"rank", "mpirun"}) {
+    int pid = mpirun();
+    ASSERT_GT(pid, 0);
+    // Ranks run in process groups of their own: follow them by pid.
+    auto t0 = Clock::now();
+    std::vector<int> ranks;
+    int busy = -1;  // a worker rank (not rank 0, which holds the claims) with a run in flight
+    while (busy < 0 && alive(pid) && Clock::now() - t0 < std::chrono::seconds(90)) {
+      ranks = live_children(pid);
+      auto holder = query(s.db, "SELECT pid FROM runs WHERE status = 'running' AND id IN (SELECT run_id FROM states)");
+      if (!holder.empty() && ranks.size() == 3)
+        for (int r : ranks)
+          if (r != std::stoi(holder[0][0])) busy = r;
+      if (busy < 0) sleep_s(0.05);
+    }
+    ASSERT_GT(busy, 0) << slurp(s.err());
+    ranks_seen.insert(ranks.begin(), ranks.end());
+    sleep_s(uniform(rng, 0.0, 1.0));
+    kill(std::string(victim) == "rank" ? busy : pid, SIGKILL);
+    std::cerr << "[ storm mpi ] killed the " << victim << " (mpirun " << pid << ", ranks";
+    for (int r : ranks) std::cerr << " " << r;
+    std::cerr << ")\n";
+    EXPECT_NE(wait_exit(pid), 0);
+    // No rank outlives the killed one or the killed launcher.
+    t0 = Clock::now();
+    std::vector<int> left;
+    do {
+      left.clear();
+      for (int r : ranks)
+        if (alive(r)) left.push_back(r);
+      if (!left.empty()) sleep_s(0.1);
+    } while (!left.empty() && Clock::now() - t0 < std::chrono::seconds(40));
+    EXPECT_TRUE(left.empty()) << left.size() << " ranks still alive 40 s after the " << victim << " was killed";
+    std::cerr << "[ storm mpi ] ranks gone " << std::chrono::duration<double>(Clock::now() - t0).count()
+              << " s after the kill\n";
+  }
+  EXPECT_LT(count(s.db, "SELECT count(*) FROM runs WHERE status = 'converged'"), kRuns);
+  int pid = mpirun();
+  ASSERT_EQ(wait_exit(pid), 0) << slurp(s.err());
+  auto j = json::parse(lft::last_line(slurp(s.out())));
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_EQ(j["left_running"], 0);
+  EXPECT_EQ(j["done"].get<int64_t>() + j["skipped"].get<int64_t>(), kRuns) << j;
+  EXPECT_GE(j["resumed"].get<int64_t>(), 1) << "a killed run resumed from its state: " << j;
+  expect_all_converged_once(s.db);
+  EXPECT_EQ(numbers(s.db), reference()) << "the numbers differ from an uninterrupted sweep";
+  for (int r : ranks_seen) EXPECT_FALSE(alive(r)) << "rank " << r;
+}
+
 // Runs held by live processes that are not part of this sweep are waited for, with progress on
 // stderr; with --no-wait they are reported as left running and the exit status is 3 (never
 // "skipped" with 0). The holders are simulated in the database (a stopped real process would
