@@ -1,6 +1,8 @@
 // `lazyfeat sweep SPEC.toml --db FILE [--jobs N] [--shard I/N] [--json]` (cli-contract.md):
 // every run of the spec's grid that the database does not hold yet, resuming interrupted ones;
-// also under mpirun. `--worker --ids ...` is the internal mode of the worker processes.
+// also under mpirun. `--worker --ids ... --parent PID` is the internal mode of the worker
+// processes. Runs held by other live processes are waited for (--no-wait: reported, exit 3);
+// docs/sweep-faults.md.
 // Deliberately not: the sweep logic itself (src/sweep/).
 #include <unistd.h>
 

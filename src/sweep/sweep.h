@@ -1,6 +1,7 @@
 // Sweeps (cli-contract.md "Sweep specification"): the grid of a TOML spec, planned into a study
 // database and run by this process, by N local worker processes, or by MPI ranks; resumable
-// after a crash or Ctrl-C, safe with several sweeps on one database.
+// after a crash or Ctrl-C, safe with several sweeps on one database; workers never outlive
+// their sweep, and a restart takes over or waits for what others left (docs/sweep-faults.md).
 // Deliberately not: the training (experiment/), the storage format (store/).
 #pragma once
 #include <atomic>
@@ -45,8 +46,8 @@ struct SweepCounts {
   int64_t total = 0;        // configs of the grid (this shard)
   int64_t planned = 0;      // configs newly added to the database by this invocation
   int64_t done = 0;         // runs this invocation finished (converged, stopped, diverged)
-  int64_t skipped = 0;      // configs this invocation did not run (already finished, failed
-                            // earlier, or run by another process)
+  int64_t skipped = 0;      // configs this invocation did not run: already finished or failed
+                            // before it started (not those waited for or left running)
   int64_t failed = 0;       // runs that failed in this invocation
   int64_t interrupted = 0;  // runs put back to planned by Ctrl-C
   int64_t resumed = 0;      // of done: runs that continued from a saved state (a killed or
