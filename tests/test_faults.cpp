@@ -497,15 +497,22 @@ TEST(Faults, RunsHeldElsewhereAreWaitedForOrReported) {
   EXPECT_EQ(j["left_running"], 0);
   EXPECT_EQ(numbers(s.db), reference());
 
-  // A holder on this host that is gone (a pid no process has) is taken over at once, from the
-  // run's saved state, with the same numbers.
+  // Holders on this host that are gone are taken over at once, from the runs' saved states,
+  // with the same numbers: run 2's pid exists no more; run 1's pid is now another process, one
+  // that started after the holder's last heartbeat (30 s ago).
   exec(s.db, "UPDATE runs SET status = 'running', pid = 2147483000, host = '" + std::string(host) +
                  "', heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 2");
+  int reused = start({"sleep", "120"}, s.tmp.file("sleep.out"), s.tmp.file("sleep.err"));
+  ASSERT_GT(reused, 0);
+  exec(s.db, "UPDATE runs SET status = 'running', pid = " + std::to_string(reused) + ", host = '" + host +
+                 "', heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ','now', '-30 seconds') WHERE id = 1");
   r = lft::run_cli({"sweep", s.spec, "--db", s.db, "--json", "--no-wait"});
+  kill(reused, SIGKILL);
+  wait_exit(reused);
   EXPECT_EQ(r.status, 0) << r.err;
   j = json::parse(lft::last_line(r.out));
-  EXPECT_EQ(j["done"], 1) << j;
-  EXPECT_EQ(j["resumed"], 1) << j;
+  EXPECT_EQ(j["done"], 2) << j;
+  EXPECT_EQ(j["resumed"], 2) << j;
   EXPECT_EQ(j["left_running"], 0);
   EXPECT_EQ(numbers(s.db), reference());
 }
