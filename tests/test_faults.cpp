@@ -18,6 +18,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <set>
 #include <sstream>
@@ -288,6 +289,12 @@ void restart_and_check(Study& s, const std::set<int>& killed_groups, int64_t kil
   EXPECT_TRUE(left.empty()) << "processes of the killed sweeps still alive:" << describe(left);
 }
 
+// Kills per storm: 3, or $LAZYFEAT_FAULT_KILLS for a longer soak (e.g. 20).
+int storm_kills() {
+  const char* e = std::getenv("LAZYFEAT_FAULT_KILLS");
+  return e && std::atoi(e) > 0 ? std::atoi(e) : 3;
+}
+
 std::mt19937_64 storm_rng(const char* name) {
   uint64_t seed = std::hash<std::string>{}(name) % 100000;
   std::cerr << "[ storm " << name << " ] kill moments from seed " << seed << "\n";
@@ -300,7 +307,7 @@ double uniform(std::mt19937_64& rng, double lo, double hi) {
 
 // ---- The storms.
 
-// SIGKILL of the sweep's main process alone, at a random moment, 3 times; each time the sweep is
+// SIGKILL of the sweep's main process alone, at a random moment, storm_kills() times; each time the sweep is
 // started again at once (its orphaned workers may still be stopping: the new sweep waits for
 // them). The workers of every killed sweep stop within their grace period.
 TEST(Faults, KillingTheMainProcessStopsItsWorkersAndARestartFinishes) {
@@ -308,7 +315,7 @@ TEST(Faults, KillingTheMainProcessStopsItsWorkersAndARestartFinishes) {
   Study s;
   auto rng = storm_rng("main");
   std::set<int> groups;
-  const int kills = 3;
+  const int kills = storm_kills();
   for (int k = 0; k < kills; ++k) {
     int pid = s.start_sweep(2);
     ASSERT_GT(pid, 0);
@@ -338,7 +345,7 @@ TEST(Faults, KillingTheMainProcessStopsItsWorkersAndARestartFinishes) {
 }
 
 // SIGKILL of one worker (chosen at random among those in the middle of a run, at a random moment
-// up to 1 s after its run saved a state), 3 times, while the sweep runs: the sweep takes the
+// up to 1 s after its run saved a state), storm_kills() times, while the sweep runs: the sweep takes the
 // killed worker's run over itself, resuming it from its state, and finishes the study.
 TEST(Faults, KillingOneWorkerAtATimeTheSweepTakesItsRunOver) {
   reference();
@@ -347,7 +354,7 @@ TEST(Faults, KillingOneWorkerAtATimeTheSweepTakesItsRunOver) {
   int pid = s.start_sweep(2);
   ASSERT_GT(pid, 0);
   int killed = 0;
-  for (int k = 0; k < 3 && alive(pid); ++k) {
+  for (int k = 0; k < storm_kills() && alive(pid); ++k) {
     // A worker in the middle of its run (its run saved a state), then a random moment later.
     auto t0 = Clock::now();
     int victim = -1;
@@ -368,7 +375,7 @@ TEST(Faults, KillingOneWorkerAtATimeTheSweepTakesItsRunOver) {
     ++killed;
     std::cerr << "[ storm worker ] kill " << k << ": worker " << victim << " of sweep " << pid << "\n";
   }
-  EXPECT_GE(killed, 2) << "the sweep ended before the storm";
+  EXPECT_GE(killed, std::min(2, storm_kills())) << "the sweep ended before the storm";
   int status = wait_exit(pid);
   EXPECT_EQ(status, 0) << slurp(s.err());
   auto j = json::parse(lft::last_line(slurp(s.out())));
@@ -382,13 +389,13 @@ TEST(Faults, KillingOneWorkerAtATimeTheSweepTakesItsRunOver) {
   EXPECT_EQ(again["skipped"], kRuns) << "the sweep itself had finished every run";
 }
 
-// SIGKILL of the whole process group at random moments, 3 times, each followed by a restart.
+// SIGKILL of the whole process group at random moments, storm_kills() times, each followed by a restart.
 TEST(Faults, KillingTheWholeGroupThenARestartFinishes) {
   reference();
   Study s;
   auto rng = storm_rng("group");
   std::set<int> groups;
-  const int kills = 3;
+  const int kills = storm_kills();
   for (int k = 0; k < kills; ++k) {
     int pid = s.start_sweep(2);
     ASSERT_GT(pid, 0);
