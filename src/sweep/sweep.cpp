@@ -360,6 +360,7 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
     RunRow row = store.run(*id);
     std::string what = "run " + std::to_string(*id) + " (" + describe(row.config) + ")";
     if (opts.progress) std::cerr << "sweep: start " << what << "\n";
+    event("start", *id, false);
     try {
       RunConfig cfg = config_from_json(row.config);
       if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
@@ -423,9 +424,13 @@ namespace {
 
 // One round of opts.jobs worker processes over ids (fork/exec of this binary as `sweep
 // --worker --parent PID`), until none of them finds a run to claim or a stop is requested.
-// abnormal: workers that died of a signal or an unexpected exit status.
+// A worker that died of a signal or an unexpected exit status, and the run it was on (-1: none).
+struct WorkerDeath {
+  int64_t run = -1;
+  int code = 0;
+};
 SweepCounts run_worker_processes(const std::vector<int64_t>& ids, const SweepOptions& opts, int jobs,
-                                 int& abnormal) {
+                                 std::vector<WorkerDeath>& deaths) {
   SweepCounts ran;
   std::string exe = self_exe();
   std::string id_list;
@@ -492,12 +497,14 @@ SweepCounts run_worker_processes(const std::vector<int64_t>& ids, const SweepOpt
     // The worker's outcomes: one {"event": ...} line each (the last line holds its totals).
     std::istringstream lines(text);
     std::string line;
+    int64_t current = -1;  // the run started and not ended yet
     while (std::getline(lines, line)) {
       if (line.empty() || line[0] != '{') continue;
       try {
         auto j = nlohmann::json::parse(line);
         if (!j.contains("event")) continue;
         std::string ev = j["event"];
+        current = ev == "start" ? j["id"].get<int64_t>() : -1;
         if (ev == "done") {
           ++ran.done;
           if (j.value("resumed", false)) ++ran.resumed;
@@ -513,9 +520,9 @@ SweepCounts run_worker_processes(const std::vector<int64_t>& ids, const SweepOpt
     }
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     if (code != 0 && code != 1 && code != 130) {
-      ++abnormal;
-      std::cerr << "sweep: worker " << ch.pid << " ended abnormally (exit status " << code
-                << "); its run, if any, is taken over\n";
+      deaths.push_back({current, code});
+      std::cerr << "sweep: worker " << ch.pid << " ended abnormally (exit status " << code << ")"
+                << (current >= 0 ? " in run " + std::to_string(current) + "; the run is taken over" : "") << "\n";
     }
   }
   return ran;
@@ -554,6 +561,7 @@ SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& op
   std::set<int64_t> failed_here, waited_on;
   std::vector<HeldRun> held;
   int dying_rounds = 0;
+  std::map<int64_t, int> run_deaths;  // worker deaths in each run (a crash loop ends in "failed")
   std::string last_note;
   auto last_note_at = std::chrono::steady_clock::now();
   while (!g_stop_requested.load()) {
@@ -565,15 +573,30 @@ SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& op
     for (int64_t id : st.claimable) waited_on.erase(id);
     if (!st.claimable.empty()) {
       SweepCounts r;
-      int abnormal = 0;
+      std::vector<WorkerDeath> deaths;
       if (opts.jobs <= 1) r = run_worker(todo, opts);
-      else r = run_worker_processes(todo, opts, std::min<int>(opts.jobs, static_cast<int>(st.claimable.size())), abnormal);
-      for (int64_t id : r.failed_ids) failed_here.insert(id);
+      else r = run_worker_processes(todo, opts, std::min<int>(opts.jobs, static_cast<int>(st.claimable.size())), deaths);
       bool progressed = r.done + r.failed + r.interrupted > 0;
+      bool outside_runs = false;
+      for (const auto& d : deaths) {
+        if (d.run < 0) {
+          outside_runs = true;
+        } else if (++run_deaths[d.run] >= kMaxWorkerDeaths) {
+          // A run that kills its worker every time (a crash in it): recorded as failed.
+          std::string why = "its sweep worker died " + std::to_string(kMaxWorkerDeaths) +
+                            " times in it (last exit status " + std::to_string(d.code) + ")";
+          Store(opts.db).fail(d.run, why);
+          std::cerr << "sweep: failed run " << d.run << ": " << why << "\n";
+          ++r.failed;
+          r.failed_ids.push_back(d.run);
+        }
+      }
+      for (int64_t id : r.failed_ids) failed_here.insert(id);
       ran += r;
-      if (abnormal > 0 && !progressed) {
+      // Workers dying before they claim anything (at start-up), round after round.
+      if (outside_runs && !progressed) {
         if (++dying_rounds >= 3)
-          throw std::runtime_error("sweep workers keep dying without finishing a run (3 rounds); see the messages above");
+          throw std::runtime_error("sweep workers keep dying before they start a run (3 rounds); see the messages above");
       } else {
         dying_rounds = 0;
       }

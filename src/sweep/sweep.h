@@ -83,6 +83,10 @@ bool parent_gone();
 // (or the MPI ranks when launched by mpirun).
 SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts);
 
+// Worker deaths (a signal, an unexpected exit status) in one run within one sweep invocation
+// after which that run is recorded as failed instead of taken over again.
+constexpr int kMaxWorkerDeaths = 10;
+
 // A worker: claims runs among ids one at a time until none is left (or a stop is requested).
 SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts);
 
