@@ -251,7 +251,9 @@ TEST(Sweep, RunsTheGridOnceAndSkipsItAfterwards) {
   r = lft::run_cli({"sweep", spec, "--db", db, "--json", "--quiet"});
   ASSERT_EQ(r.status, 0) << r.err;
   j = json::parse(lft::last_line(r.out));
-  EXPECT_EQ(j, json({{"planned", 0}, {"done", 0}, {"skipped", 6}, {"failed", 0}, {"total", 6}, {"interrupted", 0}}));
+  EXPECT_EQ(j, json({{"planned", 0}, {"done", 0}, {"resumed", 0}, {"waited", 0}, {"left_running", 0}, {"skipped", 6},
+                     {"failed", 0}, {"total", 6}, {"interrupted", 0}, {"failed_ids", json::array()},
+                     {"left_running_ids", json::array()}}));
   // runs --json: id, status, config and the summary fields of train --json.
   auto list = lft::run_cli({"runs", "--db", db, "--json", "--where", "sqrt_h_alpha > 5"});
   ASSERT_EQ(list.status, 0) << list.err;
@@ -379,7 +381,11 @@ TEST(Sweep, TwoSweepsAtOnceNeverRunAConfigTwice) {
   auto jb = json::parse(lft::last_line(slurp(tmp.file("ob"))));
   EXPECT_EQ(ja["planned"].get<int64_t>() + jb["planned"].get<int64_t>(), 6);
   EXPECT_EQ(ja["done"].get<int64_t>() + jb["done"].get<int64_t>(), 6);
-  EXPECT_EQ(ja["done"].get<int64_t>() + ja["skipped"].get<int64_t>(), 6);
+  // Each waited for the other's runs (they were running in a live process), then saw them done.
+  EXPECT_EQ(ja["done"].get<int64_t>() + ja["waited"].get<int64_t>() + ja["skipped"].get<int64_t>(), 6);
+  EXPECT_EQ(jb["done"].get<int64_t>() + jb["waited"].get<int64_t>() + jb["skipped"].get<int64_t>(), 6);
+  EXPECT_EQ(ja["left_running"], 0);
+  EXPECT_EQ(jb["left_running"], 0);
   expect_all_converged_once(db, 6);
   EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE attempts = 1"), 6) << "no configuration ran twice";
 }

@@ -1,4 +1,4 @@
-// `lazyfeat train [run options] [--json] [--out FILE.json] [--db FILE] [--resume] [--quiet]`:
+// `lazyfeat train [run options] [--json] [--out FILE.json] [--db FILE] [--resume] [--state-every SEC] [--quiet]`:
 // one run (experiment/train.h). --json prints RunResult::summary() as the last stdout line
 // (cli-contract.md); --out writes the summary, the config, every checkpoint and the final test
 // outputs as one JSON file; --db runs it inside a study database (sweep/runner.h).
@@ -32,6 +32,7 @@ int cmd_train(const Args& args) {
   RunConfig cfg;
   bool json = false, resume = false, quiet = false, reference = false;
   std::string out, db;
+  double state_every = 300;
   OptionParser p("lazyfeat train [run options] [--json] [--out FILE.json] [--db FILE [--resume]] [--quiet]",
                  "Trains one network as alpha (f(w,x) - f(w0,x)) with the paper's dynamics until every training "
                  "point is fitted (status converged), a budget runs out (stopped) or it diverges (NaN; exit status "
@@ -43,17 +44,21 @@ int cmd_train(const Args& args) {
   p.value("db", "FILE", "run inside this study database (created if absent); adds run_id",
           [&](const std::string& v) { db = v; });
   p.flag("resume", "with --db: continue from the run's saved state", resume);
+  p.value("state-every", "SEC", "with --db: save a resumable state every SEC seconds (default 300)",
+          [&](const std::string& v) { state_every = parse_double("--state-every", v); });
   p.flag("quiet", "no progress on stderr", quiet);
   p.flag("reference", "use the plain LibTorch trainer even where the fused CPU float64 one applies", reference);
   auto pos = p.parse(args);
   require(pos.empty(), "train takes no positional arguments (got '" + (pos.empty() ? "" : pos[0]) + "')");
   require(!resume || !db.empty(), "--resume needs --db FILE (the saved states live in the database)");
+  require(state_every > 0, "--state-every must be > 0 seconds");
   finalize(cfg);
   validate_train_config(cfg);
 
   TrainHooks hooks;
   hooks.progress = !quiet;
   hooks.reference = reference;
+  hooks.state_every_s = state_every;
   RunResult res;
   int64_t run_id = -1;
   if (!db.empty()) {

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "common/error.h"
 #include "store/sqlite.h"
@@ -333,17 +335,56 @@ RunRow Store::run(int64_t id) {
   return read_row(s);
 }
 
+namespace {
+// A process that has exited but not been reaped ('Z' in /proc/PID/stat): kill(pid, 0) still
+// succeeds for it.
+bool process_is_zombie(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) return false;
+  auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() &&
+         (text[close + 2] == 'Z' || text[close + 2] == 'X');
+}
+
+// Seconds since process pid started (/proc/PID/stat's starttime against the system uptime);
+// negative when unknown.
+double process_age_s(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) return -1;
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(text.substr(close + 2));
+  std::string field;
+  unsigned long long start_ticks = 0;
+  for (int i = 3; i <= 22 && rest >> field; ++i)  // fields 3 (state) ... 22 (starttime)
+    if (i == 22) start_ticks = std::stoull(field);
+  double uptime = -1;
+  std::ifstream up("/proc/uptime");
+  if (!(up >> uptime) || start_ticks == 0) return -1;
+  return uptime - static_cast<double>(start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+}  // namespace
+
 bool Store::abandoned(const RunRow& r, double stale_s) const {
   if (r.status != "running") return false;
   if (r.host == host_name() && r.pid > 0) {
     if (r.pid == getpid()) return false;  // our own (a sweep's rank 0 holds its workers' runs)
     if (kill(static_cast<pid_t>(r.pid), 0) != 0 && errno == ESRCH) return true;
+    if (process_is_zombie(r.pid)) return true;  // dead, not yet reaped (its parent died too)
   }
   sql::Stmt s(db_->get(), db_->path(),
               "SELECT (julianday('now') - julianday(?)) * 86400.0");
   s.bind(1, r.heartbeat_at);
   if (!s.step() || s.is_null(0)) return true;  // no heartbeat at all
-  return s.get_double(0) > stale_s;
+  double beat_age = s.get_double(0);
+  if (r.host == host_name() && r.pid > 0 && r.pid != getpid()) {
+    // The pid was reused: its process started after the holder's last heartbeat (2 s of slack).
+    double age = process_age_s(r.pid);
+    if (age >= 0 && age + 2.0 < beat_age) return true;
+  }
+  return beat_age > stale_s;
 }
 
 namespace {

@@ -10,6 +10,9 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
+#include <utility>
 #include <thread>
 
 #include "common/error.h"
@@ -105,10 +108,34 @@ Checkpoint checkpoint_from(const json& j) {
   return c;
 }
 
+// Waits for rank 0's next message, polling; nullopt when a stop was requested (SIGTERM from
+// mpirun, or the launcher died: watch_parent) and rank 0 has not answered within 10 s: rank 0
+// is gone or stuck, and a blocking receive would never return.
+std::optional<json> recv_from_root() {
+  std::optional<std::chrono::steady_clock::time_point> stop_seen;
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(0, kTagDown, MPI_COMM_WORLD, &flag, &st);
+    if (flag) return recv(0, kTagDown);
+    if (g_stop_requested.load() || parent_gone()) {
+      auto now = std::chrono::steady_clock::now();
+      if (!stop_seen) stop_seen = now;
+      if (now - *stop_seen > std::chrono::seconds(10)) return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 void worker(const SweepOptions& opts) {
   for (;;) {
     send(0, kTagUp, {{"type", "ready"}});
-    json m = recv(0, kTagDown);
+    std::optional<json> reply = recv_from_root();
+    if (!reply) {
+      std::cerr << "sweep: MPI rank stopping: rank 0 did not answer after the stop\n";
+      return;
+    }
+    json m = std::move(*reply);
     if (m["type"] == "quit") return;
     int64_t id = m["id"];
     try {
@@ -131,6 +158,7 @@ void worker(const SweepOptions& opts) {
           });
       const RunResult& r = ex.result;
       send(0, kTagUp, {{"type", ex.interrupted ? "interrupted" : "result"}, {"id", id},
+                       {"resumed", m.value("resumed", false)},
                        {"status", r.status}, {"message", r.message}, {"summary", r.summary()},
                        {"kernel", r.kernel}, {"f_delta", binary(r.test_f_delta, at::kDouble)},
                        {"f0", binary(r.test_f0, at::kDouble)}, {"y", binary(ex.y_test, at::kChar)}});
@@ -140,7 +168,7 @@ void worker(const SweepOptions& opts) {
   }
 }
 
-SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, int size) {
+SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, int size, bool& clean) {
   SweepCounts counts;
   std::vector<int64_t> ids = plan_sweep(grid, opts, counts);
   if (opts.progress)
@@ -148,17 +176,90 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
               << " newly planned), " << size - 1 << " MPI worker ranks\n";
   Store store(opts.db);
   std::map<int, int64_t> in_flight;  // rank -> run id
+  std::vector<int> idle;             // ranks waiting for a run while others hold the rest
+  std::set<int64_t> failed_here, waited_on;
+  std::vector<HeldRun> held;
+  std::string last_note;
+  auto last_note_at = std::chrono::steady_clock::now();
   int active = size - 1;
   auto last_beat = std::chrono::steady_clock::now();
+  auto last_poll = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> stop_seen;
+
+  auto hand_out = [&](int rank, int64_t id) {
+    RunRow row = store.run(id);
+    json msg = {{"type", "run"}, {"id", id}, {"config", row.config}, {"state", nullptr}};
+    if (auto s = store.load_state(id)) {
+      msg["state"] = json::binary(std::vector<uint8_t>(s->blob.begin(), s->blob.end()));
+      store.drop_checkpoints_after(id, schedule_floor(s->step));
+      msg["resumed"] = true;
+    } else {
+      store.drop_checkpoints_after(id, -1);
+    }
+    in_flight[rank] = id;
+    if (opts.progress) std::cerr << "sweep: rank " << rank << " starts run " << id << "\n";
+    send(rank, kTagDown, msg);
+  };
+  auto quit = [&](int rank) {
+    send(rank, kTagDown, {{"type", "quit"}});
+    --active;
+  };
+  // A rank asking for work: a claimable run; else, while other live processes hold runs of the
+  // grid, it waits (opts.wait_elsewhere) or quits; with nothing left anywhere, it quits.
+  auto serve = [&](int rank) {
+    if (g_stop_requested.load()) return quit(rank);
+    std::vector<int64_t> todo;
+    for (int64_t id : ids)
+      if (!failed_here.count(id)) todo.push_back(id);
+    if (auto id = store.claim_next(todo, opts.stale_s, opts.retry_failed)) {
+      waited_on.erase(*id);
+      return hand_out(rank, *id);
+    }
+    std::set<int64_t> ours;
+    for (auto [r, id] : in_flight) ours.insert(id);
+    held = runs_standing(todo, opts, ours).elsewhere;
+    for (const auto& h : held) waited_on.insert(h.id);
+    if (held.empty() || !opts.wait_elsewhere) return quit(rank);
+    idle.push_back(rank);
+    std::string note = describe_held(held);
+    auto now = std::chrono::steady_clock::now();
+    if (opts.progress && (note != last_note || now - last_note_at > std::chrono::seconds(30))) {
+      std::cerr << "sweep: waiting for " << held.size() << " run" << (held.size() > 1 ? "s" : "")
+                << " held by other live processes: " << note << " (--no-wait: report them instead)\n";
+      last_note = note;
+      last_note_at = now;
+    }
+  };
+
   while (active > 0) {
     int flag = 0;
     MPI_Status st;
     MPI_Iprobe(MPI_ANY_SOURCE, kTagUp, MPI_COMM_WORLD, &flag, &st);
     if (!flag) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      if (std::chrono::steady_clock::now() - last_beat > std::chrono::seconds(30)) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_beat > std::chrono::seconds(30)) {
         for (auto [rank, id] : in_flight) store.heartbeat(id);
-        last_beat = std::chrono::steady_clock::now();
+        last_beat = now;
+      }
+      if (g_stop_requested.load()) {
+        for (int r : std::exchange(idle, {})) quit(r);
+        if (!stop_seen) stop_seen = now;
+        // Ranks that do not report within 15 s of the stop are dead or stuck: their runs go back
+        // to planned (their last saved states stay) and this rank ends without them.
+        if (now - *stop_seen > std::chrono::seconds(15) && !in_flight.empty()) {
+          for (auto [rank, id] : in_flight) {
+            store.release(id);
+            ++counts.interrupted;
+            std::cerr << "sweep: rank " << rank << " did not stop; run " << id << " put back to planned\n";
+          }
+          in_flight.clear();
+          clean = false;
+          break;
+        }
+      } else if (!idle.empty() && now - last_poll > std::chrono::duration<double>(opts.poll_s)) {
+        last_poll = now;
+        for (int r : std::exchange(idle, {})) serve(r);
       }
       continue;
     }
@@ -166,24 +267,7 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
     json m = recv(st.MPI_SOURCE, kTagUp, &from);
     std::string type = m["type"];
     if (type == "ready") {
-      std::optional<int64_t> id;
-      if (!g_stop_requested.load()) id = store.claim_next(ids, opts.stale_s, opts.retry_failed);
-      if (!id) {
-        send(from, kTagDown, {{"type", "quit"}});
-        --active;
-        continue;
-      }
-      RunRow row = store.run(*id);
-      json msg = {{"type", "run"}, {"id", *id}, {"config", row.config}, {"state", nullptr}};
-      if (auto s = store.load_state(*id)) {
-        msg["state"] = json::binary(std::vector<uint8_t>(s->blob.begin(), s->blob.end()));
-        store.drop_checkpoints_after(*id, schedule_floor(s->step));
-      } else {
-        store.drop_checkpoints_after(*id, -1);
-      }
-      in_flight[from] = *id;
-      if (opts.progress) std::cerr << "sweep: rank " << from << " starts run " << *id << "\n";
-      send(from, kTagDown, msg);
+      serve(from);
     } else if (type == "checkpoint") {
       store.add_checkpoint(m["id"], checkpoint_from(m["c"]));
     } else if (type == "state") {
@@ -194,9 +278,11 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
       store.finish(id, m["status"], m["message"], m["summary"], tensor(m["f_delta"], at::kDouble),
                    tensor(m["f0"], at::kDouble), tensor(m["y"], at::kChar), m["kernel"]);
       ++counts.done;
+      if (m.value("resumed", false)) ++counts.resumed;
       in_flight.erase(from);
       if (opts.progress)
         std::cerr << "sweep: rank " << from << " " << m["status"].get<std::string>() << " run " << id
+                  << (m.value("resumed", false) ? " resumed" : "")
                   << "  test_err " << m["summary"].value("test_err", json()).dump() << "\n";
     } else if (type == "interrupted") {
       store.release(m["id"]);
@@ -205,12 +291,23 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
     } else if (type == "failed") {
       store.fail(m["id"], m["error"]);
       ++counts.failed;
+      counts.failed_ids.push_back(m["id"].get<int64_t>());
+      failed_here.insert(m["id"].get<int64_t>());
       in_flight.erase(from);
       std::cerr << "sweep: rank " << from << " failed run " << m["id"] << ": "
                 << m["error"].get<std::string>() << "\n";
     }
   }
-  counts.skipped = counts.total - counts.done - counts.failed - counts.interrupted;
+  std::vector<int64_t> todo;
+  for (int64_t id : ids)
+    if (!failed_here.count(id)) todo.push_back(id);
+  held = g_stop_requested.load() || !opts.wait_elsewhere ? runs_standing(todo, opts, {}).elsewhere
+                                                          : std::vector<HeldRun>{};
+  settle_counts(counts, waited_on, held, opts);
+  if (opts.progress && !held.empty())
+    std::cerr << "sweep: " << held.size() << " run" << (held.size() > 1 ? "s are" : " is")
+              << " still running in other processes, not finished here: " << describe_held(held)
+              << "; start the sweep again to finish them\n";
   return counts;
 }
 
@@ -225,16 +322,20 @@ SweepCounts run_sweep_mpi(const std::vector<RunConfig>& grid, const SweepOptions
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   is_root = rank == 0;
   SweepCounts counts;
+  bool clean = true;
   try {
     if (size < 2) throw UsageError("an MPI sweep needs at least 2 ranks (rank 0 only writes the database)");
-    if (rank == 0) counts = root(grid, opts, size);
+    if (rank == 0) counts = root(grid, opts, size, clean);
     else worker(opts);
   } catch (const std::exception& e) {
     // One rank failing (a locked database, a full disk) would leave the others waiting forever.
     std::cerr << "lazyfeat: error (MPI rank " << rank << "): " << e.what() << "\n";
     MPI_Abort(MPI_COMM_WORLD, dynamic_cast<const UsageError*>(&e) ? 2 : 1);
   }
-  MPI_Finalize();
+  // MPI_Finalize waits for every rank (and for the launcher): not when the launcher is gone or a
+  // rank did not stop; the database is consistent already.
+  if (rank != 0 && (parent_gone() || g_stop_requested.load())) std::_Exit(130);
+  if (clean && !parent_gone()) MPI_Finalize();
   return counts;
 }
 

@@ -7,16 +7,20 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <toml.hpp>
 
 #include "common/error.h"
@@ -32,7 +36,20 @@ std::atomic<bool> g_stop_requested{false};
 
 namespace {
 
-extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+// The parent a worker must not outlive (die_with_parent, watch_parent); 0: none.
+std::atomic<long> g_parent{0};
+volatile sig_atomic_t g_grace_armed = 0;
+
+extern "C" void on_stop_signal(int) {
+  g_stop_requested.store(true);
+  // Orphaned: stop like Ctrl-C, but end for sure kParentGoneGrace_s later (SIGALRM's default
+  // action terminates; the run's last saved state makes that safe).
+  long p = g_parent.load();
+  if (p > 0 && getppid() != p && !g_grace_armed) {
+    g_grace_armed = 1;
+    alarm(kParentGoneGrace_s);
+  }
+}
 
 using Table = toml::basic_value<toml::discard_comments, std::map, std::vector>;
 
@@ -240,8 +257,17 @@ std::vector<RunConfig> parse_sweep_spec(const std::string& path) {
 }
 
 nlohmann::json SweepCounts::to_json() const {
-  return {{"planned", planned}, {"done", done},       {"skipped", skipped},
-          {"failed", failed},   {"total", total},     {"interrupted", interrupted}};
+  return {{"planned", planned},
+          {"done", done},
+          {"resumed", resumed},
+          {"waited", waited},
+          {"left_running", left_running},
+          {"skipped", skipped},
+          {"failed", failed},
+          {"total", total},
+          {"interrupted", interrupted},
+          {"failed_ids", failed_ids},
+          {"left_running_ids", left_running_ids}};
 }
 
 SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
@@ -251,7 +277,41 @@ SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
   skipped += o.skipped;
   failed += o.failed;
   interrupted += o.interrupted;
+  resumed += o.resumed;
+  waited += o.waited;
+  left_running += o.left_running;
+  failed_ids.insert(failed_ids.end(), o.failed_ids.begin(), o.failed_ids.end());
+  left_running_ids.insert(left_running_ids.end(), o.left_running_ids.begin(), o.left_running_ids.end());
   return *this;
+}
+
+void die_with_parent(long parent_pid) {
+  g_parent.store(parent_pid);
+  // Before the check: a parent dying after it signals us; one dead before it is seen by it.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (parent_pid <= 1 || getppid() != parent_pid) {
+    std::cerr << "sweep: worker " << getpid() << ": its sweep (pid " << parent_pid
+              << ") is gone; exiting\n";
+    _exit(1);
+  }
+}
+
+void watch_parent(long parent_pid) {
+  g_parent.store(parent_pid);
+  if (parent_pid <= 1 || getppid() != parent_pid) {
+    std::cerr << "lazyfeat: process " << getpid() << ": its launcher (pid " << parent_pid
+              << ") is gone; exiting\n";
+    _exit(1);
+  }
+  std::thread([] {
+    while (!parent_gone()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    kill(getpid(), SIGTERM);  // the stop handler: stop, and SIGALRM after the grace period
+  }).detach();
+}
+
+bool parent_gone() {
+  long p = g_parent.load();
+  return p > 0 && getppid() != p;
 }
 
 void install_stop_handlers() {
@@ -288,12 +348,19 @@ std::vector<int64_t> plan_sweep(const std::vector<RunConfig>& grid, const SweepO
 SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts) {
   SweepCounts c;
   Store store(opts.db);
+  // --worker processes report each outcome at once on stdout (the sweep keeps the counts of a
+  // worker that is killed later).
+  auto event = [&](const char* what, int64_t id, bool resumed) {
+    if (opts.worker_events)
+      std::cout << nlohmann::json{{"event", what}, {"id", id}, {"resumed", resumed}}.dump() << std::endl;
+  };
   while (!g_stop_requested.load()) {
     auto id = store.claim_next(ids, opts.stale_s, opts.retry_failed);
     if (!id) break;
     RunRow row = store.run(*id);
     std::string what = "run " + std::to_string(*id) + " (" + describe(row.config) + ")";
     if (opts.progress) std::cerr << "sweep: start " << what << "\n";
+    event("start", *id, false);
     try {
       RunConfig cfg = config_from_json(row.config);
       if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
@@ -305,9 +372,12 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
       const RunResult& r = out.result;
       if (g_stop_requested.load() && r.status == "stopped") {
         ++c.interrupted;
+        event("interrupted", *id, out.resumed);
         if (opts.progress) std::cerr << "sweep: interrupted " << what << " (back to planned)\n";
       } else {
         ++c.done;
+        if (out.resumed) ++c.resumed;
+        event("done", *id, out.resumed);
         if (opts.progress)
           std::cerr << "sweep: " << r.status << " " << what << (out.resumed ? " resumed" : "")
                     << "  test_err " << fmt_num(r.test_err) << "  t2 " << fmt_num(r.t2) << "  "
@@ -315,11 +385,167 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
       }
     } catch (const std::exception& e) {
       ++c.failed;
+      c.failed_ids.push_back(*id);
+      event("failed", *id, false);
       std::cerr << "sweep: failed " << what << ": " << e.what() << "\n";
       // A failing database (locked, full) fails the next claim too, which ends the worker.
     }
   }
   return c;
+}
+
+RunsStanding runs_standing(const std::vector<int64_t>& ids, const SweepOptions& opts,
+                           const std::set<int64_t>& ours) {
+  RunsStanding st;
+  Store store(opts.db);
+  for (int64_t id : ids) {
+    if (ours.count(id)) continue;
+    RunRow r = store.run(id);
+    if (r.status == "planned" || (opts.retry_failed && r.status == "failed")) {
+      st.claimable.push_back(id);
+    } else if (r.status == "running") {
+      if (store.abandoned(r, opts.stale_s)) st.claimable.push_back(id);
+      else st.elsewhere.push_back({id, r.host, r.pid, r.heartbeat_at});
+    }
+  }
+  return st;
+}
+
+std::string describe_held(const std::vector<HeldRun>& runs) {
+  std::ostringstream o;
+  for (size_t i = 0; i < runs.size() && i < 8; ++i)
+    o << (i ? ", " : "") << "run " << runs[i].id << " (pid " << runs[i].pid << " on " << runs[i].host
+      << ", heartbeat " << runs[i].heartbeat_at << " UTC)";
+  if (runs.size() > 8) o << ", and " << runs.size() - 8 << " more";
+  return o.str();
+}
+
+namespace {
+
+// One round of opts.jobs worker processes over ids (fork/exec of this binary as `sweep
+// --worker --parent PID`), until none of them finds a run to claim or a stop is requested.
+// A worker that died of a signal or an unexpected exit status, and the run it was on (-1: none).
+struct WorkerDeath {
+  int64_t run = -1;
+  int code = 0;
+};
+SweepCounts run_worker_processes(const std::vector<int64_t>& ids, const SweepOptions& opts, int jobs,
+                                 std::vector<WorkerDeath>& deaths) {
+  SweepCounts ran;
+  std::string exe = self_exe();
+  std::string id_list;
+  for (int64_t id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
+  struct Child {
+    pid_t pid;
+    int out_fd;
+  };
+  std::vector<Child> children;
+  std::string me = std::to_string(getpid());
+  for (int j = 0; j < jobs; ++j) {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    std::vector<std::string> args = {exe, "sweep", "--worker", "--parent", me, "--db", opts.db, "--ids", id_list,
+                                     "--state-every", fmt_g(opts.state_every_s), "--stale",
+                                     fmt_g(opts.stale_s), "--json"};
+    if (opts.retry_failed) args.push_back("--retry-failed");
+    if (!opts.progress) args.push_back("--quiet");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    pid_t pid;
+    int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (rc != 0) {
+      close(fds[0]);
+      for (auto& o : children) kill(o.pid, SIGTERM);  // they stop and put their runs back
+      throw std::runtime_error("cannot start a sweep worker: " + std::string(strerror(rc)));
+    }
+    // The read end must not leak into the next workers (their copies would hold it open).
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    children.push_back({pid, fds[0]});
+  }
+  bool forwarded = false;
+  auto forward_stop = [&] {
+    if (g_stop_requested.load() && !forwarded) {
+      for (auto& o : children) kill(o.pid, SIGTERM);
+      forwarded = true;
+    }
+  };
+  for (auto& ch : children) {
+    std::string text;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = read(ch.out_fd, buf, sizeof buf);
+      if (n > 0) {
+        text.append(buf, n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) {
+        forward_stop();
+        continue;
+      }
+      break;
+    }
+    close(ch.out_fd);
+    int st = 0;
+    while (waitpid(ch.pid, &st, 0) < 0 && errno == EINTR) forward_stop();
+    // The worker's outcomes: one {"event": ...} line each (the last line holds its totals).
+    std::istringstream lines(text);
+    std::string line;
+    int64_t current = -1;  // the run started and not ended yet
+    while (std::getline(lines, line)) {
+      if (line.empty() || line[0] != '{') continue;
+      try {
+        auto j = nlohmann::json::parse(line);
+        if (!j.contains("event")) continue;
+        std::string ev = j["event"];
+        current = ev == "start" ? j["id"].get<int64_t>() : -1;
+        if (ev == "done") {
+          ++ran.done;
+          if (j.value("resumed", false)) ++ran.resumed;
+        } else if (ev == "failed") {
+          ++ran.failed;
+          ran.failed_ids.push_back(j["id"].get<int64_t>());
+        } else if (ev == "interrupted") {
+          ++ran.interrupted;
+        }
+      } catch (...) {
+        // A line cut short by a killed worker.
+      }
+    }
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (code != 0 && code != 1 && code != 130) {
+      deaths.push_back({current, code});
+      std::cerr << "sweep: worker " << ch.pid << " ended abnormally (exit status " << code << ")"
+                << (current >= 0 ? " in run " + std::to_string(current) + "; the run is taken over" : "") << "\n";
+    }
+  }
+  return ran;
+}
+
+}  // namespace
+
+void settle_counts(SweepCounts& counts, const std::set<int64_t>& waited_on,
+                   const std::vector<HeldRun>& held, const SweepOptions& opts) {
+  std::set<int64_t> left;
+  counts.left_running_ids.clear();
+  for (const auto& h : held)
+    if (left.insert(h.id).second) counts.left_running_ids.push_back(h.id);
+  counts.left_running = static_cast<int64_t>(left.size());
+  counts.waited = 0;
+  Store store(opts.db);
+  for (int64_t id : waited_on) {
+    if (left.count(id)) continue;
+    RunRow r = store.run(id);
+    if (r.finished() || r.status == "failed") ++counts.waited;
+  }
+  counts.skipped = std::max<int64_t>(0, counts.total - counts.done - counts.failed - counts.interrupted -
+                                            counts.waited - counts.left_running);
 }
 
 SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts) {
@@ -328,91 +554,84 @@ SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& op
   if (opts.progress)
     std::cerr << "sweep: " << counts.total << " configs in " << opts.db << " (" << counts.planned
               << " newly planned), " << opts.jobs << " worker" << (opts.jobs > 1 ? "s" : "") << "\n";
+  // Rounds: run what can be claimed (planned, abandoned: a killed worker's or a dead process's
+  // run, taken over at once); then, while other live processes hold runs of the grid, wait for
+  // them (they may end, or die and leave their runs to us) or report them.
   SweepCounts ran;
-  if (opts.jobs <= 1) {
-    ran = run_worker(ids, opts);
-  } else {
-    std::string exe = self_exe();
-    std::string id_list;
-    for (int64_t id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
-    struct Child {
-      pid_t pid;
-      int out_fd;
-    };
-    std::vector<Child> children;
-    for (int j = 0; j < opts.jobs; ++j) {
-      int fds[2];
-      if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-      std::vector<std::string> args = {exe, "sweep", "--worker", "--db", opts.db, "--ids", id_list,
-                                       "--state-every", fmt_g(opts.state_every_s), "--stale",
-                                       fmt_g(opts.stale_s), "--json"};
-      if (opts.retry_failed) args.push_back("--retry-failed");
-      if (!opts.progress) args.push_back("--quiet");
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-      posix_spawn_file_actions_addclose(&fa, fds[0]);
-      pid_t pid;
-      int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
-      posix_spawn_file_actions_destroy(&fa);
-      close(fds[1]);
-      if (rc != 0) {
-        close(fds[0]);
-        throw std::runtime_error("cannot start a sweep worker: " + std::string(strerror(rc)));
+  std::set<int64_t> failed_here, waited_on;
+  std::vector<HeldRun> held;
+  int dying_rounds = 0;
+  std::map<int64_t, int> run_deaths;  // worker deaths in each run (a crash loop ends in "failed")
+  std::string last_note;
+  auto last_note_at = std::chrono::steady_clock::now();
+  while (!g_stop_requested.load()) {
+    std::vector<int64_t> todo;
+    for (int64_t id : ids)
+      if (!failed_here.count(id)) todo.push_back(id);
+    RunsStanding st = runs_standing(todo, opts, {});
+    held = st.elsewhere;
+    for (int64_t id : st.claimable) waited_on.erase(id);
+    if (!st.claimable.empty()) {
+      SweepCounts r;
+      std::vector<WorkerDeath> deaths;
+      if (opts.jobs <= 1) r = run_worker(todo, opts);
+      else r = run_worker_processes(todo, opts, std::min<int>(opts.jobs, static_cast<int>(st.claimable.size())), deaths);
+      bool progressed = r.done + r.failed + r.interrupted > 0;
+      bool outside_runs = false;
+      for (const auto& d : deaths) {
+        if (d.run < 0) {
+          outside_runs = true;
+        } else if (++run_deaths[d.run] >= kMaxWorkerDeaths) {
+          // A run that kills its worker every time (a crash in it): recorded as failed.
+          std::string why = "its sweep worker died " + std::to_string(kMaxWorkerDeaths) +
+                            " times in it (last exit status " + std::to_string(d.code) + ")";
+          Store(opts.db).fail(d.run, why);
+          std::cerr << "sweep: failed run " << d.run << ": " << why << "\n";
+          ++r.failed;
+          r.failed_ids.push_back(d.run);
+        }
       }
-      children.push_back({pid, fds[0]});
+      for (int64_t id : r.failed_ids) failed_here.insert(id);
+      ran += r;
+      // Workers dying before they claim anything (at start-up), round after round.
+      if (outside_runs && !progressed) {
+        if (++dying_rounds >= 3)
+          throw std::runtime_error("sweep workers keep dying before they start a run (3 rounds); see the messages above");
+      } else {
+        dying_rounds = 0;
+      }
+      continue;
     }
-    bool forwarded = false;
-    for (auto& ch : children) {
-      std::string text;
-      char buf[4096];
-      for (;;) {
-        ssize_t n = read(ch.out_fd, buf, sizeof buf);
-        if (n > 0) {
-          text.append(buf, n);
-          continue;
-        }
-        if (n < 0 && errno == EINTR) {
-          if (g_stop_requested.load() && !forwarded) {
-            for (auto& o : children) kill(o.pid, SIGTERM);
-            forwarded = true;
-          }
-          continue;
-        }
-        break;
-      }
-      close(ch.out_fd);
-      int st = 0;
-      while (waitpid(ch.pid, &st, 0) < 0 && errno == EINTR) {
-        if (g_stop_requested.load() && !forwarded) {
-          for (auto& o : children) kill(o.pid, SIGTERM);
-          forwarded = true;
-        }
-      }
-      // The worker's counts: the last line of its stdout.
-      while (!text.empty() && text.back() == '\n') text.pop_back();
-      auto pos = text.rfind('\n');
-      std::string line = pos == std::string::npos ? text : text.substr(pos + 1);
-      try {
-        auto j = nlohmann::json::parse(line);
-        SweepCounts w;
-        w.done = j.value("done", 0);
-        w.failed = j.value("failed", 0);
-        w.interrupted = j.value("interrupted", 0);
-        ran += w;
-      } catch (...) {
-        std::cerr << "sweep: worker " << ch.pid << " ended without its counts (exit status "
-                  << (WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)) << ")\n";
-      }
+    if (held.empty()) break;
+    for (const auto& h : held) waited_on.insert(h.id);
+    if (!opts.wait_elsewhere) break;
+    std::string note = describe_held(held);
+    auto now = std::chrono::steady_clock::now();
+    if (opts.progress && (note != last_note || now - last_note_at > std::chrono::seconds(30))) {
+      std::cerr << "sweep: waiting for " << held.size() << " run" << (held.size() > 1 ? "s" : "")
+                << " held by other live processes: " << note << " (--no-wait: report them instead)\n";
+      last_note = note;
+      last_note_at = now;
     }
+    for (double slept = 0; slept < opts.poll_s && !g_stop_requested.load(); slept += 0.1)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (g_stop_requested.load()) {
+    std::vector<int64_t> todo;
+    for (int64_t id : ids)
+      if (!failed_here.count(id)) todo.push_back(id);
+    held = runs_standing(todo, opts, {}).elsewhere;
   }
   counts.done = ran.done;
+  counts.resumed = ran.resumed;
   counts.failed = ran.failed;
+  counts.failed_ids = ran.failed_ids;
   counts.interrupted = ran.interrupted;
-  counts.skipped = counts.total - counts.done - counts.failed - counts.interrupted;
+  settle_counts(counts, waited_on, held, opts);
+  if (opts.progress && !held.empty())
+    std::cerr << "sweep: " << held.size() << " run" << (held.size() > 1 ? "s are" : " is")
+              << " still running in other processes, not finished here: " << describe_held(held)
+              << "; start the sweep again to finish them\n";
   return counts;
 }
 
