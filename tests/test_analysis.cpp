@@ -165,8 +165,10 @@ TEST(Analysis, GroupingDropsSeedsAndKeepsConverged) {
     r.alpha = alpha;
     r.seed_init = seed;
     r.test_err = test_err;
+    // As config_to_json writes it: weights_seed is derived from the seed (and alpha, with
+    // published_seed), so it differs between seeds and must not split an ensemble either.
     r.config = {{"h", h}, {"alpha", alpha}, {"sqrt_h_alpha", std::sqrt(double(h)) * alpha},
-                {"seed_init", seed}, {"L", 5}, {"delta_kernel", delta_kernel}};
+                {"seed_init", seed}, {"weights_seed", seed + 1000}, {"L", 5}, {"delta_kernel", delta_kernel}};
     return r;
   };
   // alpha 0.1 computed two ways (0.1 and 0.3 / 3, one ulp apart): one value once rounded.

@@ -214,9 +214,9 @@ struct Study {
     return a;
   }
   // Starts a sweep in its own process group (pgid = its pid); stdout/stderr into files.
-  int start_sweep(int jobs) {
+  int start_sweep(int jobs, std::vector<std::string> extra = {}) {
     ++seq;
-    return start(sweep_args(jobs), out(), err(), /*new_group=*/true);
+    return start(sweep_args(jobs, std::move(extra)), out(), err(), /*new_group=*/true);
   }
   std::string out() const { return tmp.file("out" + std::to_string(seq)); }
   std::string err() const { return tmp.file("err" + std::to_string(seq)); }
@@ -269,8 +269,9 @@ const std::string& reference_db() { return reference_study().study.db; }
 
 // The restart after a storm: finishes what is left and exits 0; then the study equals the
 // uninterrupted one and no process of the killed sweeps (their process groups) is alive.
-void restart_and_check(Study& s, const std::set<int>& killed_groups, int64_t kills) {
-  int pid = s.start_sweep(2);
+void restart_and_check(Study& s, const std::set<int>& killed_groups, int64_t kills,
+                       std::vector<std::string> extra = {}) {
+  int pid = s.start_sweep(2, std::move(extra));
   ASSERT_GT(pid, 0);
   int status = wait_exit(pid);
   ASSERT_EQ(status, 0) << slurp(s.err());
@@ -410,6 +411,33 @@ TEST(Faults, KillingTheWholeGroupThenARestartFinishes) {
     std::cerr << "[ storm group ] kill " << k << ": group " << pid << "\n";
   }
   restart_and_check(s, groups, kills);
+}
+
+// `--ensemble 4`: the four runs of the grid differ in seed and alpha only, so one worker trains
+// them as one ensemble. SIGKILL of the whole group at random moments, then a restart (an
+// ensemble again, from the four saved states): every run once, converged, and bit for bit the
+// numbers of the uninterrupted sweep that trained each run alone.
+TEST(Faults, EnsembleSweepKilledThenRestartedGivesTheRunsAlone) {
+  reference();
+  Study s;
+  auto rng = storm_rng("ensemble");
+  std::set<int> groups;
+  const int kills = storm_kills();
+  for (int k = 0; k < kills; ++k) {
+    int pid = s.start_sweep(1, {"--ensemble", "4"});
+    ASSERT_GT(pid, 0);
+    groups.insert(pid);
+    sleep_s(uniform(rng, 1.0, 6.0));
+    kill(-pid, SIGKILL);
+    wait_exit(pid);
+    auto left = wait_groups_gone({pid}, 2);
+    EXPECT_TRUE(left.empty()) << describe(left);
+    std::cerr << "[ storm ensemble ] kill " << k << ": group " << pid << "\n";
+  }
+  restart_and_check(s, groups, kills, {"--ensemble", "4"});
+  std::string all_err;
+  for (int i = 1; i <= s.seq; ++i) all_err += slurp(s.tmp.file("err" + std::to_string(i)));
+  EXPECT_NE(all_err.find("in an ensemble of 4"), std::string::npos) << "no sweep trained the four runs as one ensemble";
 }
 
 // Under `mpirun -np 3`: SIGKILL of a worker rank in the middle of its run, then SIGKILL of

@@ -35,12 +35,12 @@ std::string key_without(const RunRecord& r, std::initializer_list<const char*> d
 }  // namespace
 
 std::string ensemble_key(const RunRecord& r) {
-  return key_without(r, {"seed_data", "seed_init", "seed_batch", "data_dir", "max_wall",
+  return key_without(r, {"seed_data", "seed_init", "weights_seed", "seed_batch", "data_dir", "max_wall",
                          "max_steps", "sqrt_h_alpha"});
 }
 
 std::string family_key(const RunRecord& r) {
-  return key_without(r, {"seed_data", "seed_init", "seed_batch", "data_dir", "max_wall",
+  return key_without(r, {"seed_data", "seed_init", "weights_seed", "seed_batch", "data_dir", "max_wall",
                          "max_steps", "sqrt_h_alpha", "h", "alpha", "delta_kernel",
                          "init_kernel", "final_kernel", "zdot", "kernel_points", "device"});
 }

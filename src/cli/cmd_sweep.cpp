@@ -48,6 +48,10 @@ int cmd_sweep(const lf::cli::Args& args) {
   p.value("stale", "SEC", "a running run without heartbeat for SEC seconds is abandoned (default 600)",
           [&](const std::string& v) { opts.stale_s = lf::parse_double("--stale", v); });
   p.flag("retry-failed", "run again the runs that failed before", opts.retry_failed);
+  p.value("ensemble", "K",
+          "train up to K runs that differ in seed-init and alpha only as one ensemble (default 1); each is still "
+          "its own run in the database",
+          [&](const std::string& v) { opts.ensemble = lf::parse_int("--ensemble", v); });
   p.flag("no-wait",
          "do not wait for runs that other live processes hold (another host, another sweep): report "
          "them as left running and exit with status 3",
@@ -65,6 +69,7 @@ int cmd_sweep(const lf::cli::Args& args) {
 
   lf::require(!opts.db.empty(), "sweep needs --db FILE");
   lf::require(opts.jobs >= 1, "--jobs must be >= 1");
+  lf::require(opts.ensemble >= 1, "--ensemble must be >= 1");
   lf::require(opts.state_every_s > 0, "--state-every must be > 0 seconds");
   lf::require(opts.stale_s > 0, "--stale must be > 0 seconds");
   opts.progress = !quiet;

@@ -1,6 +1,8 @@
 // Read-only study database access: see db.h. Deliberately no writes and no schema creation.
 #include "report/db.h"
 
+#include "store/store.h"  // kSchemaVersion: the store writes, the report reads, one version
+
 #include <sqlite3.h>
 
 #include <cmath>
@@ -15,7 +17,6 @@ namespace lf::report {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;  // docs/schema.md
 
 // One prepared statement with its columns addressable by name.
 class Stmt {

@@ -1,4 +1,4 @@
-// Read-only access to a study database (docs/schema.md, schema version 1) for the report: the
+// Read-only access to a study database (docs/schema.md, the schema version of store/store.h) for the report: the
 // runs with their flat columns, a run's checkpoints, a run's test outputs, kernel rows.
 // Columns are looked up by name, so a database missing an optional column reads it as NULL.
 // Deliberately not: writing (src/store/ owns the schema and all writes), analysis.

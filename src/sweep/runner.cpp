@@ -80,17 +80,17 @@ ExecutedRun execute_run(const RunConfig& cfg, TrainHooks hooks,
 
 namespace {
 
-// Refreshes runs.heartbeat_at every 30 s on its own connection while a run trains (a long
+// Refreshes runs.heartbeat_at of the runs being trained every 30 s on its own connection (a long
 // kernel measurement emits no checkpoint for minutes).
 class HeartbeatThread {
  public:
-  HeartbeatThread(const std::string& path, int64_t id) {
-    th_ = std::thread([this, path, id] {
+  HeartbeatThread(const std::string& path, std::vector<int64_t> ids) {
+    th_ = std::thread([this, path, ids] {
       std::unique_lock<std::mutex> lock(m_);
       while (!cv_.wait_for(lock, std::chrono::seconds(30), [this] { return done_; })) {
         try {
           Store s(path, StoreOptions{false, false, 5.0});
-          s.heartbeat(id);
+          for (int64_t id : ids) s.heartbeat(id);
         } catch (...) {
           // A busy database: the next beat (or the next checkpoint) refreshes it.
         }
@@ -121,42 +121,76 @@ int64_t schedule_floor(int64_t step) {
   return s;
 }
 
-StoredRunOutcome run_claimed(Store& store, int64_t id, const RunConfig& cfg, bool resume,
-                             TrainHooks hooks) {
-  StoredRunOutcome out;
-  out.run_id = id;
-  std::optional<StoredState> state;
-  if (resume) state = store.load_state(id);
-  if (state) {
-    hooks.resume_state = state->blob;
-    store.drop_checkpoints_after(id, schedule_floor(state->step));
-    out.resumed = true;
-  } else {
-    hooks.resume_state.clear();
-    store.drop_checkpoints_after(id, -1);  // a fresh start re-emits every checkpoint
+std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vector<int64_t>& ids,
+                                                   const std::vector<RunConfig>& cfgs, bool resume,
+                                                   const TrainHooks& hooks) {
+  require(!ids.empty() && ids.size() == cfgs.size(), "run_claimed_ensemble: one config per run id");
+  const size_t K = ids.size();
+  std::vector<StoredRunOutcome> out(K);
+  std::vector<TrainHooks> member_hooks(K, hooks);
+  std::vector<int64_t> last_step(K, 0);
+  std::vector<double> last_t(K, 0.0);
+  bool stop_asked = false;
+  for (size_t k = 0; k < K; ++k) {
+    const int64_t id = ids[k];
+    out[k].run_id = id;
+    std::optional<StoredState> state;
+    if (resume) state = store.load_state(id);
+    TrainHooks& h = member_hooks[k];
+    if (state) {
+      h.resume_state = state->blob;
+      store.drop_checkpoints_after(id, schedule_floor(state->step));
+      out[k].resumed = true;
+    } else {
+      h.resume_state.clear();
+      store.drop_checkpoints_after(id, -1);  // a fresh start re-emits every checkpoint
+    }
+    h.on_checkpoint = [&, k, id, user = hooks.on_checkpoint](const Checkpoint& c) {
+      last_step[k] = c.step;
+      last_t[k] = c.t;
+      store.add_checkpoint(id, c);
+      if (user) user(c);
+    };
+    // The state's step and t: those of the latest checkpoint (the trainer re-emits everything after).
+    h.on_state = [&, k, id, user = hooks.on_state](const std::string& blob) {
+      store.save_state(id, last_step[k], last_t[k], blob);
+      if (user) user(blob);
+    };
+    h.should_stop = [&, user = hooks.should_stop]() {
+      if (user && user()) stop_asked = true;
+      return stop_asked;
+    };
+    h.progress = hooks.progress && K == 1;
   }
-  HeartbeatThread beat(store.path(), id);
-  ExecutedRun ex;
+  HeartbeatThread beat(store.path(), ids);
+  std::vector<RunResult> results;
+  const Dataset& data = cached_dataset(cfgs.front());
   try {
-    ex = execute_run(
-        cfg, hooks, [&](const Checkpoint& c) { store.add_checkpoint(id, c); },
-        [&](int64_t step, double t, const std::string& blob) { store.save_state(id, step, t, blob); });
+    results = train_ensemble(cfgs, data, member_hooks);
   } catch (const std::exception& e) {
-    try {
-      store.fail(id, e.what());
-    } catch (...) {
-      // The database itself is failing (e.g. disk full): the original error matters more.
+    for (int64_t id : ids) {
+      try {
+        store.fail(id, e.what());
+      } catch (...) {
+        // The database itself is failing (e.g. disk full): the original error matters more.
+      }
     }
     throw;
   }
-  out.result = std::move(ex.result);
-  if (ex.interrupted) {
-    store.release(id);
-  } else {
-    store.finish(id, out.result.status, out.result.message, out.result.summary(),
-                 out.result.test_f_delta, out.result.test_f0, ex.y_test, out.result.kernel);
+  for (size_t k = 0; k < K; ++k) {
+    out[k].result = std::move(results[k]);
+    const RunResult& r = out[k].result;
+    if (stop_asked && r.status == "stopped") {
+      store.release(ids[k]);  // interrupted: back to planned, resumable from its state
+    } else {
+      store.finish(ids[k], r.status, r.message, r.summary(), r.test_f_delta, r.test_f0, data.y_test, r.kernel);
+    }
   }
   return out;
+}
+
+StoredRunOutcome run_claimed(Store& store, int64_t id, const RunConfig& cfg, bool resume, TrainHooks hooks) {
+  return run_claimed_ensemble(store, {id}, {cfg}, resume, hooks).at(0);
 }
 
 RunResult result_from_summary(const nlohmann::json& s) {

@@ -45,6 +45,13 @@ ExecutedRun execute_run(const RunConfig& cfg, TrainHooks hooks,
 // rethrows). An interrupted run goes back to planned. A heartbeat thread keeps the row fresh.
 StoredRunOutcome run_claimed(Store& store, int64_t id, const RunConfig& cfg, bool resume,
                              TrainHooks hooks);
+// The same for claimed runs ids trained as one ensemble (experiment/train.h, train_ensemble: the
+// configs differ in seed_init and alpha only): each run streams its own checkpoints and states
+// and gets its own result row, exactly the rows it would write alone. A stop request puts every
+// unfinished run back to planned; an exception marks every run failed and is rethrown.
+std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vector<int64_t>& ids,
+                                                   const std::vector<RunConfig>& cfgs, bool resume,
+                                                   const TrainHooks& hooks);
 
 // The checkpoints to keep when resuming from a state saved at checkpoint `step`: those up to the
 // largest step of the log-spaced schedule (protocol §4) <= step. The off-schedule checkpoint a

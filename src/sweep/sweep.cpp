@@ -25,6 +25,7 @@
 
 #include "common/error.h"
 #include "common/progress.h"
+#include "experiment/train.h"
 #include "store/store.h"
 #include "sweep/runner.h"
 
@@ -354,40 +355,83 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
     if (opts.worker_events)
       std::cout << nlohmann::json{{"event", what}, {"id", id}, {"resumed", resumed}}.dump() << std::endl;
   };
+  auto config_of = [&](int64_t id) {
+    RunConfig cfg = config_from_json(store.run(id).config);
+    if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
+    return cfg;
+  };
+  std::map<int64_t, std::string> keys;  // lockstep_key of each id, read once
+  auto key_of = [&](int64_t id) -> const std::string& {
+    auto it = keys.find(id);
+    if (it == keys.end()) it = keys.emplace(id, lockstep_key(config_of(id))).first;
+    return it->second;
+  };
   while (!g_stop_requested.load()) {
-    auto id = store.claim_next(ids, opts.stale_s, opts.retry_failed);
-    if (!id) break;
-    RunRow row = store.run(*id);
-    std::string what = "run " + std::to_string(*id) + " (" + describe(row.config) + ")";
-    if (opts.progress) std::cerr << "sweep: start " << what << "\n";
-    event("start", *id, false);
+    auto first = store.claim_next(ids, opts.stale_s, opts.retry_failed);
+    if (!first) break;
+    // --ensemble K: up to K - 1 more runs of this worker's list that differ from the first in
+    // seed and alpha only, claimed one by one (another process may take some first).
+    std::vector<int64_t> group = {*first};
+    std::vector<RunConfig> cfgs;
+    std::vector<std::string> what;
     try {
-      RunConfig cfg = config_from_json(row.config);
-      if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
+      cfgs.push_back(config_of(*first));
+      for (size_t i = 0; i < ids.size() && int64_t(group.size()) < opts.ensemble; ++i) {
+        const int64_t id = ids[i];
+        if (id == *first || key_of(id) != key_of(*first)) continue;
+        RunConfig cfg = config_of(id);
+        if (store.claim(id, cfg, opts.stale_s)) {
+          group.push_back(id);
+          cfgs.push_back(cfg);
+        }
+      }
+    } catch (const std::exception& e) {
+      for (int64_t id : group) {
+        ++c.failed;
+        c.failed_ids.push_back(id);
+        event("failed", id, false);
+        try {
+          store.fail(id, e.what());
+        } catch (...) {
+        }
+      }
+      std::cerr << "sweep: failed to start run " << *first << ": " << e.what() << "\n";
+      continue;
+    }
+    for (size_t k = 0; k < group.size(); ++k) {
+      what.push_back("run " + std::to_string(group[k]) + " (" + describe(config_to_json(cfgs[k])) + ")");
+      if (opts.progress) std::cerr << "sweep: start " << what[k] << (group.size() > 1 ? " in an ensemble of " + std::to_string(group.size()) : "") << "\n";
+      event("start", group[k], false);
+    }
+    try {
       TrainHooks hooks;
       hooks.state_every_s = opts.state_every_s;
       hooks.should_stop = [] { return g_stop_requested.load(); };
       hooks.progress = opts.progress && opts.jobs <= 1;
-      auto out = run_claimed(store, *id, cfg, /*resume=*/true, hooks);
-      const RunResult& r = out.result;
-      if (g_stop_requested.load() && r.status == "stopped") {
-        ++c.interrupted;
-        event("interrupted", *id, out.resumed);
-        if (opts.progress) std::cerr << "sweep: interrupted " << what << " (back to planned)\n";
-      } else {
-        ++c.done;
-        if (out.resumed) ++c.resumed;
-        event("done", *id, out.resumed);
-        if (opts.progress)
-          std::cerr << "sweep: " << r.status << " " << what << (out.resumed ? " resumed" : "")
-                    << "  test_err " << fmt_num(r.test_err) << "  t2 " << fmt_num(r.t2) << "  "
-                    << fmt_duration(r.wall_s) << "\n";
+      auto outs = run_claimed_ensemble(store, group, cfgs, /*resume=*/true, hooks);
+      for (size_t k = 0; k < outs.size(); ++k) {
+        const RunResult& r = outs[k].result;
+        if (g_stop_requested.load() && r.status == "stopped") {
+          ++c.interrupted;
+          event("interrupted", group[k], outs[k].resumed);
+          if (opts.progress) std::cerr << "sweep: interrupted " << what[k] << " (back to planned)\n";
+        } else {
+          ++c.done;
+          if (outs[k].resumed) ++c.resumed;
+          event("done", group[k], outs[k].resumed);
+          if (opts.progress)
+            std::cerr << "sweep: " << r.status << " " << what[k] << (outs[k].resumed ? " resumed" : "")
+                      << "  test_err " << fmt_num(r.test_err) << "  t2 " << fmt_num(r.t2) << "  "
+                      << fmt_duration(r.wall_s) << "\n";
+        }
       }
     } catch (const std::exception& e) {
-      ++c.failed;
-      c.failed_ids.push_back(*id);
-      event("failed", *id, false);
-      std::cerr << "sweep: failed " << what << ": " << e.what() << "\n";
+      for (size_t k = 0; k < group.size(); ++k) {
+        ++c.failed;
+        c.failed_ids.push_back(group[k]);
+        event("failed", group[k], false);
+        std::cerr << "sweep: failed " << what[k] << ": " << e.what() << "\n";
+      }
       // A failing database (locked, full) fails the next claim too, which ends the worker.
     }
   }
@@ -448,6 +492,10 @@ SweepCounts run_worker_processes(const std::vector<int64_t>& ids, const SweepOpt
                                      "--state-every", fmt_g(opts.state_every_s), "--stale",
                                      fmt_g(opts.stale_s), "--json"};
     if (opts.retry_failed) args.push_back("--retry-failed");
+    if (opts.ensemble > 1) {
+      args.push_back("--ensemble");
+      args.push_back(std::to_string(opts.ensemble));
+    }
     if (!opts.progress) args.push_back("--quiet");
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());

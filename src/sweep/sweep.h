@@ -33,6 +33,7 @@ struct SweepOptions {
   double state_every_s = 300;   // TrainHooks::state_every_s
   double stale_s = 600;         // heartbeat age after which a running run is abandoned
   bool retry_failed = false;
+  int64_t ensemble = 1;         // --ensemble K: train up to K compatible runs as one ensemble
   bool progress = true;
   // Runs held by a live process elsewhere (another host, or another sweep on this one): wait
   // until they end (polling every poll_s, progress on stderr), or, without wait, report them as
