@@ -27,6 +27,8 @@
 namespace {
 
 using json = nlohmann::json;
+using lft::count;
+using lft::query;
 
 const char* kTiny =
     "[fixed]\nptr = 100\npte = 200\nL = 2\nh = 8\ndf-min = 1e-2\ndf-max = 1.0\n"
@@ -45,41 +47,6 @@ using lft::slurp;
 using lft::start;
 using lft::wait_exit;
 
-// Rows of a query as text (a separate read-only connection; WAL lets it read while others write).
-std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql) {
-  std::vector<std::vector<std::string>> rows;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return rows;
-  }
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int c = 0; c < sqlite3_column_count(st); ++c) {
-        if (sqlite3_column_type(st, c) == SQLITE_FLOAT) {  // exact: SQLite's own text has 15 digits
-          char buf[40];
-          std::snprintf(buf, sizeof buf, "%.17g", sqlite3_column_double(st, c));
-          row.push_back(buf);
-          continue;
-        }
-        auto* p = sqlite3_column_text(st, c);
-        row.push_back(p ? reinterpret_cast<const char*>(p) : "");
-      }
-      rows.push_back(row);
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rows;
-}
-
-int64_t count(const std::string& db, const std::string& sql) {
-  auto r = query(db, sql);
-  return r.empty() || r[0].empty() || r[0][0].empty() ? -1 : std::stoll(r[0][0]);
-}
 
 // Every run of the study converged exactly once, one row per config, checkpoints per run with
 // unique strictly increasing steps starting at 1 (or 0) and ending at the final step.

@@ -1,5 +1,7 @@
 #include "testing.h"
 
+#include <sqlite3.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <fcntl.h>
@@ -126,6 +128,41 @@ lf::TrainHooks quiet() {
   lf::TrainHooks h;
   h.progress = false;
   return h;
+}
+
+std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql) {
+  std::vector<std::vector<std::string>> rows;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return rows;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int c = 0; c < sqlite3_column_count(st); ++c) {
+        if (sqlite3_column_type(st, c) == SQLITE_FLOAT) {  // exact: SQLite's own text has 15 digits
+          char buf[40];
+          std::snprintf(buf, sizeof buf, "%.17g", sqlite3_column_double(st, c));
+          row.push_back(buf);
+          continue;
+        }
+        auto* p = sqlite3_column_text(st, c);
+        row.push_back(p ? reinterpret_cast<const char*>(p) : "");
+      }
+      rows.push_back(row);
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rows;
+}
+
+int64_t count(const std::string& db_path, const std::string& sql) {
+  auto r = query(db_path, sql);
+  return r.empty() || r[0].empty() || r[0][0].empty() ? -1 : std::stoll(r[0][0]);
 }
 
 }  // namespace lft

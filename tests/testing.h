@@ -40,4 +40,10 @@ bool have_mnist();            // the four MNIST IDX files are present
 lf::Dataset synthetic(int64_t n, int64_t pte, uint64_t seed = 3);
 lf::TrainHooks quiet();  // no progress on stderr
 
+// The rows of a read-only query of a study database as text (REAL columns with 17 digits: exact),
+// empty when the file cannot be opened or read (a test then fails on what it expected).
+std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql);
+// The first column of the first row as an integer, -1 when there is none.
+int64_t count(const std::string& db_path, const std::string& sql);
+
 }  // namespace lft

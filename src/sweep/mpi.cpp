@@ -179,8 +179,7 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
   std::vector<int> idle;             // ranks waiting for a run while others hold the rest
   std::set<int64_t> failed_here, waited_on;
   std::vector<HeldRun> held;
-  std::string last_note;
-  auto last_note_at = std::chrono::steady_clock::now();
+  WaitingNote waiting;
   int active = size - 1;
   auto last_beat = std::chrono::steady_clock::now();
   auto last_poll = std::chrono::steady_clock::now();
@@ -221,14 +220,7 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
     for (const auto& h : held) waited_on.insert(h.id);
     if (held.empty() || !opts.wait_elsewhere) return quit(rank);
     idle.push_back(rank);
-    std::string note = describe_held(held);
-    auto now = std::chrono::steady_clock::now();
-    if (opts.progress && (note != last_note || now - last_note_at > std::chrono::seconds(30))) {
-      std::cerr << "sweep: waiting for " << held.size() << " run" << (held.size() > 1 ? "s" : "")
-                << " held by other live processes: " << note << " (--no-wait: report them instead)\n";
-      last_note = note;
-      last_note_at = now;
-    }
+    waiting.print(held, opts.progress);
   };
 
   while (active > 0) {

@@ -455,6 +455,17 @@ RunsStanding runs_standing(const std::vector<int64_t>& ids, const SweepOptions& 
   return st;
 }
 
+void WaitingNote::print(const std::vector<HeldRun>& held, bool progress) {
+  const std::string note = describe_held(held);
+  const auto now = std::chrono::steady_clock::now();
+  if (progress && (note != last_ || now - at_ > std::chrono::seconds(30))) {
+    std::cerr << "sweep: waiting for " << held.size() << " run" << (held.size() > 1 ? "s" : "")
+              << " held by other live processes: " << note << " (--no-wait: report them instead)\n";
+    last_ = note;
+    at_ = now;
+  }
+}
+
 std::string describe_held(const std::vector<HeldRun>& runs) {
   std::ostringstream o;
   for (size_t i = 0; i < runs.size() && i < 8; ++i)
@@ -610,8 +621,7 @@ SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& op
   std::vector<HeldRun> held;
   int dying_rounds = 0;
   std::map<int64_t, int> run_deaths;  // worker deaths in each run (a crash loop ends in "failed")
-  std::string last_note;
-  auto last_note_at = std::chrono::steady_clock::now();
+  WaitingNote waiting;
   while (!g_stop_requested.load()) {
     std::vector<int64_t> todo;
     for (int64_t id : ids)
@@ -653,14 +663,7 @@ SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& op
     if (held.empty()) break;
     for (const auto& h : held) waited_on.insert(h.id);
     if (!opts.wait_elsewhere) break;
-    std::string note = describe_held(held);
-    auto now = std::chrono::steady_clock::now();
-    if (opts.progress && (note != last_note || now - last_note_at > std::chrono::seconds(30))) {
-      std::cerr << "sweep: waiting for " << held.size() << " run" << (held.size() > 1 ? "s" : "")
-                << " held by other live processes: " << note << " (--no-wait: report them instead)\n";
-      last_note = note;
-      last_note_at = now;
-    }
+    waiting.print(held, opts.progress);
     for (double slept = 0; slept < opts.poll_s && !g_stop_requested.load(); slept += 0.1)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

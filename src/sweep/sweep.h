@@ -5,6 +5,7 @@
 // Deliberately not: the training (experiment/), the storage format (store/).
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -112,6 +113,16 @@ struct RunsStanding {
 RunsStanding runs_standing(const std::vector<int64_t>& ids, const SweepOptions& opts,
                            const std::set<int64_t>& ours);
 std::string describe_held(const std::vector<HeldRun>& runs);
+// The line on stderr while a sweep waits for runs held elsewhere: when the set changes, and
+// every 30 s otherwise.
+class WaitingNote {
+ public:
+  void print(const std::vector<HeldRun>& held, bool progress);
+
+ private:
+  std::string last_;
+  std::chrono::steady_clock::time_point at_ = std::chrono::steady_clock::now();
+};
 // The closing counts: left_running (held), waited (runs of waited_on that others finished
 // meanwhile), skipped (the rest of total not done, failed, interrupted here).
 void settle_counts(SweepCounts& counts, const std::set<int64_t>& waited_on,
