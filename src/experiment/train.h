@@ -1,7 +1,9 @@
-// One run: train a network as alpha (f(w,x) - f(w0,x)) under the paper's dynamics until every
-// training point is fitted (protocol sections 3-5), recording the observables of the figures.
-// The caller (CLI, store, sweep) gets checkpoints as they happen, resumable states every few
-// minutes of wall time, and the final RunResult.
+// One run, or an ensemble of runs trained together: a network trained as alpha (f(w,x) - f(w0,x))
+// under the paper's dynamics until every training point is fitted (protocol sections 3-5),
+// recording the observables of the figures. The caller (CLI, store, sweep) gets checkpoints as
+// they happen, resumable states every few minutes of wall time, and the final RunResult.
+// The parts: experiment/member.h (one run's step rule, fit, checkpoints, stops), engine.h (the
+// tensor work of all members), run_state.h (the saved state), observables.h, model.h.
 // Deliberately not: storage (store/), the choice of runs (sweep/).
 #pragma once
 #include <ATen/ATen.h>
