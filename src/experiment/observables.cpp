@@ -69,12 +69,19 @@ TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor
 void TestObserver::measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate,
                            Checkpoint& c) {
   c10::NoGradGuard ng;
-  at::Tensor dw = w.detach() - w0_;
+  // The squared norms of every layer's change (W_l and b_l together) and of the whole change, in
+  // one tensor: one transfer (one device sync) per checkpoint, whatever the depth.
+  const at::Tensor dw = w.detach() - w0_;  // [P]
+  std::vector<at::Tensor> sq;
+  for (int64_t l = 0; l <= lay_.L; ++l)
+    sq.push_back(dw.narrow(0, lay_.w_offset[l], lay_.fan_out(l) * lay_.fan_in(l)).pow(2).sum() +
+                 dw.narrow(0, lay_.b_offset[l], lay_.fan_out(l)).pow(2).sum());
+  sq.push_back(dw.pow(2).sum());
+  const std::vector<double> s = to_vector(at::stack(sq));
   c.w0_norm = w0_norm_;
-  c.weight_change = dw.norm().item<double>() / w0_norm_;
-  const std::vector<double> dl = layer_norms(lay_.views(cpu64(dw)));
+  c.weight_change = std::sqrt(s.back()) / w0_norm_;
   c.layer_change.clear();
-  for (size_t l = 0; l < dl.size(); ++l) c.layer_change.push_back(dl[l] / w0_layer_norms_[l]);
+  for (int64_t l = 0; l <= lay_.L; ++l) c.layer_change.push_back(std::sqrt(s[l]) / w0_layer_norms_[l]);
   const int64_t pte = x_test_.size(0);
   if (pte == 0) return;
   f_test_ = evaluate(x_test_);
