@@ -152,23 +152,7 @@ std::map<std::string, std::vector<std::vector<std::string>>> numbers(const std::
   return out;
 }
 
-// Every run converged, one row per config, checkpoints exactly the log-spaced schedule then
-// the final step (no duplicate, no gap, no leftover of a killed attempt).
-void expect_all_converged_once(const std::string& db) {
-  EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), kRuns);
-  EXPECT_EQ(count(db, "SELECT count(DISTINCT config_hash) FROM runs"), kRuns);
-  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'converged'"), kRuns);
-  EXPECT_EQ(count(db, "SELECT count(*) FROM outputs"), kRuns);
-  for (const auto& row : query(db, "SELECT id, steps FROM runs")) {
-    auto steps = query(db, "SELECT step FROM checkpoints WHERE run_id = " + row[0] + " ORDER BY step");
-    ASSERT_GE(steps.size(), 5u) << "run " << row[0];
-    int64_t last = std::stoll(row[1]), expect = 0;
-    for (size_t i = 0; i < steps.size(); ++i) {
-      EXPECT_EQ(std::stoll(steps[i][0]), i + 1 == steps.size() ? last : expect) << "run " << row[0] << " #" << i;
-      expect = lf::next_checkpoint(expect);
-    }
-  }
-}
+void expect_all_converged_once(const std::string& db) { lft::expect_all_converged_once(db, kRuns); }
 
 struct Study {
   lft::TempDir tmp;
@@ -360,25 +344,32 @@ TEST(Faults, KillingOneWorkerAtATimeTheSweepTakesItsRunOver) {
   EXPECT_EQ(again["skipped"], kRuns) << "the sweep itself had finished every run";
 }
 
-// SIGKILL of the whole process group at random moments, storm_kills() times, each followed by a restart.
-TEST(Faults, KillingTheWholeGroupThenARestartFinishes) {
-  reference();
-  Study s;
-  auto rng = storm_rng("group");
+// A storm of SIGKILLs of the whole process group of sweeps started with `jobs` workers and the
+// extra options, at moments in [lo_s, 6] s; the groups killed, for restart_and_check.
+std::set<int> group_storm(Study& s, const char* name, int jobs, const std::vector<std::string>& extra, double lo_s) {
+  auto rng = storm_rng(name);
   std::set<int> groups;
-  const int kills = storm_kills();
-  for (int k = 0; k < kills; ++k) {
-    int pid = s.start_sweep(2);
-    ASSERT_GT(pid, 0);
+  for (int k = 0; k < storm_kills(); ++k) {
+    int pid = s.start_sweep(jobs, extra);
+    EXPECT_GT(pid, 0);
+    if (pid <= 0) break;
     groups.insert(pid);
-    sleep_s(uniform(rng, 0.5, 6.0));
+    sleep_s(uniform(rng, lo_s, 6.0));
     kill(-pid, SIGKILL);
     wait_exit(pid);
     auto left = wait_groups_gone({pid}, 2);
     EXPECT_TRUE(left.empty()) << describe(left);
-    std::cerr << "[ storm group ] kill " << k << ": group " << pid << "\n";
+    std::cerr << "[ storm " << name << " ] kill " << k << ": group " << pid << "\n";
   }
-  restart_and_check(s, groups, kills);
+  return groups;
+}
+
+// SIGKILL of the whole process group at random moments, storm_kills() times, then a restart.
+TEST(Faults, KillingTheWholeGroupThenARestartFinishes) {
+  reference();
+  Study s;
+  std::set<int> groups = group_storm(s, "group", 2, {}, 0.5);
+  restart_and_check(s, groups, storm_kills());
 }
 
 // `--ensemble 4`: the four runs of the grid differ in seed and alpha only, so one worker trains
@@ -388,21 +379,8 @@ TEST(Faults, KillingTheWholeGroupThenARestartFinishes) {
 TEST(Faults, EnsembleSweepKilledThenRestartedGivesTheRunsAlone) {
   reference();
   Study s;
-  auto rng = storm_rng("ensemble");
-  std::set<int> groups;
-  const int kills = storm_kills();
-  for (int k = 0; k < kills; ++k) {
-    int pid = s.start_sweep(1, {"--ensemble", "4"});
-    ASSERT_GT(pid, 0);
-    groups.insert(pid);
-    sleep_s(uniform(rng, 1.0, 6.0));
-    kill(-pid, SIGKILL);
-    wait_exit(pid);
-    auto left = wait_groups_gone({pid}, 2);
-    EXPECT_TRUE(left.empty()) << describe(left);
-    std::cerr << "[ storm ensemble ] kill " << k << ": group " << pid << "\n";
-  }
-  restart_and_check(s, groups, kills, {"--ensemble", "4"});
+  std::set<int> groups = group_storm(s, "ensemble", 1, {"--ensemble", "4"}, 1.0);
+  restart_and_check(s, groups, storm_kills(), {"--ensemble", "4"});
   std::string all_err;
   for (int i = 1; i <= s.seq; ++i) all_err += slurp(s.tmp.file("err" + std::to_string(i)));
   EXPECT_NE(all_err.find("in an ensemble of 4"), std::string::npos) << "no sweep trained the four runs as one ensemble";

@@ -47,26 +47,12 @@ using lft::slurp;
 using lft::start;
 using lft::wait_exit;
 
-
-// Every run of the study converged exactly once, one row per config, checkpoints per run with
-// unique strictly increasing steps starting at 1 (or 0) and ending at the final step.
+// Every run of the study converged exactly once (testing.h), with its 200 test outputs and its
+// final state.
 void expect_all_converged_once(const std::string& db, int64_t n) {
-  EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), n);
-  EXPECT_EQ(count(db, "SELECT count(DISTINCT config_hash) FROM runs"), n);
-  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'converged'"), n);
+  lft::expect_all_converged_once(db, n);
   EXPECT_EQ(count(db, "SELECT count(*) FROM outputs WHERE n = 200"), n);
   EXPECT_EQ(count(db, "SELECT count(*) FROM states"), n) << "each converged run keeps its final state";
-  for (const auto& row : query(db, "SELECT id, steps FROM runs")) {
-    // (run_id, step) is the primary key: no duplicates by construction. The steps are exactly
-    // the log-spaced schedule (protocol §4) from 0, then the final step: no gap, no leftover.
-    auto steps = query(db, "SELECT step FROM checkpoints WHERE run_id = " + row[0] + " ORDER BY step");
-    ASSERT_GE(steps.size(), 5u) << "run " << row[0];
-    int64_t last = std::stoll(row[1]), expect = 0;
-    for (size_t i = 0; i < steps.size(); ++i) {
-      EXPECT_EQ(std::stoll(steps[i][0]), i + 1 == steps.size() ? last : expect) << "run " << row[0] << " #" << i;
-      expect = lf::next_checkpoint(expect);
-    }
-  }
 }
 
 // Why the trainer cannot run here ("" when it can): the MNIST files, then a tiny training run.

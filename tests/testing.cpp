@@ -1,5 +1,8 @@
 #include "testing.h"
 
+#include "dynamics/momentum.h"
+
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -163,6 +166,24 @@ std::vector<std::vector<std::string>> query(const std::string& db_path, const st
 int64_t count(const std::string& db_path, const std::string& sql) {
   auto r = query(db_path, sql);
   return r.empty() || r[0].empty() || r[0][0].empty() ? -1 : std::stoll(r[0][0]);
+}
+
+void expect_all_converged_once(const std::string& db, int64_t n) {
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), n);
+  EXPECT_EQ(count(db, "SELECT count(DISTINCT config_hash) FROM runs"), n);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'converged'"), n);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM outputs"), n);
+  for (const auto& row : query(db, "SELECT id, steps FROM runs")) {
+    // (run_id, step) is the primary key: no duplicates by construction. The steps are exactly
+    // the log-spaced schedule (protocol section 4) from 0, then the final step.
+    auto steps = query(db, "SELECT step FROM checkpoints WHERE run_id = " + row[0] + " ORDER BY step");
+    ASSERT_GE(steps.size(), 5u) << "run " << row[0];
+    int64_t last = std::stoll(row[1]), expect = 0;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      EXPECT_EQ(std::stoll(steps[i][0]), i + 1 == steps.size() ? last : expect) << "run " << row[0] << " #" << i;
+      expect = lf::next_checkpoint(expect);
+    }
+  }
 }
 
 }  // namespace lft

@@ -45,5 +45,9 @@ lf::TrainHooks quiet();  // no progress on stderr
 std::vector<std::vector<std::string>> query(const std::string& db_path, const std::string& sql);
 // The first column of the first row as an integer, -1 when there is none.
 int64_t count(const std::string& db_path, const std::string& sql);
+// A finished study (GoogleTest expectations): n runs, one per config, all converged, each with
+// its outputs, and its checkpoints exactly the log-spaced schedule from 0 then the final step
+// (no duplicate, no gap, no leftover of a killed attempt).
+void expect_all_converged_once(const std::string& db_path, int64_t n);
 
 }  // namespace lft
