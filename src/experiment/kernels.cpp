@@ -17,7 +17,6 @@ namespace {
 
 constexpr int64_t kTestBlock = 4096;  // test points per block of Theta_test,train
 
-bool wanted(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_kernel || cfg.final_kernel; }
 
 Net cpu_net(const RunConfig& cfg, const FCParams& p) {
   return Net::fc(p.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)), activation_of(cfg));
@@ -53,9 +52,11 @@ nlohmann::json frozen_run(const RunConfig& cfg, const Dataset& data, const Net& 
 
 }  // namespace
 
+bool wants_kernels(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_kernel || cfg.final_kernel; }
+
 nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0) {
   nlohmann::json j = nlohmann::json::object();
-  if (!wanted(cfg)) return j;
+  if (!wants_kernels(cfg)) return j;
   Net net0 = cpu_net(cfg, w0);
   if (cfg.kernel_points > 0) j["init"] = stats_on_test_points(cfg, data, kernel_on_test_points(cfg, data, net0));
   if (cfg.init_kernel) j["init_kernel_run"] = frozen_run(cfg, data, net0);
@@ -65,7 +66,7 @@ nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data
 nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
                                       const FCParams& w, const nlohmann::json& at_init) {
   nlohmann::json j = at_init.is_object() ? at_init : nlohmann::json::object();
-  if (!wanted(cfg)) return j;
+  if (!wants_kernels(cfg)) return j;
   Net net = cpu_net(cfg, w);
   if (cfg.kernel_points > 0) {
     at::Tensor K = kernel_on_test_points(cfg, data, net);

@@ -13,6 +13,9 @@ namespace lf {
 struct RunConfig;
 struct Dataset;
 
+// Whether cfg asks for any kernel measurement (--delta-kernel, --init-kernel, --final-kernel).
+bool wants_kernels(const RunConfig& cfg);
+
 // Before training, at w0. Returns a state the end-of-training call completes, e.g.
 // {"init": {"frobenius":..,"mean":..,"trace":..}, "init_kernel_run": {"test_err":..,"t2":..}}.
 nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0);
