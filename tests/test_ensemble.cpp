@@ -34,49 +34,6 @@ RunConfig member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps) {
   return c;
 }
 
-struct Recorded {
-  std::vector<Checkpoint> checkpoints;
-  int states = 0;
-};
-
-TrainHooks recording(Recorded& r) {
-  TrainHooks h = lft::quiet();
-  h.on_checkpoint = [&r](const Checkpoint& c) { r.checkpoints.push_back(c); };
-  return h;
-}
-
-// a and b to 1e-9 relative, or within floor (the rounding of quantities that start at 0).
-void expect_close(double a, double b, const std::string& what, double floor = 0) {
-  if (std::isnan(a) || std::isnan(b)) {
-    EXPECT_EQ(std::isnan(a), std::isnan(b)) << what;
-    return;
-  }
-  EXPECT_LE(std::fabs(a - b), 1e-9 * std::max(std::fabs(a), std::fabs(b)) + floor) << what << ": " << a << " vs " << b;
-}
-
-void expect_same_run(const RunResult& a, const Recorded& ca, const RunResult& b, const Recorded& cb) {
-  EXPECT_EQ(a.status, b.status);
-  EXPECT_EQ(a.message, b.message);
-  EXPECT_EQ(a.steps, b.steps);
-  EXPECT_EQ(a.rejected, b.rejected) << "the same accept/reject decisions";
-  expect_close(a.t, b.t, "t");
-  expect_close(a.t1, b.t1, "t1");
-  expect_close(a.test_err, b.test_err, "test_err");
-  ASSERT_EQ(ca.checkpoints.size(), cb.checkpoints.size());
-  for (size_t i = 0; i < ca.checkpoints.size(); ++i) {
-    const Checkpoint &x = ca.checkpoints[i], &y = cb.checkpoints[i];
-    const std::string at = "checkpoint " + std::to_string(i);
-    EXPECT_EQ(x.step, y.step) << at;
-    expect_close(x.t, y.t, at + " t");
-    expect_close(x.dt, y.dt, at + " dt");
-    expect_close(x.train_loss, y.train_loss, at + " train_loss");
-    // f - f0 and w - w0 start at 0: two engines' roundings (1e-16 of f, w) floor their agreement.
-    expect_close(x.weight_change, y.weight_change, at + " weight_change", 1e-14);
-    expect_close(x.output_norm, y.output_norm, at + " output_norm", 1e-13);
-    EXPECT_EQ(x.unsatisfied, y.unsatisfied) << at;
-  }
-}
-
 }  // namespace
 
 // 2 seeds x 2 alphas, one alpha in each regime (sqrt(h) alpha = 1e-2 and 1e3), 2,000 steps.
@@ -84,18 +41,18 @@ TEST(Ensemble, FourMembersEqualTheirRunsAlone) {
   Dataset d = synthetic(50, 30);
   std::vector<RunConfig> cfgs = {member(0, 1e-2, 2000), member(1, 1e-2, 2000), member(0, 1e3, 2000),
                                  member(1, 1e3, 2000)};
-  std::vector<Recorded> rec(cfgs.size());
+  std::vector<lft::Recorded> rec(cfgs.size());
   std::vector<TrainHooks> hooks;
-  for (auto& r : rec) hooks.push_back(recording(r));
+  for (auto& r : rec) hooks.push_back(lft::recording(r));
   std::vector<RunResult> together = train_ensemble(cfgs, d, hooks);
   ASSERT_EQ(together.size(), 4u);
   int64_t rejections = 0;
   for (size_t k = 0; k < cfgs.size(); ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
-    Recorded alone_rec;
-    RunResult alone = train_run(cfgs[k], d, recording(alone_rec));
+    lft::Recorded alone_rec;
+    RunResult alone = train_run(cfgs[k], d, lft::recording(alone_rec));
     EXPECT_GT(alone.steps, 100);
-    expect_same_run(together[k], rec[k], alone, alone_rec);
+    lft::expect_same_run(together[k], rec[k], alone, alone_rec);
     rejections += alone.rejected;
   }
   EXPECT_GT(rejections, 0) << "the test needs rejections to compare decisions";
@@ -111,9 +68,9 @@ TEST(Ensemble, EarlyConvergedAndDivergedMembersLeaveTheOthersAlone) {
   RunConfig diverges = member(3, 1e-2, 0);
   diverges.alpha = 1e-310;
   std::vector<RunConfig> cfgs = {member(4, 1e-2, 0), member(2, 1e3, 0), diverges};  // no budgets
-  std::vector<Recorded> rec(3);
+  std::vector<lft::Recorded> rec(3);
   std::vector<TrainHooks> hooks;
-  for (auto& r : rec) hooks.push_back(recording(r));
+  for (auto& r : rec) hooks.push_back(lft::recording(r));
   std::vector<RunResult> out = train_ensemble(cfgs, d, hooks);
   EXPECT_EQ(out[0].status, "converged");
   EXPECT_EQ(out[1].status, "converged");
@@ -123,9 +80,9 @@ TEST(Ensemble, EarlyConvergedAndDivergedMembersLeaveTheOthersAlone) {
   EXPECT_NE(out[0].steps, out[1].steps) << "one member must leave while the other runs on";
   for (size_t k = 0; k < 2; ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
-    Recorded alone_rec;
-    RunResult alone = train_run(cfgs[k], d, recording(alone_rec));
-    expect_same_run(out[k], rec[k], alone, alone_rec);
+    lft::Recorded alone_rec;
+    RunResult alone = train_run(cfgs[k], d, lft::recording(alone_rec));
+    lft::expect_same_run(out[k], rec[k], alone, alone_rec);
   }
 }
 
@@ -149,16 +106,85 @@ TEST(Ensemble, MembersMustShareAllButSeedAndAlpha) {
 TEST(Ensemble, BatchedEngineEqualsSequentialEngine) {
   Dataset d = synthetic(50, 30);
   std::vector<RunConfig> cfgs = {member(0, 1e-2, 2000), member(1, 1e3, 2000), member(2, 1e-2, 2000)};
-  std::vector<Recorded> seq(3), bat(3);
+  std::vector<lft::Recorded> seq(3), bat(3);
   std::vector<TrainHooks> hs, hb;
-  for (auto& r : seq) hs.push_back(recording(r));
-  for (auto& r : bat) hb.push_back(recording(r));
+  for (auto& r : seq) hs.push_back(lft::recording(r));
+  for (auto& r : bat) hb.push_back(lft::recording(r));
   std::vector<RunResult> a = train_ensemble(cfgs, d, hs, EngineKind::Sequential);
   std::vector<RunResult> b = train_ensemble(cfgs, d, hb, EngineKind::Batched);
   for (size_t k = 0; k < cfgs.size(); ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
     EXPECT_EQ(a[k].trainer, "fused");
     EXPECT_EQ(b[k].trainer, "batched");
-    expect_same_run(b[k], bat[k], a[k], seq[k]);
+    lft::expect_same_run(b[k], bat[k], a[k], seq[k]);
+  }
+}
+
+// The batched engine's hand-written backward and on-device fit for the other activations
+// (the generic derivative path) and losses, against the sequential reference model.
+TEST(Ensemble, BatchedEngineEqualsSequentialForEveryActivationAndLoss) {
+  Dataset d = synthetic(50, 30);
+  for (auto [act, loss] : {std::pair<const char*, const char*>{"relu", "hinge"}, {"tanh", "softhinge"},
+                           {"swish", "qhinge"}, {"softplus", "softhinge"}}) {
+    SCOPED_TRACE(std::string(act) + " " + loss);
+    std::vector<RunConfig> cfgs = {member(0, 1e-2, 600), member(1, 1e3, 600)};
+    for (RunConfig& c : cfgs) {
+      c.act = act;
+      c.loss = loss;
+      if (std::string(act) == "softplus") c.softplus_threshold = 20;  // the cut-off inside the backward too
+      finalize(c);
+    }
+    std::vector<lft::Recorded> seq(2), bat(2);
+    std::vector<TrainHooks> hs, hb;
+    for (auto& r : seq) hs.push_back(lft::recording(r));
+    for (auto& r : bat) hb.push_back(lft::recording(r));
+    std::vector<RunResult> a = train_ensemble(cfgs, d, hs, EngineKind::Sequential);
+    std::vector<RunResult> b = train_ensemble(cfgs, d, hb, EngineKind::Batched);
+    for (size_t k = 0; k < cfgs.size(); ++k) {
+      SCOPED_TRACE("member " + std::to_string(k));
+      EXPECT_GT(a[k].steps, 100);
+      // qhinge starts at alpha^2 L = 0.5 exactly, t1's threshold: its t1 is a tie that rounding breaks.
+      if (std::string(loss) == "qhinge") a[k].t1 = b[k].t1 = kNaN;
+      lft::expect_same_run(b[k], bat[k], a[k], seq[k]);
+    }
+  }
+}
+
+// A batched ensemble stopped by its step budget and resumed from its members' saved states
+// (the outputs f, f0 come back out of the engine into the state and into it again) equals the
+// uninterrupted ensemble, number for number.
+TEST(Ensemble, BatchedEnsembleResumedEqualsUninterrupted) {
+  Dataset d = synthetic(50, 30);
+  auto cfgs_at = [](int64_t max_steps) { return std::vector<RunConfig>{member(0, 1e-2, max_steps), member(1, 1e3, max_steps)}; };
+  std::vector<lft::Recorded> whole(2), first(2), second(2);
+  std::vector<std::string> states(2);
+  std::vector<TrainHooks> hw, h1, h2;
+  for (auto& r : whole) hw.push_back(lft::recording(r));
+  for (size_t k = 0; k < 2; ++k) {
+    h1.push_back(lft::recording(first[k]));
+    h1.back().on_state = [&states, k](const std::string& s) { states[k] = s; };
+  }
+  std::vector<RunResult> a = train_ensemble(cfgs_at(900), d, hw, EngineKind::Batched);
+  train_ensemble(cfgs_at(400), d, h1, EngineKind::Batched);
+  for (size_t k = 0; k < 2; ++k) {
+    ASSERT_FALSE(states[k].empty());
+    h2.push_back(lft::recording(second[k]));
+    h2.back().resume_state = states[k];
+  }
+  std::vector<RunResult> b = train_ensemble(cfgs_at(900), d, h2, EngineKind::Batched);
+  for (size_t k = 0; k < 2; ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    EXPECT_EQ(a[k].steps, 900);
+    EXPECT_EQ(b[k].steps, a[k].steps);
+    EXPECT_EQ(b[k].rejected, a[k].rejected);
+    EXPECT_EQ(b[k].t, a[k].t);
+    EXPECT_EQ(b[k].train_loss, a[k].train_loss);
+    ASSERT_FALSE(second[k].checkpoints.empty());
+    const Checkpoint& x = second[k].checkpoints.back();
+    const Checkpoint& y = whole[k].checkpoints.back();
+    EXPECT_EQ(x.step, y.step);
+    EXPECT_EQ(x.t, y.t);
+    EXPECT_EQ(x.output_norm, y.output_norm);
+    EXPECT_EQ(x.weight_change, y.weight_change);
   }
 }

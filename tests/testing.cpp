@@ -186,4 +186,45 @@ void expect_all_converged_once(const std::string& db, int64_t n) {
   }
 }
 
+lf::TrainHooks recording(Recorded& r) {
+  lf::TrainHooks h = quiet();
+  h.on_checkpoint = [&r](const lf::Checkpoint& c) { r.checkpoints.push_back(c); };
+  return h;
+}
+
+namespace {
+
+// a and b to 1e-9 relative, or within floor (the rounding of quantities that start at 0).
+void expect_close(double a, double b, const std::string& what, double floor = 0) {
+  if (std::isnan(a) || std::isnan(b)) {
+    EXPECT_EQ(std::isnan(a), std::isnan(b)) << what;
+    return;
+  }
+  EXPECT_LE(std::fabs(a - b), 1e-9 * std::max(std::fabs(a), std::fabs(b)) + floor) << what << ": " << a << " vs " << b;
+}
+
+}  // namespace
+
+void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunResult& b, const Recorded& cb) {
+  EXPECT_EQ(a.status, b.status);
+  EXPECT_EQ(a.message, b.message);
+  EXPECT_EQ(a.steps, b.steps);
+  EXPECT_EQ(a.rejected, b.rejected) << "the same accept/reject decisions";
+  expect_close(a.t, b.t, "t");
+  expect_close(a.t1, b.t1, "t1");
+  expect_close(a.test_err, b.test_err, "test_err");
+  ASSERT_EQ(ca.checkpoints.size(), cb.checkpoints.size());
+  for (size_t i = 0; i < ca.checkpoints.size(); ++i) {
+    const lf::Checkpoint &x = ca.checkpoints[i], &y = cb.checkpoints[i];
+    const std::string at = "checkpoint " + std::to_string(i);
+    EXPECT_EQ(x.step, y.step) << at;
+    expect_close(x.t, y.t, at + " t");
+    expect_close(x.dt, y.dt, at + " dt");
+    expect_close(x.train_loss, y.train_loss, at + " train_loss");
+    expect_close(x.weight_change, y.weight_change, at + " weight_change", 1e-14);
+    expect_close(x.output_norm, y.output_norm, at + " output_norm", 1e-13);
+    EXPECT_EQ(x.unsatisfied, y.unsatisfied) << at;
+  }
+}
+
 }  // namespace lft

@@ -50,4 +50,14 @@ int64_t count(const std::string& db_path, const std::string& sql);
 // (no duplicate, no gap, no leftover of a killed attempt).
 void expect_all_converged_once(const std::string& db_path, int64_t n);
 
+// The checkpoints a run reports through its hooks (recording(r) adds them to r).
+struct Recorded {
+  std::vector<lf::Checkpoint> checkpoints;
+};
+lf::TrainHooks recording(Recorded& r);  // quiet(), plus on_checkpoint into r
+// Two runs that made the same decisions (status, steps, rejected trials) and the same numbers
+// to 1e-9 relative: t, t1, test error and every checkpoint (quantities that start at 0, the
+// weight and output change, within the rounding floor of two implementations: 1e-14, 1e-13).
+void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunResult& b, const Recorded& cb);
+
 }  // namespace lft

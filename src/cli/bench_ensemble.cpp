@@ -23,6 +23,7 @@
 #include "experiment/config.h"
 #include "data/dataset.h"
 #include "experiment/train.h"
+#include "models/fc_fused.h"
 
 namespace lf::cli {
 namespace {
@@ -31,6 +32,24 @@ double seconds_of(const std::function<void()>& fn) {
   auto t0 = std::chrono::steady_clock::now();
   fn();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The device's float64 matrix rate on this benchmark's largest product, [ptr, h] x [h, h], in
+// TFLOP/s: the median of 7 timings of 10 products each (a scalar read back ends each timing, so
+// that asynchronous devices are timed to completion).
+double matrix_rate(const std::string& device, int64_t ptr, int64_t h) {
+  const auto o = at::TensorOptions().dtype(at::kDouble).device(device == "cuda" ? at::kCUDA : at::kCPU);
+  const at::Tensor a = at::randn({ptr, h}, o), b = at::randn({h, h}, o);
+  at::Tensor c = at::mm(a, b);
+  std::vector<double> rates;
+  for (int r = 0; r < 7; ++r) {
+    const double s = seconds_of([&] {
+      for (int i = 0; i < 10; ++i) at::mm_out(c, a, b);
+      (void)c.sum().item<double>();
+    });
+    rates.push_back(10.0 * 2.0 * double(ptr) * double(h) * double(h) / s / 1e12);
+  }
+  return median(rates);
 }
 
 int bench_ensemble(const Args& args) {
@@ -64,6 +83,18 @@ int bench_ensemble(const Args& args) {
     for (int64_t k : Ks) require(k >= 1, "--K: ensemble sizes must be >= 1");
   }
   Dataset data = bench_dataset(ptr);
+  // The matrix work of one member-step (FC, d = 10): the forward's products 2 n fo fi a layer,
+  // the backward's weight gradients as many, and its input gradients as many again above the
+  // first layer.
+  double flops = 0;
+  {
+    const FCLayout lay(10, h, L);
+    for (int64_t l = 0; l <= L; ++l)
+      flops += 2.0 * double(ptr) * double(lay.fan_out(l) * lay.fan_in(l)) * (l == 0 ? 2.0 : 3.0);
+  }
+  const double mm_tflops = matrix_rate(device, ptr, h);
+  std::cout << "matrix rate: " << mm_tflops << " TFLOP/s (float64 [" << ptr << ", " << h << "] x [" << h << ", " << h
+            << "] on " << device << "), " << flops / 1e9 << " GFLOP of products a member-step\n";
 
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t K : Ks) {
@@ -114,10 +145,13 @@ int bench_ensemble(const Args& args) {
       if (!apart.empty()) std::cerr << ", runs alone " << apart.back();
       std::cerr << "\n";
     }
+    const double tflops = median(loop) * flops / 1e12;  // the loop's rate of matrix work
     nlohmann::json row = {{"K", K}, {"member_steps_per_s", median(together)}, {"all", together},
-                          {"loop_member_steps_per_s", median(loop)}};
+                          {"loop_member_steps_per_s", median(loop)}, {"loop_tflops", tflops},
+                          {"fraction_of_matrix_rate", tflops / mm_tflops}};
     std::cout << "ensemble K=" << K << " h=" << h << " L=" << L << " ptr=" << ptr << " " << device << ": "
-              << median(together) << " member-steps/s (" << median(loop) << " in the loop, without the set-up)";
+              << median(together) << " member-steps/s (" << median(loop) << " in the loop, without the set-up: "
+              << tflops << " TFLOP/s, " << 100.0 * tflops / mm_tflops << "% of the matrix rate)";
     if (!apart.empty()) {
       row["alone_member_steps_per_s"] = median(apart);
       row["alone_all"] = apart;
@@ -128,6 +162,7 @@ int bench_ensemble(const Args& args) {
     rows.push_back(row);
   }
   nlohmann::json j = {{"benchmark", "ensemble"}, {"device", device}, {"h", h}, {"L", L}, {"ptr", ptr}, {"d", 10},
+                      {"matrix_tflops", mm_tflops}, {"gflop_per_member_step", flops / 1e9},
                       {"steps", steps}, {"repeats", repeats}, {"intra_op_threads", at::get_num_threads()},
                       {"rows", rows}};
   if (json) print_json_line(j.dump());

@@ -15,11 +15,6 @@
 namespace lf::cli {
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 template <class F>
 double time_s(F&& f) {
   auto t0 = std::chrono::steady_clock::now();
@@ -29,7 +24,7 @@ double time_s(F&& f) {
 
 int bench_ntk(const Args& args) {
   int64_t h = 100, L = 5, d = 10, n = 1000, repeats = 5, tile = 0;
-  std::string method = "structured";
+  std::string method = "structured", device = "cpu";
   bool json = false;
   OptionParser p("lazyfeat bench ntk [--h H] [--L L] [--n N] [--method M] [--repeats R] [--json]",
                  "Seconds for Theta(train, train), Theta(test, train), Theta(test, test) on N + N synthetic "
@@ -43,6 +38,10 @@ int bench_ntk(const Args& args) {
           [&](const std::string& v) { repeats = parse_int("--repeats", v); });
   p.value("tile", "T", "points per tile (default automatic)", [&](const std::string& v) { tile = parse_int("--tile", v); });
   p.flag("json", "print the figures as one JSON object on the last line", json);
+  p.value("device", "cpu|cuda", "device (default cpu)", [&](const std::string& v) { device = v; });
+  double budget_gb = 1;
+  p.value("memory-budget", "GB", "memory for the method's temporaries (default 1)",
+          [&](const std::string& v) { budget_gb = parse_double("--memory-budget", v); });
   auto rest = p.parse(args);
   require(rest.empty(), "unexpected argument '" + (rest.empty() ? "" : rest[0]) + "'");
   require(h >= 1, "--h must be >= 1");
@@ -50,24 +49,32 @@ int bench_ntk(const Args& args) {
   require(n >= 1, "--n must be >= 1");
   require(repeats >= 1, "--repeats must be >= 1");
   require(tile >= 0, "--tile must be >= 0");
+  require(device == "cpu" || device == "cuda", "--device must be cpu or cuda");
+  require(device == "cpu" || at::hasCUDA(), "--device cuda: this build/machine has no CUDA device");
   NtkOptions opt;
   opt.method = ntk_method_from_name(method);
   opt.tile = tile;
+  require(budget_gb > 0, "--memory-budget must be > 0");
+  opt.memory_budget = budget_gb * 1e9;
   double flops = 0;
   std::string plan;
   opt.flops = &flops;
   opt.plan = &plan;
 
   auto f64 = at::TensorOptions().dtype(at::kDouble);
+  auto dev = f64.device(device == "cuda" ? at::kCUDA : at::kCPU);
   at::manual_seed(0);
-  at::Tensor x_train = at::randn({n, d}, f64), x_test = at::randn({n, d}, f64);
-  Net net = Net::fc(fc_init(d, h, L, 0), Activation::make("softplus"));
-  at::Tensor A = at::randn({2000, h}, f64), B = at::randn({h, 2000}, f64), C = at::empty({2000, 2000}, f64);
+  at::Tensor x_train = at::randn({n, d}, f64).to(dev), x_test = at::randn({n, d}, f64).to(dev);
+  Net net = Net::fc(fc_init(d, h, L, 0, dev), Activation::make("softplus"));
+  at::Tensor A = at::randn({2000, h}, dev), B = at::randn({h, 2000}, dev), C = at::empty({2000, 2000}, dev);
 
   std::vector<double> t_ntk, t_mm;
   double checksum = 0;
   for (int64_t r = 0; r < repeats; ++r) {
-    t_mm.push_back(time_s([&] { at::mm_out(C, A, B); }));
+    t_mm.push_back(time_s([&] {
+      at::mm_out(C, A, B);
+      (void)C.sum().item<double>();  // the device done (cuda is asynchronous)
+    }));
     t_ntk.push_back(time_s([&] {
       NtkBlocks k = ntk_blocks(net, x_train, x_test, opt);
       checksum = k.aa.sum().item<double>() + k.ba.sum().item<double>() + k.bb.sum().item<double>();
@@ -76,7 +83,7 @@ int bench_ntk(const Args& args) {
   const double seconds = median(t_ntk), mm_s = median(t_mm);
   const double gflop = flops * 1e-9, gflops = gflop / seconds;
   const double mm_gflops = 2.0 * 2000 * 2000 * double(h) * 1e-9 / mm_s;
-  nlohmann::json j = {{"h", h},           {"L", L},           {"d", d},
+  nlohmann::json j = {{"h", h},           {"L", L},           {"d", d},  {"device", device},
                       {"n_train", n},     {"n_test", n},      {"method", method},
                       {"repeats", repeats}, {"seconds", seconds}, {"seconds_min", *std::min_element(t_ntk.begin(), t_ntk.end())},
                       {"gflop", gflop},   {"gflops", gflops}, {"matmul_gflops", mm_gflops},

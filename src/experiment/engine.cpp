@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/error.h"
 #include "dynamics/momentum.h"
@@ -13,13 +14,36 @@
 namespace lf {
 namespace {
 
+// alpha max_mu |f_new - f|, NaN as soon as one difference is not a number (protocol section 4).
+double output_change(const std::vector<double>& f_new, const std::vector<double>& f, double alpha) {
+  double df = 0;
+  for (size_t i = 0; i < f_new.size(); ++i) {
+    const double a = std::fabs(f_new[i] - f[i]);
+    if (!(a <= df)) df = (a > df) ? a : std::numeric_limits<double>::quiet_NaN();
+    if (std::isnan(df)) break;
+  }
+  return df * std::fabs(alpha);
+}
+
+// A fit's numbers without its per-point rows and coefficients (which stay in the engine).
+Fit scalars(const Fit& f) {
+  Fit s;
+  s.loss2 = f.loss2;
+  s.train_err = f.train_err;
+  s.unsatisfied = f.unsatisfied;
+  return s;
+}
+
 class SequentialEngine final : public Engine {
  public:
-  SequentialEngine(int64_t K, bool fused, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
+  SequentialEngine(FitSpec spec, bool fused, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
                    at::TensorOptions opts)
-      : fused_(fused), n_(x_train.size(0)) {
-    for (int64_t k = 0; k < K; ++k) {
+      : spec_(std::move(spec)), fused_(fused), lay_(lay), n_(x_train.size(0)) {
+    const size_t K = spec_.alpha.size();
+    out_.resize(K);
+    for (size_t k = 0; k < K; ++k) {
       models_.push_back(make_model(fused, act, lay, x_train, opts));
+      w0_.push_back(at::zeros_like(models_.back()->w));
       v_.push_back(at::zeros_like(models_.back()->w));
       w_prev_.push_back(at::empty_like(models_.back()->w));
       v_prev_.push_back(at::empty_like(models_.back()->w));
@@ -29,6 +53,30 @@ class SequentialEngine final : public Engine {
   at::Tensor v(int64_t k) override { return v_.at(k); }
   at::Tensor g(int64_t k) override { return models_.at(k)->g; }
   at::Tensor prev_w(int64_t k) override { return w_prev_.at(k); }
+  at::Tensor w0(int64_t k) override { return w0_.at(k); }
+
+  void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
+    fits.resize(ks.size());
+    for (size_t i = 0; i < ks.size(); ++i) {
+      Outputs& o = out_[ks[i]];
+      o.f.resize(size_t(n_));
+      models_[ks[i]]->forward_train(o.f.data());
+      o.f0 = o.f;
+      o.fit = fit_of(ks[i], o.f);
+      fits[i] = scalars(o.fit);
+    }
+  }
+  Fit set_outputs(int64_t k, const std::vector<double>& f, const std::vector<double>& f0) override {
+    Outputs& o = out_.at(k);
+    o.f = f;
+    o.f0 = f0;
+    o.fit = fit_of(k, o.f);
+    return scalars(o.fit);
+  }
+  void outputs(int64_t k, std::vector<double>& f, std::vector<double>& f0) override {
+    f = out_.at(k).f;
+    f0 = out_.at(k).f0;
+  }
 
   void trial(const std::vector<int64_t>& ks, const std::vector<double>& x, const std::vector<double>& dt,
              bool momentum) override {
@@ -51,12 +99,19 @@ class SequentialEngine final : public Engine {
       }
     }
   }
-  void forward(const std::vector<int64_t>& ks, std::vector<std::vector<double>>& f) override {
-    f.resize(ks.size());
+  void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
+    trials.resize(ks.size());
     for (size_t i = 0; i < ks.size(); ++i) {
-      f[i].resize(size_t(n_));
-      models_[ks[i]]->forward_train(f[i].data());
+      Outputs& o = out_[ks[i]];
+      o.f_new.resize(size_t(n_));
+      models_[ks[i]]->forward_train(o.f_new.data());
+      trials[i].df = output_change(o.f_new, o.f, spec_.alpha[ks[i]]);
+      o.fit = fit_of(ks[i], o.f_new);
+      trials[i].fit = scalars(o.fit);
     }
+  }
+  void accept(const std::vector<int64_t>& ks) override {
+    for (int64_t k : ks) std::swap(out_[k].f, out_[k].f_new);
   }
   void restore(const std::vector<int64_t>& ks) override {
     c10::NoGradGuard ng;
@@ -65,33 +120,96 @@ class SequentialEngine final : public Engine {
       v_[k].copy_(v_prev_[k]);
     }
   }
-  void gradient(const std::vector<int64_t>& ks, const std::vector<const Fit*>& fits) override {
-    for (size_t i = 0; i < ks.size(); ++i) models_[ks[i]]->gradient(fits[i]->rows, fits[i]->c);
+  void gradient(const std::vector<int64_t>& ks) override {
+    for (int64_t k : ks) models_[k]->gradient(out_[k].fit.rows, out_[k].fit.c);
   }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override { return models_.at(k)->evaluate(x); }
+  void observe(const std::vector<int64_t>& ks, const at::Tensor& x, std::vector<ChangeNorms>& norms,
+               std::vector<at::Tensor>& f) override {
+    norms.clear(), f.clear();
+    for (int64_t k : ks) {
+      norms.push_back(change_norms(lay_, (models_[k]->w.detach() - w0_[k]).unsqueeze(0)).at(0));
+      f.push_back(x.size(0) > 0 ? models_[k]->evaluate(x) : at::Tensor());
+    }
+  }
   std::string name() const override { return fused_ ? "fused" : "reference"; }
 
  private:
+  struct Outputs {
+    std::vector<double> f, f0, f_new;  // [n] now, at w0, of the last trial
+    Fit fit;                           // of the last forward's outputs
+  };
+  Fit fit_of(int64_t k, const std::vector<double>& f) const {
+    Fit out;
+    lf::fit(spec_.loss, spec_.alpha[k], f, out_[k].f0, spec_.y, out);
+    return out;
+  }
+
+  FitSpec spec_;
   bool fused_;
+  FCLayout lay_;
   int64_t n_;
   std::vector<std::unique_ptr<Model>> models_;
-  std::vector<at::Tensor> v_, w_prev_, v_prev_;
+  std::vector<at::Tensor> w0_, v_, w_prev_, v_prev_;
+  std::vector<Outputs> out_;
 };
 
+// The batched forward and backward of K' FC networks (protocol section 2) on one training set:
+//   pre_l = b_l + m_l z_{l-1} W_l^T       [K', n, fo_l]   (z_{-1} = x [n, d], shared)
+//   z_l   = phi(pre_l)                     [K', n, fo_l]   (l < L);  f = pre_L [K', n]
+// with m_l = 1/sqrt(fan_in). For softplus, z_l is the unscaled softplus and the activation's
+// prefactor a moves into m_{l+1} = a/sqrt(fan_in): one elementwise pass a layer. Backward of
+// sum_mu C_mu f_mu:  gpre_L = C;  gW_l = m_l gpre_l^T z_{l-1};  gb_l = sum_mu gpre_l;
+//   gpre_{l-1} = phi'(pre_{l-1}) * (m_l gpre_l W_l)   (one fused softplus_backward pass).
 class BatchedEngine final : public Engine {
  public:
-  BatchedEngine(int64_t K, const Activation& act, const FCLayout& lay, const at::Tensor& x_train, at::TensorOptions opts)
-      : act_(act), lay_(lay), opts_(opts), x_(x_train.to(opts)), n_(x_train.size(0)) {
+  BatchedEngine(FitSpec spec, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
+                at::TensorOptions opts)
+      : spec_(std::move(spec)), act_(act), lay_(lay), opts_(opts), x_(x_train.to(opts)), n_(x_train.size(0)) {
+    const int64_t K = int64_t(spec_.alpha.size());
     W_ = at::zeros({K, lay.size}, opts);
     V_ = at::zeros_like(W_);
     G_ = at::zeros_like(W_);
     Wp_ = at::zeros_like(W_);
     Vp_ = at::zeros_like(W_);
+    W0_ = at::zeros_like(W_);
+    const auto d64 = at::TensorOptions().dtype(at::kDouble).device(opts.device());
+    F_ = at::zeros({K, n_}, d64);
+    F0_ = at::zeros({K, n_}, d64);
+    Y_ = at::tensor(spec_.y, at::TensorOptions().dtype(at::kDouble)).to(d64);
+    alpha_ = at::tensor(spec_.alpha, at::TensorOptions().dtype(at::kDouble)).to(d64);
+    softplus_ = act_.kind == Activation::Kind::Softplus;
   }
   at::Tensor w(int64_t k) override { return W_[k]; }
   at::Tensor v(int64_t k) override { return V_[k]; }
   at::Tensor g(int64_t k) override { return G_[k]; }
   at::Tensor prev_w(int64_t k) override { return Wp_[k]; }
+  at::Tensor w0(int64_t k) override { return W0_[k]; }
+
+  void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
+    fits.clear();
+    if (ks.empty()) return;
+    c10::NoGradGuard ng;
+    const at::Tensor idx = index(ks);
+    run_forward(ks, idx);
+    F_.index_copy_(0, idx, Fn_);
+    F0_.index_copy_(0, idx, Fn_);
+    std::vector<Trial> t;
+    fit_trials(idx, t);
+    for (Trial& x : t) fits.push_back(x.fit);
+  }
+  Fit set_outputs(int64_t k, const std::vector<double>& f, const std::vector<double>& f0) override {
+    c10::NoGradGuard ng;
+    F_[k].copy_(at::tensor(f, at::TensorOptions().dtype(at::kDouble)));
+    F0_[k].copy_(at::tensor(f0, at::TensorOptions().dtype(at::kDouble)));
+    Fit out;
+    lf::fit(spec_.loss, spec_.alpha[k], f, f0, spec_.y, out);
+    return out;
+  }
+  void outputs(int64_t k, std::vector<double>& f, std::vector<double>& f0) override {
+    f = to_vector(F_[k]);
+    f0 = to_vector(F0_[k]);
+  }
 
   void trial(const std::vector<int64_t>& ks, const std::vector<double>& x, const std::vector<double>& dt,
              bool momentum) override {
@@ -112,24 +230,19 @@ class BatchedEngine final : public Engine {
       W_.index_copy_(0, idx, W - G * dts);  // gradient flow
     }
   }
-  void forward(const std::vector<int64_t>& ks, std::vector<std::vector<double>>& f) override {
-    f.resize(ks.size());
+  void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
+    trials.clear();
     last_ks_ = ks;
     if (ks.empty()) return;
-    c10::AutoGradMode on(true);
-    leaf_ = W_.index_select(0, index(ks)).detach().requires_grad_(true);  // [K', P]
-    const int64_t K = leaf_.size(0);
-    at::Tensor z = x_.unsqueeze(0).expand({K, n_, lay_.d});  // [K', n, d]
-    for (int64_t l = 0; l <= lay_.L; ++l) {
-      const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
-      at::Tensor W = leaf_.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi});  // [K', fo, fi]
-      at::Tensor b = leaf_.narrow(1, lay_.b_offset[l], fo).view({K, 1, fo});        // [K', 1, fo]
-      at::Tensor pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, 1.0 / std::sqrt(double(fi)));  // [K', n, fo]
-      z = l < lay_.L ? act_(pre) : pre;
-    }
-    f_graph_ = z.squeeze(2);  // [K', n]
-    at::Tensor fc = f_graph_.detach().to(at::kCPU, at::kDouble).contiguous();
-    for (int64_t i = 0; i < K; ++i) f[i].assign(fc.data_ptr<double>() + i * n_, fc.data_ptr<double>() + (i + 1) * n_);
+    c10::NoGradGuard ng;
+    const at::Tensor idx = index(ks);
+    run_forward(ks, idx);
+    fit_trials(idx, trials);
+  }
+  void accept(const std::vector<int64_t>& ks) override {
+    if (ks.empty()) return;
+    c10::NoGradGuard ng;
+    F_.index_copy_(0, index(ks), Fn_.index_select(0, index(positions(ks))));
   }
   void restore(const std::vector<int64_t>& ks) override {
     if (ks.empty()) return;
@@ -138,27 +251,28 @@ class BatchedEngine final : public Engine {
     W_.index_copy_(0, idx, Wp_.index_select(0, idx));
     V_.index_copy_(0, idx, Vp_.index_select(0, idx));
   }
-  void gradient(const std::vector<int64_t>& ks, const std::vector<const Fit*>& fits) override {
+  void gradient(const std::vector<int64_t>& ks) override {
     if (ks.empty()) return;
-    const int64_t K = int64_t(last_ks_.size());
-    at::Tensor C = at::zeros({K, n_}, at::TensorOptions().dtype(at::kDouble));  // dL/df of each member
-    std::vector<int64_t> pos;
-    for (size_t i = 0; i < ks.size(); ++i) {
-      const auto it = std::find(last_ks_.begin(), last_ks_.end(), ks[i]);
-      require(it != last_ks_.end(), "batched engine: a gradient of a member that was not in the last forward");
-      const int64_t p = int64_t(it - last_ks_.begin());
-      pos.push_back(p);
-      double* c = C.data_ptr<double>() + p * n_;
-      for (size_t r = 0; r < fits[i]->rows.size(); ++r) c[fits[i]->rows[r]] = fits[i]->c[r];
-    }
-    {
-      c10::AutoGradMode on(true);
-      (f_graph_ * C.to(opts_)).sum().backward();
-    }
     c10::NoGradGuard ng;
-    G_.index_copy_(0, index(ks), leaf_.grad().index_select(0, index(pos)));
-    leaf_ = at::Tensor();
-    f_graph_ = at::Tensor();
+    const int64_t K = int64_t(last_ks_.size());
+    const std::vector<int64_t> pos = positions(ks);
+    std::vector<double> keep(size_t(K), 0.0);  // the members that want their gradient
+    for (int64_t p : pos) keep[size_t(p)] = 1.0;
+    at::Tensor gpre = (C_ * column(keep)).to(opts_).unsqueeze(2);  // [K', n, 1]
+    at::Tensor Gk = at::empty({K, lay_.size}, opts_);
+    for (int64_t l = lay_.L; l >= 0; --l) {
+      const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
+      const at::Tensor gW = l == 0 ? at::matmul(gpre.transpose(1, 2), x_)          // [K', fo, d]
+                                   : at::bmm(gpre.transpose(1, 2), z_[l - 1]);  // [K', fo, fi]
+      Gk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi}).copy_(gW.mul_(mult_[l]));
+      Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));
+      if (l == 0) break;
+      at::Tensor gz = at::bmm(gpre, Wl_[l]).mul_(mult_[l]);  // [K', n, fi]
+      gpre = softplus_ ? at::softplus_backward(gz, pre_[l - 1], act_.beta, threshold())
+                       : gz.mul_(act_.derivative(pre_[l - 1]));
+    }
+    G_.index_copy_(0, index(ks), Gk.index_select(0, index(pos)));
+    z_.clear(), pre_.clear(), Wl_.clear();
   }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override {
     c10::NoGradGuard ng;
@@ -170,36 +284,132 @@ class BatchedEngine final : public Engine {
     }
     return out;
   }
+  void observe(const std::vector<int64_t>& ks, const at::Tensor& x, std::vector<ChangeNorms>& norms,
+               std::vector<at::Tensor>& f) override {
+    norms.clear(), f.clear();
+    if (ks.empty()) return;
+    c10::NoGradGuard ng;
+    const at::Tensor idx = index(ks);
+    const at::Tensor Wk = W_.index_select(0, idx);  // [K', P]
+    norms = change_norms(lay_, Wk - W0_.index_select(0, idx));
+    const int64_t N = x.size(0), K = Wk.size(0);
+    if (N == 0) {
+      f.assign(ks.size(), at::Tensor());
+      return;
+    }
+    // The batched forward in chunks of points: [K', chunk, h] temporaries of at most ~256 MB.
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t(1) << 25) / std::max<int64_t>(1, K * lay_.h)));
+    const at::Tensor out = at::empty({K, N}, at::TensorOptions().dtype(at::kDouble));
+    for (int64_t s = 0; s < N; s += chunk) {
+      const int64_t r = std::min(chunk, N - s);
+      out.narrow(1, s, r).copy_(batched_outputs(Wk, x.narrow(0, s, r).to(opts_)).to(at::kCPU, at::kDouble));
+    }
+    for (int64_t i = 0; i < K; ++i) f.push_back(out[i]);
+  }
   std::string name() const override { return "batched"; }
 
  private:
+  double threshold() const { return act_.threshold > 0 ? act_.threshold : 600.0; }  // models/activation.cpp
+  // f of the members with weights Wk [K', P] on the points x [N, d] (the device): [K', N]. With
+  // keep, the layers' inputs, preactivations and weights are kept for the backward.
+  at::Tensor batched_outputs(const at::Tensor& Wk, const at::Tensor& x, bool keep = false) {
+    const int64_t K = Wk.size(0), N = x.size(0);
+    if (keep) z_.clear(), pre_.clear(), Wl_.assign(size_t(lay_.L + 1), at::Tensor());
+    mult_.assign(size_t(lay_.L + 1), 0.0);
+    at::Tensor z = x.unsqueeze(0).expand({K, N, lay_.d});  // [K', N, d]
+    for (int64_t l = 0;; ++l) {
+      const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
+      const at::Tensor W = Wk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi});  // [K', fo, fi]
+      const at::Tensor b = Wk.narrow(1, lay_.b_offset[l], fo).view({K, 1, fo});        // [K', 1, fo]
+      mult_[l] = (l > 0 && softplus_ ? act_.scale : 1.0) / std::sqrt(double(fi));
+      at::Tensor pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, mult_[l]);  // [K', N, fo]
+      if (keep) Wl_[l] = W;
+      if (l == lay_.L) return pre.squeeze(2);  // [K', N]
+      z = softplus_ ? at::softplus(pre, act_.beta, threshold()) : act_(pre);
+      if (keep) pre_.push_back(pre), z_.push_back(z);
+    }
+  }
+  // Fn_ [K', n] <- the outputs of members ks at their weights; keeps what the backward needs.
+  void run_forward(const std::vector<int64_t>& ks, const at::Tensor& idx) {
+    last_ks_ = ks;
+    Fn_ = batched_outputs(W_.index_select(0, idx), x_, true).to(at::kDouble);
+  }
+  // trials[i] <- df and the fit of Fn_ for the members idx of the last forward; C_ <- dL/df.
+  void fit_trials(const at::Tensor& idx, std::vector<Trial>& trials) {
+    const at::Tensor alpha = alpha_.index_select(0, idx).unsqueeze(1);  // [K', 1]
+    const at::Tensor d = (Fn_ - F_.index_select(0, idx)).abs();
+    const at::Tensor df = at::where(d.isnan().any(1), at::full_like(alpha_.index_select(0, idx), kNaN),
+                                    d.amax(1)) * alpha.squeeze(1);
+    const at::Tensor m = alpha * (Fn_ - F0_.index_select(0, idx)) * Y_;  // margins F y [K', n]
+    const at::Tensor r = 1.0 - m;
+    at::Tensor value, slope;  // l(m) and dl/dm, experiment/loss.h
+    switch (spec_.loss.kind) {
+      case Loss::Kind::Hinge: value = at::relu(r), slope = -(r > 0).to(at::kDouble); break;
+      case Loss::Kind::SoftHinge:
+        value = at::softplus(r, Loss::kSoftBeta, 600.0), slope = -at::sigmoid(Loss::kSoftBeta * r);
+        break;
+      case Loss::Kind::QHinge: value = 0.5 * at::relu(r).square(), slope = -at::relu(r); break;
+    }
+    C_ = slope * Y_ / (alpha * double(n_));  // dL/df [K', n]
+    const at::Tensor stats = at::stack({df, value.mean(1), (m <= 0).sum(1).to(at::kDouble) / double(n_),
+                                        (m < 1).sum(1).to(at::kDouble)},
+                                       1).to(at::kCPU).contiguous();  // [K', 4]: one transfer
+    const double* s = stats.data_ptr<double>();
+    trials.resize(size_t(stats.size(0)));
+    for (size_t i = 0; i < trials.size(); ++i) {
+      trials[i].df = s[4 * i];
+      trials[i].fit.loss2 = s[4 * i + 1];
+      trials[i].fit.train_err = s[4 * i + 2];
+      trials[i].fit.unsatisfied = int64_t(s[4 * i + 3]);
+    }
+  }
+  std::vector<int64_t> positions(const std::vector<int64_t>& ks) const {  // in the last forward
+    std::vector<int64_t> pos;
+    for (int64_t k : ks) {
+      const auto it = std::find(last_ks_.begin(), last_ks_.end(), k);
+      require(it != last_ks_.end(), "batched engine: a member that was not in the last forward");
+      pos.push_back(int64_t(it - last_ks_.begin()));
+    }
+    return pos;
+  }
+  // A small host tensor on the device. On cuda through pinned memory and an asynchronous copy: a
+  // copy from pageable memory would wait for the device to finish its queue, several times a step.
+  at::Tensor upload(const at::Tensor& host) const {
+    if (!opts_.device().is_cuda()) return host.to(opts_.device());
+    return host.pin_memory().to(at::TensorOptions().device(opts_.device()), /*non_blocking=*/true, /*copy=*/false);
+  }
   at::Tensor index(const std::vector<int64_t>& ks) const {
-    return at::tensor(ks, at::TensorOptions().dtype(at::kLong)).to(opts_.device());
+    return upload(at::tensor(ks, at::TensorOptions().dtype(at::kLong)));
   }
   at::Tensor column(const std::vector<double>& v) const {  // [K', 1] on the device, the weights' dtype
-    return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(opts_).unsqueeze(1);
+    return upload(at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(opts_.dtype())).unsqueeze(1);
   }
 
+  FitSpec spec_;
   Activation act_;
   FCLayout lay_;
   at::TensorOptions opts_;
   at::Tensor x_;
   int64_t n_;
-  at::Tensor W_, V_, G_, Wp_, Vp_;  // [K, P]
-  std::vector<int64_t> last_ks_;
-  at::Tensor leaf_, f_graph_;
+  bool softplus_ = false;
+  at::Tensor W_, V_, G_, Wp_, Vp_, W0_;  // [K, P]
+  at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
+  std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
+  at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df
+  std::vector<at::Tensor> z_, pre_, Wl_;  // of the last forward: layer inputs, preactivations, weights
+  std::vector<double> mult_;
 };
 
 }  // namespace
 
-std::unique_ptr<Engine> make_sequential_engine(int64_t K, bool fused, const Activation& act, const FCLayout& lay,
+std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const FCLayout& lay,
                                                const at::Tensor& x_train, at::TensorOptions opts) {
-  return std::make_unique<SequentialEngine>(K, fused, act, lay, x_train, opts);
+  return std::make_unique<SequentialEngine>(std::move(spec), fused, act, lay, x_train, opts);
 }
 
-std::unique_ptr<Engine> make_batched_engine(int64_t K, const Activation& act, const FCLayout& lay,
+std::unique_ptr<Engine> make_batched_engine(FitSpec spec, const Activation& act, const FCLayout& lay,
                                             const at::Tensor& x_train, at::TensorOptions opts) {
-  return std::make_unique<BatchedEngine>(K, act, lay, x_train, opts);
+  return std::make_unique<BatchedEngine>(std::move(spec), act, lay, x_train, opts);
 }
 
 }  // namespace lf

@@ -1,14 +1,17 @@
 // The tensor work of the dynamics for K members (protocol section 4), one trial step at a time:
-// the momentum update of the members' weights, one forward on the training set, the restore of
-// rejected trials, one backward. The members' scalar state (t, dt, decisions, checkpoints) lives
-// in experiment/member.h; this is everything that touches weights. Two implementations:
+// the momentum update of the members' weights, one forward on the training set, the output
+// change df and the fit of the trial outputs, the restore of rejected trials, one backward.
+// The engine keeps each member's training outputs f (now) and f0 (at w0), so that the members'
+// scalar state machines (experiment/member.h: t, dt, decisions, checkpoints) see numbers only.
+// Two implementations:
 //  - SequentialEngine: one Model per member (experiment/model.h: the fused CPU float64 kernels,
-//    or the plain LibTorch reference), one member after another. Each member gets exactly the
-//    numbers of its run alone. Cost: K times one run's.
-//  - BatchedEngine: the members' weights as [K, P] tensors on one device, one batched forward
-//    (batched matrix products over [K, n, h]) and one autograd backward for all the members
-//    that take the step; the per-member scalars x and dt travel as [K] tensors. Members that
-//    left (converged, stopped, diverged) are not computed. The GPU path.
+//    or the plain LibTorch reference), one member after another; outputs, df and the fit on the
+//    host. Each member gets exactly the numbers of its run alone. Cost: K times one run's.
+//  - BatchedEngine: the members' weights as [K, P] tensors on one device; one batched forward
+//    (batched matrix products over [K, n, h]) keeping the preactivations, df and the fit as
+//    [K', n] tensor reductions on the device (one transfer of 4 numbers a member a step), and a
+//    hand-written batched backward (two batched products a layer and one elementwise pass).
+//    Members that left (converged, stopped, diverged) are not computed. The GPU path.
 // Deliberately not: the step rule, stop rules, observables (experiment/member.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -17,11 +20,24 @@
 #include <string>
 #include <vector>
 
+#include "experiment/loss.h"
 #include "experiment/model.h"
+#include "experiment/observables.h"
 
 namespace lf {
 
-struct Fit;
+// What the members fit: the training labels y [n], the loss, and each member's alpha.
+struct FitSpec {
+  Loss loss;
+  std::vector<double> y;
+  std::vector<double> alpha;  // [K]
+};
+
+// One member's trial step as the step rule sees it.
+struct Trial {
+  double df = 0;  // alpha max_mu |f_new(x_mu) - f(x_mu)|; NaN when an output is not a number
+  Fit fit;        // of the trial outputs f_new: loss2, train_err, unsatisfied (rows and c stay in the engine)
+};
 
 class Engine {
  public:
@@ -32,26 +48,44 @@ class Engine {
   virtual at::Tensor v(int64_t k) = 0;
   virtual at::Tensor g(int64_t k) = 0;
   virtual at::Tensor prev_w(int64_t k) = 0;
+  // Member k's initial weights w0 [P] (a view the member fills once).
+  virtual at::Tensor w0(int64_t k) = 0;
+  // New members ks: a forward at their weights w0 gives f0 = f; fits[i] is the fit of member ks[i]
+  // (its numbers: loss2, train_err, unsatisfied).
+  virtual void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) = 0;
+  // Resumed member k: its saved outputs; returns their fit.
+  virtual Fit set_outputs(int64_t k, const std::vector<double>& f, const std::vector<double>& f0) = 0;
+  // Member k's outputs now (for its resumable state).
+  virtual void outputs(int64_t k, std::vector<double>& f, std::vector<double>& f0) = 0;
   // The trial step of members ks with their decay factors x and steps dt (momentum on: v <- x v -
   // (1 - x) g, w <- w + dt v; off: w <- w - dt g), keeping their previous w and v.
   virtual void trial(const std::vector<int64_t>& ks, const std::vector<double>& x, const std::vector<double>& dt,
                      bool momentum) = 0;
-  // f[i] <- the training outputs of member ks[i] at its current weights (CPU float64, n each).
-  virtual void forward(const std::vector<int64_t>& ks, std::vector<std::vector<double>>& f) = 0;
-  // Members ks go back to their weights and velocity before the trial step.
+  // The trial outputs of members ks at their current weights: trials[i] for member ks[i].
+  virtual void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) = 0;
+  // Accepted members ks: their trial outputs become their outputs f.
+  virtual void accept(const std::vector<int64_t>& ks) = 0;
+  // Rejected members ks go back to their weights and velocity before the trial step.
   virtual void restore(const std::vector<int64_t>& ks) = 0;
-  // g(ks[i]) <- sum_r fits[i]->c[r] d f(w, x_{fits[i]->rows[r]}) / dw at the weights of the last
-  // forward of member ks[i] (every ks[i] was in that forward).
-  virtual void gradient(const std::vector<int64_t>& ks, const std::vector<const Fit*>& fits) = 0;
+  // g(ks[i]) <- dL/dw at the weights of the last forward (start or forward) of member ks[i],
+  // from the fit of those outputs: sum_mu dL/df_mu df(w, x_mu)/dw over the points with a
+  // non-zero loss derivative. Every ks[i] was in that forward.
+  virtual void gradient(const std::vector<int64_t>& ks) = 0;
   // f of member k on a CPU float64 [N, d] set: [N] CPU float64.
   virtual at::Tensor evaluate(int64_t k, const at::Tensor& x) = 0;
+  // What checkpoints of members ks measure of their weights now: norms[i] the ChangeNorms of
+  // w - w0 of member ks[i] (experiment/observables.h) and, when x (CPU float64 [N, d]) has
+  // N > 0, f[i] its outputs on x ([N] CPU float64). The batched engine does all members at
+  // once, in one batched forward and one transfer.
+  virtual void observe(const std::vector<int64_t>& ks, const at::Tensor& x, std::vector<ChangeNorms>& norms,
+                       std::vector<at::Tensor>& f) = 0;
   virtual std::string name() const = 0;  // "fused" | "reference" | "batched"
 };
 
 // fused: the CPU float64 kernels; else the reference model, on opts' dtype and device.
-std::unique_ptr<Engine> make_sequential_engine(int64_t K, bool fused, const Activation& act, const FCLayout& lay,
+std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const FCLayout& lay,
                                                const at::Tensor& x_train, at::TensorOptions opts);
-std::unique_ptr<Engine> make_batched_engine(int64_t K, const Activation& act, const FCLayout& lay,
+std::unique_ptr<Engine> make_batched_engine(FitSpec spec, const Activation& act, const FCLayout& lay,
                                             const at::Tensor& x_train, at::TensorOptions opts);
 
 }  // namespace lf

@@ -19,14 +19,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k)
-    : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)), loss_(Loss::make(cfg.loss)),
+    : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)),
       lay_(data.x_train.size(1), cfg.h, cfg.L), start_(Clock::now()), engine_(engine), k_(k),
       progress_("train", hooks_.progress) {
   x_train_ = data.x_train.to(at::kDouble).contiguous();
-  const at::Tensor x_test = data.x_test.to(at::kDouble).contiguous();
-  const int64_t n = x_train_.size(0), pte = x_test.size(0);
+  x_test_ = data.x_test.to(at::kDouble).contiguous();
+  const int64_t n = x_train_.size(0), pte = x_test_.size(0);
   const at::Tensor w = engine.w(k), v = engine.v(k), g = engine.g(k);
-  y_ = to_vector(data.y_train);
   res_.trainer = engine.name();
   c10::NoGradGuard ng;
   if (!hooks_.resume_state.empty()) {
@@ -34,37 +33,35 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
     w.copy_(s_.w);  // into the engine's own buffers
     v.copy_(s_.v);
     g.copy_(s_.g);
-    lf::fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
+    engine.w0(k).copy_(s_.w0);
+    cur_ = engine.set_outputs(k, s_.f, s_.f0);
+    s_.f.clear(), s_.f0.clear();  // the engine keeps them
   } else {  // f0 and the first gradient come from the ensemble's first forward (init_outputs)
     w.copy_(lay_.flatten(fc_init(lay_.d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
     v.zero_();
-    s_.w0 = w.detach().clone();
+    engine.w0(k).copy_(w);
     s_.dt = cfg.dt0;
     fresh_ = true;
   }
   s_.w = w;
   s_.v = v;
   s_.g = g;
+  s_.w0 = engine.w0(k);
   s_.trainer = res_.trainer;
   res_.zdot = s_.zdot;
   step_at_start_ = s_.step;
 }
 
-void Member::init_outputs(std::vector<double>& f0) {
-  s_.f0 = f0;
-  s_.f = std::move(f0);
-  lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
-}
+void Member::init_outputs(const Fit& fit0) { cur_ = fit0; }
 
 void Member::start() {
-  const at::Tensor x_test = data_.x_test.to(at::kDouble).contiguous();
   if (fresh_) {
-    s_.f0_test = engine_.evaluate(k_, x_test);
+    s_.f0_test = engine_.evaluate(k_, x_test_);
     if (wants_kernels(cfg_))
       s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.views(s_.w0.to(at::kCPU, at::kDouble)));
     fresh_ = false;
   }
-  observer_ = std::make_unique<TestObserver>(lay_, s_.w0, x_test, to_vector(data_.y_test), s_.f0_test);
+  observer_ = std::make_unique<TestObserver>(lay_, s_.w0, to_vector(data_.y_test), s_.f0_test);
   last_state_ = last_poll_ = Clock::now();
   if (s_.step == s_.next_ckpt && s_.last_ckpt < s_.step) {
     checkpoint();
@@ -77,6 +74,7 @@ double Member::wall() const { return s_.wall + seconds_since(start_); }
 std::string Member::state_bytes() const {
   RunState now = s_;  // s_.wall stays the wall time before this process; the state holds the total
   now.wall = wall();
+  engine_.outputs(k_, now.f, now.f0);
   return now.encode(cfg_, lay_);
 }
 
@@ -92,8 +90,15 @@ Checkpoint Member::train_side() const {
 }
 
 void Member::checkpoint() {
+  std::vector<ChangeNorms> norms;
+  std::vector<at::Tensor> f;
+  engine_.observe({k_}, x_test_, norms, f);
+  checkpoint(norms.at(0), f.at(0));
+}
+
+void Member::checkpoint(const ChangeNorms& norms, const at::Tensor& f_test) {
   Checkpoint c = train_side();
-  observer_->measure(engine_.w(k_), [this](const at::Tensor& x) { return engine_.evaluate(k_, x); }, c);
+  observer_->measure(norms, f_test, c);
   c.wall_s = wall();
   s_.last_ckpt = s_.step;
   res_.checkpoints.push_back(c);
@@ -137,15 +142,9 @@ bool Member::proceed() {
 
 double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
 
-StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
-  const int64_t n = int64_t(f_new.size());
-  double df = 0;  // alpha max |f_new - f|, NaN if any output is not a number
-  for (int64_t i = 0; i < n; ++i) {
-    const double a = std::fabs(f_new[i] - s_.f[i]);
-    if (!(a <= df)) df = (a > df) ? a : std::numeric_limits<double>::quiet_NaN();
-    if (std::isnan(df)) break;
-  }
-  df_ = df * std::fabs(cfg_.alpha);
+StepControl::Verdict Member::judge(const Trial& trial) {
+  df_ = trial.df;
+  trial_fit_ = trial.fit;
   StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, cfg_.max_dt};
   const StepControl::Verdict verdict = sc.judge(df_);
   dt_trial_ = s_.dt;
@@ -159,7 +158,7 @@ StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
   return verdict;
 }
 
-void Member::accept(std::vector<double>& f_new) {
+void Member::accept() {
   const double dt = dt_trial_;
   if (cfg_.zdot && res_.zdot.empty() && df_ > cfg_.df_min) {
     res_.zdot = measure_zdot(lay_, engine_.prev_w(k_), engine_.w(k_), dt, x_train_, act_);
@@ -167,17 +166,17 @@ void Member::accept(std::vector<double>& f_new) {
   }
   s_.t += dt;
   ++s_.step;
-  std::swap(s_.f, f_new);
-  lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
+  cur_ = std::move(trial_fit_);
   if (!std::isfinite(cur_.loss2) || !std::isfinite(s_.t) || !std::isfinite(s_.dt))
     return end("diverged", "non-finite loss, time or step size");
   if (std::isnan(s_.t1) && cur_.loss2 < 0.5) s_.t1 = s_.t;  // protocol section 5
 }
 
-void Member::after_step() {
+void Member::after_step(const ChangeNorms* norms, const at::Tensor* f_test) {
   if (!running()) return;
   if (s_.step >= s_.next_ckpt) {
-    checkpoint();
+    if (norms) checkpoint(*norms, *f_test);
+    else checkpoint();
     s_.next_ckpt = next_checkpoint(s_.step);
   }
   if (hooks_.on_state && seconds_since(last_state_) >= hooks_.state_every_s) {

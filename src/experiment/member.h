@@ -2,13 +2,13 @@
 // scalars: t, dt, the step rule's decisions, the fit of the training outputs, the checkpoint
 // schedule, the stop rules. Its weights live in an Engine (experiment/engine.h) at index k,
 // which does the tensor work of a whole ensemble at once; a single run is an ensemble of one.
-// One trial step of the ensemble (experiment/train.cpp, run_ensemble):
+// One trial step of the ensemble (experiment/train.cpp, run_members):
 //   proceed()            stop checks; whether the member takes a trial step now
 //   engine.trial         v <- x v - (1 - x) g; w <- w + dt v   (x = decay(), dt = dt())
-//   engine.forward       the trial's training outputs f_new
-//   judge(f_new)         df = alpha max |f_new - f|: accept, reject (engine.restore; dt /= 10),
-//                        or stop on NaN
-//   accept(f_new)        t += dt, the fit of f_new, t1; zdot over the first step with df > df_min
+//   engine.forward       the trial's training outputs f_new, df = alpha max |f_new - f|, their fit
+//   judge(trial)         accept, reject (engine.restore; dt /= 10), or stop on NaN
+//   accept()             t += dt, the fit of f_new (engine.accept: f <- f_new), t1; zdot over the
+//                        first step with df > df_min
 //   engine.gradient      g at the new weights (points with a non-zero loss derivative only)
 //   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
 // One forward and one backward per accepted step.
@@ -38,7 +38,7 @@ class Member {
   // start from one forward, so that the batched engine computes f0 as it computes every step.
   Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k);
   bool needs_outputs() const { return fresh_; }
-  void init_outputs(std::vector<double>& f0);
+  void init_outputs(const Fit& fit0);  // the fit of f0 (engine.start)
   void start();
   bool running() const { return status_.empty(); }
   bool proceed();                  // stop checks; true: take a trial step now
@@ -46,16 +46,22 @@ class Member {
   double dt() const { return s_.dt; }
   bool momentum() const { return Momentum{cfg_.tau}.enabled(); }
   // The trial's verdict; after Reject or Diverge the engine restores the member's weights.
-  StepControl::Verdict judge(const std::vector<double>& f_new);
-  void accept(std::vector<double>& f_new);  // swaps f_new in; may end the run (non-finite loss)
+  StepControl::Verdict judge(const Trial& trial);
+  void accept();  // after engine.accept; may end the run (non-finite loss)
   bool needs_gradient() const { return running() && cur_.unsatisfied > 0; }
   const Fit& fit() const { return cur_; }
-  void after_step();
+  // A checkpoint is due after this step (engine.observe gives what it measures of the weights).
+  bool checkpoint_due() const { return running() && s_.step >= s_.next_ckpt; }
+  // After a step: the checkpoint when due, from this member's engine.observe (norms and test
+  // outputs; observed alone when null), the resumable state, progress.
+  void after_step(const ChangeNorms* norms = nullptr, const at::Tensor* f_test = nullptr);
   // The final checkpoint and state, the end-of-run kernel measurements, the result. Once.
   RunResult finish();
 
  private:
-  void checkpoint();                 // a full checkpoint now (weights and test set)
+  // A full checkpoint now (weights and test set), from engine.observe's numbers of this member.
+  void checkpoint(const ChangeNorms& norms, const at::Tensor& f_test);
+  void checkpoint();                 // the same, observing this member alone
   Checkpoint train_side() const;     // what a checkpoint knows without touching the weights
   void end(const char* status, const std::string& message);
   double wall() const;               // wall seconds of the run, earlier processes included
@@ -67,16 +73,15 @@ class Member {
   const Dataset& data_;
   const TrainHooks hooks_;
   const Activation act_;
-  const Loss loss_;
-  const FCLayout lay_;
+    const FCLayout lay_;
   const Clock::time_point start_;
   Engine& engine_;
   const int64_t k_;
-  at::Tensor x_train_;
-  std::vector<double> y_;
-  RunState s_;                    // s_.w, s_.v, s_.g are the engine's views of member k
+  at::Tensor x_train_, x_test_;
+  RunState s_;                    // s_.w, s_.v, s_.g are the engine's views of member k; s_.f, s_.f0
+                                  // live in the engine (filled for a saved state only)
   double df_ = 0, dt_trial_ = 0;  // of the trial being judged
-  Fit cur_;
+  Fit cur_, trial_fit_;
   std::unique_ptr<TestObserver> observer_;
   RunResult res_;
   std::string status_, message_;

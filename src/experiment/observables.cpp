@@ -58,34 +58,37 @@ void fit(const Loss& loss, double alpha, const std::vector<double>& f, const std
   out.unsatisfied = unsat;
 }
 
-TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor x_test, std::vector<double> y_test,
-                           at::Tensor f0_test)
-    : lay_(lay), w0_(w0), x_test_(std::move(x_test)), f0_test_(f0_test), f_test_(f0_test),
-      y_test_(std::move(y_test)) {
+TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, std::vector<double> y_test, at::Tensor f0_test)
+    : lay_(lay), f0_test_(f0_test), f_test_(f0_test), y_test_(std::move(y_test)) {
   w0_norm_ = w0.norm().item<double>();
   w0_layer_norms_ = layer_norms(lay.views(cpu64(w0)));
 }
 
-void TestObserver::measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate,
-                           Checkpoint& c) {
+std::vector<ChangeNorms> change_norms(const FCLayout& lay, const at::Tensor& dw) {
   c10::NoGradGuard ng;
-  // The squared norms of every layer's change (W_l and b_l together) and of the whole change, in
-  // one tensor: one transfer (one device sync) per checkpoint, whatever the depth.
-  const at::Tensor dw = w.detach() - w0_;  // [P]
-  std::vector<at::Tensor> sq;
-  for (int64_t l = 0; l <= lay_.L; ++l)
-    sq.push_back(dw.narrow(0, lay_.w_offset[l], lay_.fan_out(l) * lay_.fan_in(l)).pow(2).sum() +
-                 dw.narrow(0, lay_.b_offset[l], lay_.fan_out(l)).pow(2).sum());
-  sq.push_back(dw.pow(2).sum());
-  const std::vector<double> s = to_vector(at::stack(sq));
+  std::vector<at::Tensor> sq;  // [K] each
+  for (int64_t l = 0; l <= lay.L; ++l)
+    sq.push_back(dw.narrow(1, lay.w_offset[l], lay.fan_out(l) * lay.fan_in(l)).pow(2).sum(1) +
+                 dw.narrow(1, lay.b_offset[l], lay.fan_out(l)).pow(2).sum(1));
+  sq.push_back(dw.pow(2).sum(1));
+  const at::Tensor all = at::stack(sq, 1).to(at::kCPU, at::kDouble).contiguous();  // [K, L + 2]: one transfer
+  std::vector<ChangeNorms> out;
+  const int64_t m = all.size(1);
+  for (int64_t k = 0; k < all.size(0); ++k)
+    out.emplace_back(all.data_ptr<double>() + k * m, all.data_ptr<double>() + (k + 1) * m);
+  return out;
+}
+
+void TestObserver::measure(const ChangeNorms& s, const at::Tensor& f_test, Checkpoint& c) {
+  c10::NoGradGuard ng;
   c.w0_norm = w0_norm_;
   c.weight_change = std::sqrt(s.back()) / w0_norm_;
   c.layer_change.clear();
   for (int64_t l = 0; l <= lay_.L; ++l) c.layer_change.push_back(std::sqrt(s[l]) / w0_layer_norms_[l]);
-  const int64_t pte = x_test_.size(0);
+  const int64_t pte = int64_t(y_test_.size());
   if (pte == 0) return;
-  f_test_ = evaluate(x_test_);
-  at::Tensor delta = f_test_ - f0_test_;  // f - f0 on the test set
+  f_test_ = f_test;
+  const at::Tensor delta = f_test_ - f0_test_;  // f - f0 on the test set
   const double* dp = delta.data_ptr<double>();
   int64_t errs = 0;
   for (int64_t i = 0; i < pte; ++i) errs += (dp[i] * y_test_[i] <= 0);  // F y <= 0

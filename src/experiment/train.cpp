@@ -81,12 +81,14 @@ namespace {
 // The ensemble's loop: one trial step of every live member a round (experiment/member.h), the
 // tensor work of each phase done by the engine for all of them at once. A member that ends
 // leaves the round (compaction) and its result is made at once.
-std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<Member>>& members) {
+std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<Member>>& members,
+                                   const at::Tensor& x_test) {
   std::vector<RunResult> out(members.size());
-  std::vector<int64_t> live, step, accepted, restored, grads;
+  std::vector<int64_t> live, step, accepted, restored, grads, due;
   std::vector<double> x, dt;
-  std::vector<std::vector<double>> f;
-  std::vector<const Fit*> fits;
+  std::vector<Trial> trials;
+  std::vector<ChangeNorms> norms;
+  std::vector<at::Tensor> f_test;
   for (size_t k = 0; k < members.size(); ++k) live.push_back(int64_t(k));
   bool momentum = !members.empty() && members.front()->momentum();
   while (!live.empty()) {
@@ -98,25 +100,30 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
         dt.push_back(members[k]->dt());
       }
     engine.trial(step, x, dt, momentum);
-    engine.forward(step, f);
+    engine.forward(step, trials);
     accepted.clear(), restored.clear();
     for (size_t i = 0; i < step.size(); ++i)
-      (members[step[i]]->judge(f[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(int64_t(i));
-    for (int64_t& i : restored) i = step[i];
+      (members[step[i]]->judge(trials[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(step[i]);
     engine.restore(restored);
-    grads.clear(), fits.clear();
-    for (int64_t i : accepted) {
-      Member& m = *members[step[i]];
-      m.accept(f[i]);
-      if (m.needs_gradient()) {
-        grads.push_back(step[i]);
-        fits.push_back(&m.fit());
-      }
+    engine.accept(accepted);
+    grads.clear();
+    for (int64_t k : accepted) {
+      Member& m = *members[k];
+      m.accept();
+      if (m.needs_gradient()) grads.push_back(k);
     }
-    engine.gradient(grads, fits);
+    engine.gradient(grads);
+    // The checkpoints due after this step: the members' weights observed together.
+    due.clear();
+    for (int64_t k : live)
+      if (members[k]->checkpoint_due()) due.push_back(k);
+    engine.observe(due, x_test, norms, f_test);
     std::vector<int64_t> next;
-    for (int64_t k : live) {
-      members[k]->after_step();
+    for (size_t i = 0, j = 0; i < live.size(); ++i) {
+      const int64_t k = live[i];
+      const bool seen = j < due.size() && due[j] == k;
+      members[k]->after_step(seen ? &norms[j] : nullptr, seen ? &f_test[j] : nullptr);
+      j += seen;
       if (members[k]->running()) {
         next.push_back(k);
       } else {  // compaction: a finished member leaves and stops costing compute
@@ -169,28 +176,27 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   const at::Tensor x_train = data.x_train.to(at::kDouble).contiguous();
   if (kind == EngineKind::Auto) kind = c0.device == "cuda" ? EngineKind::Batched : EngineKind::Sequential;
   const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference;
+  FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}};
+  for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
   std::unique_ptr<Engine> engine =
-      kind == EngineKind::Batched ? make_batched_engine(K, activation_of(c0), lay, x_train, run_options(c0))
-                                  : make_sequential_engine(K, fused, activation_of(c0), lay, x_train, run_options(c0));
+      kind == EngineKind::Batched
+          ? make_batched_engine(std::move(spec), activation_of(c0), lay, x_train, run_options(c0))
+          : make_sequential_engine(std::move(spec), fused, activation_of(c0), lay, x_train, run_options(c0));
   std::vector<std::unique_ptr<Member>> members;
   for (int64_t k = 0; k < K; ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k], *engine, k));
   // f0 and the first gradient of the new runs: one forward for all of them (experiment/member.h).
   std::vector<int64_t> fresh, grads;
-  std::vector<const Fit*> fits;
   for (int64_t k = 0; k < K; ++k)
     if (members[k]->needs_outputs()) fresh.push_back(k);
-  std::vector<std::vector<double>> f0;
-  engine->forward(fresh, f0);
+  std::vector<Fit> fit0;
+  engine->start(fresh, fit0);
   for (size_t i = 0; i < fresh.size(); ++i) {
-    members[fresh[i]]->init_outputs(f0[i]);
-    if (members[fresh[i]]->needs_gradient()) {
-      grads.push_back(fresh[i]);
-      fits.push_back(&members[fresh[i]]->fit());
-    }
+    members[fresh[i]]->init_outputs(fit0[i]);
+    if (members[fresh[i]]->needs_gradient()) grads.push_back(fresh[i]);
   }
-  engine->gradient(grads, fits);
+  engine->gradient(grads);
   for (auto& m : members) m->start();
-  return run_members(*engine, members);
+  return run_members(*engine, members, data.x_test.to(at::kDouble).contiguous());
 }
 
 }  // namespace lf

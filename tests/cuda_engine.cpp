@@ -1,0 +1,71 @@
+// On the GPU (built only where LibTorch has CUDA; CTest label `cuda`): the batched engine on
+// cuda (experiment/engine.h: batched products, the hand-written backward, df and the fit as
+// device reductions) against the sequential fused engine on the CPU, and a run alone on cuda
+// against the same run on the CPU. Deliberately not: speed (lazyfeat bench ensemble --device cuda).
+#include <gtest/gtest.h>
+
+#include "data/dataset.h"
+#include "experiment/config.h"
+#include "experiment/train.h"
+#include "testing.h"
+
+using namespace lf;
+
+namespace {
+
+RunConfig member(uint64_t seed, double sqrt_h_alpha, const char* device) {
+  RunConfig c;
+  c.h = 16;
+  c.L = 2;
+  c.ptr = 50;
+  c.pte = 30;
+  c.seed_init = seed;
+  c.sqrt_h_alpha = sqrt_h_alpha;
+  c.max_steps = 2000;
+  c.device = device;
+  // From dt = 1e-50 the paper's rule grows dt tenfold while df is exactly 0 and by 1.1 once it is
+  // not: whether a step of 1e-18 moves an output by one ulp or not depends on how the products
+  // are rounded, which differs between cuBLAS and the CPU kernels, and it shifts every later
+  // step. Starting at dt = 1e-4 (df > 0 from the first step) leaves the decisions to the
+  // dynamics, which both devices must then agree on.
+  c.dt0 = 1e-4;
+  finalize(c);
+  return c;
+}
+
+}  // namespace
+
+// Three members in both regimes, 2,000 steps: the same decisions and checkpoints to 1e-9.
+TEST(Cuda, BatchedEnsembleOnCudaEqualsSequentialOnCpu) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  Dataset d = lft::synthetic(50, 30, 5);
+  std::vector<RunConfig> gpu, cpu;
+  for (auto [seed, a] : {std::pair<uint64_t, double>{0, 1e-2}, {1, 1e3}, {2, 1e-2}}) {
+    gpu.push_back(member(seed, a, "cuda"));
+    cpu.push_back(member(seed, a, "cpu"));
+  }
+  std::vector<lft::Recorded> rg(3), rc(3);
+  std::vector<TrainHooks> hg, hc;
+  for (auto& r : rg) hg.push_back(lft::recording(r));
+  for (auto& r : rc) hc.push_back(lft::recording(r));
+  std::vector<RunResult> a = train_ensemble(gpu, d, hg);
+  std::vector<RunResult> b = train_ensemble(cpu, d, hc);
+  for (size_t k = 0; k < 3; ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    EXPECT_EQ(a[k].trainer, "batched");
+    EXPECT_EQ(b[k].trainer, "fused");
+    EXPECT_GT(b[k].steps, 100);
+    lft::expect_same_run(a[k], rg[k], b[k], rc[k]);
+  }
+}
+
+// `train --device cuda` (an ensemble of one on the batched engine) against the CPU's run.
+TEST(Cuda, RunAloneOnCudaEqualsTheCpuRun) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  Dataset d = lft::synthetic(50, 30, 5);
+  lft::Recorded rg, rc;
+  RunResult a = train_run(member(3, 1.0, "cuda"), d, lft::recording(rg));
+  RunResult b = train_run(member(3, 1.0, "cpu"), d, lft::recording(rc));
+  EXPECT_EQ(a.trainer, "batched");
+  lft::expect_same_run(a, rg, b, rc);
+}
