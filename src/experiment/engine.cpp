@@ -215,14 +215,25 @@ class BatchedEngine final : public Engine {
              bool momentum) override {
     if (ks.empty()) return;
     c10::NoGradGuard ng;
+    const at::Tensor dts = column(dt);
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) y[i] = 1.0 - x[i];
+    if (everyone(ks)) {  // in place, the same arithmetic
+      Wp_.copy_(W_);
+      Vp_.copy_(V_);
+      if (momentum) {
+        V_.mul_(column(x)).sub_(G_ * column(y));  // v <- x v - (1 - x) g
+        W_.add_(V_ * dts);                        // w <- w + dt v
+      } else {
+        W_.sub_(G_ * dts);  // gradient flow
+      }
+      return;
+    }
     at::Tensor idx = index(ks);
     at::Tensor W = W_.index_select(0, idx), V = V_.index_select(0, idx), G = G_.index_select(0, idx);  // [K', P]
     Wp_.index_copy_(0, idx, W);
     Vp_.index_copy_(0, idx, V);
-    at::Tensor dts = column(dt);
     if (momentum) {
-      std::vector<double> y(x.size());
-      for (size_t i = 0; i < x.size(); ++i) y[i] = 1.0 - x[i];
       at::Tensor Vn = V * column(x) - G * column(y);  // v <- x v - (1 - x) g
       V_.index_copy_(0, idx, Vn);
       W_.index_copy_(0, idx, W + Vn * dts);           // w <- w + dt v
@@ -242,7 +253,8 @@ class BatchedEngine final : public Engine {
   void accept(const std::vector<int64_t>& ks) override {
     if (ks.empty()) return;
     c10::NoGradGuard ng;
-    F_.index_copy_(0, index(ks), Fn_.index_select(0, index(positions(ks))));
+    if (everyone(ks) && everyone(last_ks_)) F_.copy_(Fn_);
+    else F_.index_copy_(0, index(ks), Fn_.index_select(0, index(positions(ks))));
   }
   void restore(const std::vector<int64_t>& ks) override {
     if (ks.empty()) return;
@@ -258,8 +270,9 @@ class BatchedEngine final : public Engine {
     const std::vector<int64_t> pos = positions(ks);
     std::vector<double> keep(size_t(K), 0.0);  // the members that want their gradient
     for (int64_t p : pos) keep[size_t(p)] = 1.0;
-    at::Tensor gpre = (C_ * column(keep)).to(opts_).unsqueeze(2);  // [K', n, 1]
-    at::Tensor Gk = at::empty({K, lay_.size}, opts_);
+    const bool direct = everyone(ks) && everyone(last_ks_);  // the gradients straight into G_
+    at::Tensor gpre = (direct ? C_ : C_ * column(keep)).to(opts_).unsqueeze(2);  // [K', n, 1]
+    at::Tensor Gk = direct ? G_ : at::empty({K, lay_.size}, opts_);
     for (int64_t l = lay_.L; l >= 0; --l) {
       const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
       const at::Tensor gW = l == 0 ? at::matmul(gpre.transpose(1, 2), x_)          // [K', fo, d]
@@ -271,7 +284,7 @@ class BatchedEngine final : public Engine {
       gpre = softplus_ ? at::softplus_backward(gz, pre_[l - 1], act_.beta, threshold())
                        : gz.mul_(act_.derivative(pre_[l - 1]));
     }
-    G_.index_copy_(0, index(ks), Gk.index_select(0, index(pos)));
+    if (!direct) G_.index_copy_(0, index(ks), Gk.index_select(0, index(pos)));
     z_.clear(), pre_.clear(), Wl_.clear();
   }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override {
@@ -332,15 +345,15 @@ class BatchedEngine final : public Engine {
   // Fn_ [K', n] <- the outputs of members ks at their weights; keeps what the backward needs.
   void run_forward(const std::vector<int64_t>& ks, const at::Tensor& idx) {
     last_ks_ = ks;
-    Fn_ = batched_outputs(W_.index_select(0, idx), x_, true).to(at::kDouble);
+    Fn_ = batched_outputs(everyone(ks) ? W_ : W_.index_select(0, idx), x_, true).to(at::kDouble);
   }
   // trials[i] <- df and the fit of Fn_ for the members idx of the last forward; C_ <- dL/df.
   void fit_trials(const at::Tensor& idx, std::vector<Trial>& trials) {
-    const at::Tensor alpha = alpha_.index_select(0, idx).unsqueeze(1);  // [K', 1]
-    const at::Tensor d = (Fn_ - F_.index_select(0, idx)).abs();
-    const at::Tensor df = at::where(d.isnan().any(1), at::full_like(alpha_.index_select(0, idx), kNaN),
-                                    d.amax(1)) * alpha.squeeze(1);
-    const at::Tensor m = alpha * (Fn_ - F0_.index_select(0, idx)) * Y_;  // margins F y [K', n]
+    const bool all = everyone(last_ks_);
+    const at::Tensor alpha = (all ? alpha_ : alpha_.index_select(0, idx)).unsqueeze(1);  // [K', 1]
+    const at::Tensor d = (Fn_ - (all ? F_ : F_.index_select(0, idx))).abs();
+    const at::Tensor df = at::where(d.isnan().any(1), at::full_like(alpha.squeeze(1), kNaN), d.amax(1)) * alpha.squeeze(1);
+    const at::Tensor m = alpha * (Fn_ - (all ? F0_ : F0_.index_select(0, idx))) * Y_;  // margins F y [K', n]
     const at::Tensor r = 1.0 - m;
     at::Tensor value, slope;  // l(m) and dl/dm, experiment/loss.h
     switch (spec_.loss.kind) {
@@ -362,6 +375,13 @@ class BatchedEngine final : public Engine {
       trials[i].fit.train_err = s[4 * i + 2];
       trials[i].fit.unsatisfied = int64_t(s[4 * i + 3]);
     }
+  }
+  // Whether ks is every member, in order (then no gathers and scatters by index).
+  bool everyone(const std::vector<int64_t>& ks) const {
+    if (int64_t(ks.size()) != W_.size(0)) return false;
+    for (size_t i = 0; i < ks.size(); ++i)
+      if (ks[i] != int64_t(i)) return false;
+    return true;
   }
   std::vector<int64_t> positions(const std::vector<int64_t>& ks) const {  // in the last forward
     std::vector<int64_t> pos;
