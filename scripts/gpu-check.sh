@@ -8,7 +8,7 @@
 #  - Benchmarks, on the 2 remaining cores while the tests run: bench ensemble --device cuda at
 #    setup A (K = 1, 10, 100, 1000) and one network at h = 1000, against the device's float64
 #    matrix rate measured in the same call; bench ntk --device cuda, both methods.
-# Logs and JSON lines under ${OUT:-/tmp/gpu-check}. Data: data/mnist (carried gzipped in .gpu/).
+# Logs (each benchmark's ends with its JSON line) under ${OUT:-/tmp/gpu-check}. Data: data/mnist (carried gzipped in .gpu/).
 # Usage: scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,12 +28,12 @@ $lf --version
    ctest -LE debian -j 7 --output-on-failure --timeout 400 > "$out/ctest.log" 2>&1; echo "ctest exit $?" >> "$out/ctest.log") &
 tests=$!
 bench() { local name=$1; shift; OMP_NUM_THREADS=2 timeout 150 taskset -c 14,15 $lf bench "$@" --json > "$out/$name.log" 2>&1;
-          echo "$name (${SECONDS} s): $(grep -v '^{' "$out/$name.log" | grep -v repeat | tail -6)"; tail -1 "$out/$name.log" > "$out/$name.json"; }
+          echo "$name (${SECONDS} s): $(grep -v '^{' "$out/$name.log" | grep -v repeat | tail -6)"; }
+bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5
+bench ntk-jacobian ntk --device cuda --h 1000 --L 5 --n 1000 --method jacobian --repeats 1 --memory-budget 100
 bench ensemble-setup-a ensemble --device cuda --K 1,10,100,1000 --h 100 --L 5 --ptr 5000 --steps 200 --repeats 1 --alone-max 10
 bench ensemble-steady ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 2000 --repeats 1 --alone-max 0
 bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0
-bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5
-bench ntk-jacobian ntk --device cuda --h 1000 --L 5 --n 1000 --method jacobian --repeats 1 --memory-budget 100
 wait $tests
 tail -25 "$out/ctest.log"
 echo "total: ${SECONDS} s"
