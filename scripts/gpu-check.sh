@@ -7,7 +7,8 @@
 #    test on 16 cores oversubscribes the machine).
 #  - Benchmarks, on the 2 remaining cores while the tests run: bench ensemble --device cuda at
 #    setup A (K = 1, 10, 100, 1000) and one network at h = 1000, against the device's float64
-#    matrix rate measured in the same call; bench ntk --device cuda, both methods.
+#    matrix rate measured in the same call; bench ntk --device cuda, both methods. Then, on all
+#    cores, bench train-step: the CPU trainer on this LibTorch (MKL inside).
 # Logs (each benchmark's ends with its JSON line) under ${OUT:-/tmp/gpu-check}. Data: data/mnist (carried gzipped in .gpu/).
 # Usage: scripts/gpu-check.sh [build-dir]
 set -uo pipefail
@@ -36,4 +37,6 @@ bench ensemble-steady ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --
 bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0
 wait $tests
 tail -25 "$out/ctest.log"
+# The CPU trainer on this LibTorch (MKL inside, no dgemm_ exported), all 16 cores, default threads.
+$lf bench train-step --h 100 --L 5 --ptr 5000 --steps 30 --ref-steps 10 --repeats 3 2>&1 | tail -4
 echo "total: ${SECONDS} s"

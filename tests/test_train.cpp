@@ -255,3 +255,24 @@ TEST(TrainCli, MnistPtr200Converges) {
   EXPECT_EQ(all["test_f_delta"].size(), 1000u);
   EXPECT_EQ(all["checkpoints"][0]["step"], 0);
 }
+
+// On a LibTorch without an exported dgemm_ (PyTorch's, with MKL inside) the fused kernels take
+// their products from at::mm inside an ATen parallel region (models/fc_fused.cpp). Emulated here
+// with LAZYFEAT_FUSED_ATEN_MM=1: the same run, step for step, to rounding (600 points at h = 64:
+// three blocks of rows, so that both threads take tasks).
+TEST(TrainCli, FusedKernelsWithoutDgemmGiveTheSameRun) {
+  auto train = [](const std::vector<std::string>& env) {
+    auto r = lft::run_cli({"train", "--ptr", "600", "--pte", "300", "--h", "64", "--L", "3",
+                           "--sqrt-h-alpha", "10", "--max-steps", "600", "--json", "--quiet"},
+                          env);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return nlohmann::json::parse(lft::last_line(r.out));
+  };
+  const nlohmann::json a = train({}), b = train({"LAZYFEAT_FUSED_ATEN_MM=1"});
+  EXPECT_EQ(a["trainer"], "fused");
+  EXPECT_EQ(b["trainer"], "fused");
+  EXPECT_EQ(a["steps"], b["steps"]);
+  EXPECT_EQ(a["rejected"], b["rejected"]);
+  for (const char* k : {"t", "train_loss", "test_err", "weight_change", "output_norm"})
+    EXPECT_NEAR(a[k].get<double>(), b[k].get<double>(), 1e-10 * std::fabs(a[k].get<double>()) + 1e-14) << k;
+}

@@ -9,10 +9,13 @@
 // (__attribute__((target))) and chosen at run time, so the default build runs on any x86-64.
 // Threads: the caller and one persistent worker share fixed tasks (blocks of rows in the forward,
 // contiguous chunks of the listed points in the backward) through an atomic counter; the BLAS
-// (dgemm_ of the loaded library, looked up once) runs single-threaded inside them.
+// (dgemm_ of the loaded library, looked up once) runs single-threaded inside them; without a
+// dgemm_ (MKL inside LibTorch) the products go through at::mm inside an ATen parallel region.
 // Deliberately not: other activations in SIMD (relu is cheap, tanh/swish are not in setup A),
 // a general thread pool.
 #include "models/fc_fused.h"
+
+#include <ATen/Parallel.h>
 
 #include <dlfcn.h>
 
@@ -22,9 +25,11 @@
 #include <cmath>
 #include <limits>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "common/error.h"
@@ -229,6 +234,9 @@ struct Blas {
   void (*set_threads)(int) = nullptr;
   int (*get_threads)() = nullptr;
   Blas() {
+    // LAZYFEAT_FUSED_ATEN_MM=1: behave as on a LibTorch without dgemm_ (tests/test_train.cpp).
+    const char* aten = std::getenv("LAZYFEAT_FUSED_ATEN_MM");
+    if (aten && std::string(aten) == "1") return;
     dgemm = reinterpret_cast<DgemmFn>(dlsym(RTLD_DEFAULT, "dgemm_"));
     set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
@@ -335,6 +343,18 @@ class FCFused::Pool {
   void run(int64_t k, F&& fn) {
     if (k <= 1) {
       for (int64_t i = 0; i < k; ++i) fn(i, 0);
+      return;
+    }
+    if (!blas().dgemm) {
+      // No dgemm_ to call (a LibTorch that bundles MKL without exporting it): the products go
+      // through at::mm. The two threads then run as an ATen parallel region, inside which ATen
+      // and MKL start no threads of their own: two threads, not two times the intra-op threads
+      // spinning on the same cores. Same tasks, same scratch per thread, same numbers.
+      std::atomic<int64_t> next{0};
+      at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t)
+          for (int64_t i; (i = next.fetch_add(1)) < k;) fn(i, int(t));
+      });
       return;
     }
     call_ = [&fn](int64_t i, int t) { fn(i, t); };
