@@ -280,7 +280,9 @@ class BatchedEngine final : public Engine {
       Gk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi}).copy_(gW.mul_(mult_[l]));
       Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));
       if (l == 0) break;
-      at::Tensor gz = at::bmm(gpre, Wl_[l]).mul_(mult_[l]);  // [K', n, fi]
+      // gz = m_l gpre W_l [K', n, fi]: the factor inside the product (beta = 0: the first
+      // argument is not read), not one more pass over [K', n, fi].
+      at::Tensor gz = at::baddbmm(gpre.new_empty({K, n_, fi}), gpre, Wl_[l], 0.0, mult_[l]);
       gpre = softplus_ ? at::softplus_backward(gz, pre_[l - 1], act_.beta, threshold())
                        : gz.mul_(act_.derivative(pre_[l - 1]));
     }
