@@ -174,6 +174,9 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
   if (opts.progress)
     std::cerr << "sweep: " << counts.total << " configs in " << opts.db << " (" << counts.planned
               << " newly planned), " << size - 1 << " MPI worker ranks\n";
+  if (opts.ensemble > 1)
+    std::cerr << "sweep: note: under mpirun each rank trains one run at a time; --ensemble applies to sweeps "
+                 "without mpirun (--jobs N)\n";
   Store store(opts.db);
   std::map<int, int64_t> in_flight;  // rank -> run id
   std::vector<int> idle;             // ranks waiting for a run while others hold the rest
