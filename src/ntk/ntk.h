@@ -20,6 +20,7 @@
 #include "models/activation.h"
 #include "models/cnn.h"
 #include "models/fc.h"
+#include "models/wrn.h"
 
 namespace lf {
 
@@ -27,16 +28,19 @@ enum class NtkMethod { Structured, Jacobian };
 NtkMethod ntk_method_from_name(const std::string& name);  // "structured" | "jacobian", else UsageError
 std::string ntk_method_name(NtkMethod m);
 
-// A network whose kernel we take: FC or CNN parameters and the activation.
+// A network whose kernel we take: FC, CNN or wide ResNet parameters and the activation.
 struct Net {
-  std::variant<FCParams, CNNParams> params;
+  std::variant<FCParams, CNNParams, WRNParams> params;
   Activation act;
   static Net fc(FCParams p, Activation a) { return Net{std::move(p), a}; }
   static Net cnn(CNNParams p, Activation a) { return Net{std::move(p), a}; }
+  static Net wrn(WRNParams p, Activation a) { return Net{std::move(p), a}; }
   bool is_fc() const { return std::holds_alternative<FCParams>(params); }
+  std::string arch() const;                       // "fc" | "cnn" | "wrn"
   at::Tensor forward(const at::Tensor& x) const;  // reference forward, f [n]
   std::vector<at::Tensor> flat() const;           // all parameters
   int64_t num_params() const;
+  Net to(at::TensorOptions opts) const;           // the parameters cast/moved (e.g. CPU float64)
 };
 
 // A model for the Jacobian method: f(params, x) -> [n], differentiable by autograd.
