@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <torch/csrc/autograd/autograd.h>
 
 #include "common/error.h"
 #include "common/npy.h"
@@ -144,6 +146,95 @@ TEST(Frozen, FitsTinyProblemAndPredictsThroughTheKernel) {
   EXPECT_EQ(r.status, "stopped");
   EXPECT_EQ(r.steps, 5);
   EXPECT_TRUE(r.to_json()["t2"].is_null());
+}
+
+// Frozen-kernel training with each loss against an independent computation: a plain explicit
+// Euler (and exact-momentum) integration in function space whose gradient comes from autograd of
+// the linearised loss L(u) = 1/(alpha^2 n) sum l(alpha u y) written with tensor ops, rescaled to
+// the protocol's 1/|B| normalisation: g = Theta (n / |B|) dL/du, B = points with dL/du_mu != 0.
+// The step size is held fixed (df_min < 0, df_max = inf: every step accepted, dt unchanged).
+TEST(Frozen, EveryLossMatchesExplicitIntegrationWithAutogradGradient) {
+  Net net = make_fc(4, 16, 2, "softplus", 21);
+  at::manual_seed(22);
+  at::Tensor x = at::randn({7, 4}, f64);
+  at::Tensor y = at::where(x.select(1, 0) > 0, 1.0, -1.0).to(at::kDouble);
+  at::Tensor K = ntk(net, x);
+  const double alpha = 0.7, dt = 0.05;
+  auto loss_of = [](const std::string& name, const at::Tensor& m) {  // l(m), elementwise, autograd
+    if (name == "hinge") return at::relu(1 - m);
+    if (name == "softhinge") return at::softplus(20 * (1 - m), 1, 1e3) / 20;  // no linear cut-off
+    return 0.5 * at::relu(1 - m).pow(2);
+  };
+  for (const std::string name : {"hinge", "softhinge", "qhinge"}) {
+    for (double tau : {0.0, 2.0}) {  // gradient flow, constant-tau momentum
+      const int64_t steps = 40;
+      FrozenOptions o;
+      o.alpha = alpha;
+      o.loss = Loss::make(name);
+      o.momentum.tau = tau;
+      o.control.dt = dt;
+      o.control.df_min = -1;
+      o.control.df_max = std::numeric_limits<double>::infinity();
+      o.max_steps = steps;
+      FrozenResult r = frozen_kernel_train(K, y, o);
+      // The reference.
+      at::Tensor u = at::zeros({7}, f64), v = at::zeros({7}, f64);
+      int64_t done = 0;
+      for (; done < steps; ++done) {
+        if ((alpha * u * y).min().item<double>() >= 1) break;  // every point satisfied: stop
+        at::Tensor ug = u.clone().requires_grad_(true);
+        at::Tensor L = loss_of(name, alpha * ug * y).sum() / (alpha * alpha * 7);
+        at::Tensor dL = torch::autograd::grad({L}, {ug})[0];
+        const double nB = (dL != 0).sum().item<double>();
+        at::Tensor g = at::mv(K, dL) * (7.0 / nB);
+        if (tau == 0) {
+          u = u - dt * g;
+        } else {
+          const double xdec = std::exp(-dt / tau);
+          v = xdec * v - (1 - xdec) * g;
+          u = u + dt * v;
+        }
+      }
+      EXPECT_EQ(r.steps, done) << name << " tau " << tau;
+      EXPECT_LT(rel(r.u_train, u), 1e-12) << name << " tau " << tau << "\n" << r.u_train << u;
+      EXPECT_NEAR(r.t, dt * done, 1e-12);
+    }
+  }
+  // The losses give different paths (the test above can tell them apart).
+  FrozenOptions o;
+  o.alpha = alpha;
+  o.control.dt = dt;
+  o.control.df_min = -1;
+  o.control.df_max = std::numeric_limits<double>::infinity();
+  o.max_steps = 30;
+  o.momentum.tau = 0;
+  at::Tensor uh = frozen_kernel_train(K, y, o).u_train;
+  o.loss = Loss::make("qhinge");
+  at::Tensor uq = frozen_kernel_train(K, y, o).u_train;
+  o.loss = Loss::make("softhinge");
+  at::Tensor us = frozen_kernel_train(K, y, o).u_train;
+  EXPECT_GT(rel(uq, uh), 1e-3);
+  EXPECT_GT(rel(us, uh), 1e-3);
+}
+
+// Every loss trains a tiny problem to the end under the adaptive step (the default rules).
+TEST(Frozen, EveryLossConverges) {
+  Net net = make_fc(5, 32, 2, "softplus", 4);
+  at::manual_seed(4);
+  at::Tensor xtr = at::randn({30, 5}, f64);
+  at::Tensor ytr = at::where(xtr.select(1, 0) * xtr.select(1, 1) > 0, 1.0, -1.0).to(at::kDouble);
+  at::Tensor K = ntk(net, xtr);
+  for (const std::string name : {"hinge", "softhinge", "qhinge"}) {
+    FrozenOptions o;
+    o.alpha = 0.5;
+    o.loss = Loss::make(name);
+    o.momentum.tau = 0;
+    o.max_steps = 200000;
+    FrozenResult r = frozen_kernel_train(K, ytr, o);
+    ASSERT_EQ(r.status, "converged") << name << " " << r.message;
+    EXPECT_GE((o.alpha * r.u_train * ytr).min().item<double>(), 1.0) << name;
+    EXPECT_LT(rel(at::mv(K, r.c), r.u_train), 1e-8) << name;
+  }
 }
 
 TEST(Npy, RoundTrip) {

@@ -7,6 +7,8 @@
 // t = 0 for the hinge, where F = 0). Its derivative with respect to f_mu is
 //   dL/df_mu = (dl/dm)(m_mu) y_mu alpha / (alpha^2 n) = (dl/dm) y_mu / (alpha n).
 // A point is unsatisfied when m < 1; the hinge's derivative is exactly 0 for m >= 1.
+// Used by the network trainer (experiment/) and frozen-kernel training (ntk/frozen.h); it sits
+// with the dynamics so that both layers see it.
 // Deliberately not: tensors (the trainer loops over the n margins itself).
 #pragma once
 #include <algorithm>
