@@ -282,7 +282,8 @@ TEST(NtkCli, BadInputExitsTwo) {
       {{"ntk", "--points", "10", "--method", "magic"}, "unknown NTK method 'magic'"},
       {{"ntk", "--points", "0"}, "--points must be >= 1"},
       {{"ntk", "--points", "100", "--pte", "50", "--ptr", "50"}, "--points must be <= --pte (50)"},
-      {{"ntk", "--points", "10", "--arch", "wrn"}, "--arch wrn has no NTK yet (fc or cnn)"},
+      {{"ntk", "--points", "10", "--arch", "wrn", "--pca", "10"}, "--pca applies to fc networks only"},
+      {{"ntk", "--points", "10", "--arch", "resnet"}, "unknown arch 'resnet' (expected fc, cnn or wrn)"},
       {{"ntk", "--points", "abc"}, "--points: not an integer: 'abc'"},
       {{"ntk", "stray"}, "unexpected argument 'stray'"},
       {{"bench", "ntk", "--h", "0"}, "--h must be >= 1"},
@@ -329,6 +330,41 @@ TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
   at::Tensor ref = ntk(net, x, jac);
   EXPECT_LT(rel(K, ref), 1e-10);
   EXPECT_GT(rel(K, ntk(net, data.x_test.narrow(0, 1, 30), jac)), 1e-3);  // other points: another matrix
+}
+
+// The CNN and the wide ResNet on MNIST images (1 channel, no PCA): the command's matrix equals
+// the autograd Jacobian reference of the same freshly initialised network.
+TEST(NtkCli, ConvolutionalNetworksOnImages) {
+  ASSERT_TRUE(lft::have_mnist()) << "MNIST files absent under " << lft::data_dir() << "/mnist: run scripts/setup.sh";
+  lft::TempDir dir;
+  for (const std::string arch : {"cnn", "wrn"}) {
+    const std::string out = dir.file(arch + ".npy");
+    std::vector<std::string> run = {"--ptr", "10", "--pte", "10", "--h", arch == "cnn" ? "4" : "1", "--arch", arch,
+                                    "--act", "relu", "--seed-init", "3"};
+    auto cli = run;
+    cli.insert(cli.begin(), "ntk");
+    cli.insert(cli.end(), {"--points", "5", "--json", "--out", out});
+    auto r = lft::run_cli(cli);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto js = nlohmann::json::parse(lft::last_line(r.out));
+    EXPECT_EQ(js["arch"], arch);
+    EXPECT_EQ(js["params"], arch == "cnn" ? 1321 : 367809);
+    at::Tensor K = read_npy(out);
+    RunConfig cfg;
+    OptionParser p("test", "test");
+    add_run_options(p, cfg);
+    run.insert(run.end(), {"--data-dir", lft::data_dir()});
+    p.parse(run);
+    finalize(cfg);
+    Dataset data = load_dataset(cfg);
+    at::Tensor x = data.x_test.narrow(0, 0, 5);
+    ASSERT_EQ(x.sizes(), (std::vector<int64_t>{5, 1, 28, 28}));
+    const Activation act = activation_of(cfg);
+    Net net = arch == "cnn" ? Net::cnn(cnn_init(1, 4, 3), act) : Net::wrn(wrn_init(1, 1, 3), act);
+    NtkOptions jac;
+    jac.method = NtkMethod::Jacobian;
+    EXPECT_LT(rel(K, ntk(net, x, jac)), 1e-10) << arch;
+  }
 }
 
 TEST(NtkCli, TrainedNetworkFromTheDatabase) {
