@@ -40,7 +40,7 @@ struct Net {
   at::Tensor forward(const at::Tensor& x) const;  // reference forward, f [n]
   std::vector<at::Tensor> flat() const;           // all parameters
   int64_t num_params() const;
-  Net to(at::TensorOptions opts) const;           // the parameters cast/moved (e.g. CPU float64)
+  Net to(at::TensorOptions opts) const;           // parameters cast/moved (CPU float64...); no copy if already so
 };
 
 // A model for the Jacobian method: f(params, x) -> [n], differentiable by autograd.
