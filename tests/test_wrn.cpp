@@ -262,6 +262,16 @@ TEST(WrnNtk, StructuredEqualsJacobian) {
   }
 }
 
+// More points than one forward chunk (32): the per-sample gradients are assembled from chunks.
+TEST(WrnNtk, ManyPointsInChunks) {
+  Net net = Net::wrn(with_random_biases(wrn_init(1, 1, 17), 18), Activation::make("relu"));
+  at::manual_seed(19);
+  at::Tensor x = at::randn({40, 1, 8, 8}, f64);
+  NtkOptions jac;
+  jac.method = NtkMethod::Jacobian;
+  EXPECT_LT(rel(ntk(net, x), ntk(net, x, jac)), 1e-10);
+}
+
 // The kernel predicts the first-order change of the outputs: f(w + eps g_x0) - f(w) = eps Theta(., x0),
 // with g_x0 the gradient of f(x0): a check of the kernel independent of the Jacobian method.
 TEST(WrnNtk, PredictsFirstOrderChange) {
