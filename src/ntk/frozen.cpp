@@ -1,6 +1,7 @@
 // Frozen-kernel training (see frozen.h). Cost: O(n) per trial step, plus one [n, |B|] x [|B|]
-// product (2 n |B| flops) each time the unsatisfied set B changes (hinge) or after every
-// accepted step (softhinge, qhinge); at the end one least-squares solve (QR with pivoting, O(n^3)).
+// product (2 n |B| flops) each time the unsatisfied set B changes (hinge), or one [n, n] x [n]
+// product (2 n^2 flops) after every accepted step (softhinge, qhinge); at the end one
+// least-squares solve (QR with pivoting, O(n^3)).
 #include "ntk/frozen.h"
 
 #include <chrono>
@@ -86,9 +87,15 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       std::vector<int64_t> idx;
       for (int64_t i = 0; i < n; ++i)
         if (inB[i]) idx.push_back(i);
-      at::Tensor B = at::tensor(idx, at::kLong);
-      at::Tensor lpB = at::tensor(lp, K.options()).index_select(0, B);  // l'_B  [|B|]
-      at::Tensor gt = at::mv(K.index_select(1, B), lpB).div_(double(idx.size())).contiguous();  // [n]
+      at::Tensor gt;  // [n]
+      if (hinge) {  // Theta[:, B] l'_B: B is usually a small part of the points late in training
+        at::Tensor B = at::tensor(idx, at::kLong);
+        at::Tensor lpB = at::tensor(lp, K.options()).index_select(0, B);  // l'_B  [|B|]
+        gt = at::mv(K.index_select(1, B), lpB);
+      } else {      // l' = 0 outside B: Theta l', without copying columns of Theta every step
+        gt = at::mv(K, at::tensor(lp, K.options()));
+      }
+      gt = gt.div_(double(idx.size())).contiguous();
       std::copy(gt.data_ptr<double>(), gt.data_ptr<double>() + n, g.begin());
     }
     while (true) {  // trial steps until one is accepted (dynamics/momentum.h, as the network's)
