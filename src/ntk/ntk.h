@@ -7,6 +7,8 @@
 //    (elementwise), plus Delta Delta^T for its bias. Convolutions: per layer, either contract over
 //    positions or materialise per-sample weight gradients, whichever a FLOP estimate says is cheaper.
 //    Tiled over points (memory bounded), symmetric Grams compute only the lower tiles.
+//    Wide ResNet: per-sample weight gradients D U^T of every convolution from one batched
+//    backward pass (the residual sums handled by autograd), J J^T in blocks (ntk_wrn.cpp).
 //  - Jacobian: per-sample gradients through autograd, J J^T, for any model (reference, fallback).
 // Deliberately not here: statistics of kernels (ntk/stats.h), kernel training (ntk/frozen.h).
 #pragma once
