@@ -64,7 +64,7 @@ TEST(Config, BadInputIsUsageError) {
   EXPECT_EQ(message({"--L", "0"}), "--L must be >= 1, got 0");
   EXPECT_EQ(message({"--act", "gelu"}), "unknown activation 'gelu' (expected softplus, relu, tanh or swish)");
   EXPECT_EQ(message({"--loss", "mse"}), "unknown loss 'mse' (expected hinge, softhinge or qhinge)");
-  EXPECT_EQ(message({"--dataset", "imagenet"}), "unknown dataset 'imagenet' (expected mnist or fashion)");
+  EXPECT_EQ(message({"--dataset", "imagenet"}), "unknown dataset 'imagenet' (expected mnist, fashion or cifar10)");
   EXPECT_EQ(message({"--pca-solver", "svd"}), "unknown PCA solver 'svd' (expected dsyev or evd)");
   EXPECT_EQ(message({"--act-scale", "-1"}), "--act-scale must be a finite number >= 0 (0: normalised)");
   EXPECT_EQ(message({"--softplus-threshold", "-5"}), "--softplus-threshold must be a finite number >= 0 (0: none)");

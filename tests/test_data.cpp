@@ -374,3 +374,71 @@ TEST(DataBadInput, UnknownDatasetAndOption) {
   expect_usage_error({"data", "--no-such-option"}, "no-such-option");
   expect_usage_error({"data", "extra"}, "no positional argument");
 }
+
+// CIFAR-10 from its binary files (protocol section 1: the same pool, shuffle, interleaving,
+// centring and rescaling), on synthetic files: 6 files of 10 records, one per class, each image
+// constant per channel (R, G, B) = (10 c + f, 100 + f, 200 - 3 c) for class c in file f.
+TEST(DataCifar, BinaryFilesThroughThePipeline) {
+  lft::TempDir tmp;
+  fs::create_directory(tmp.file("cifar10"));
+  const char* names[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                         "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"};
+  for (int f = 0; f < 6; ++f) {
+    std::vector<uint8_t> b;
+    for (int c = 0; c < 10; ++c) {
+      b.push_back(uint8_t(c));
+      for (int v : {10 * c + f, 100 + f, 200 - 3 * c}) b.insert(b.end(), 1024, uint8_t(v));
+    }
+    write_bytes(tmp.file("cifar10/") + names[f], b);
+  }
+  DataOptions o;
+  o.dataset = "cifar10";
+  o.data_dir = tmp.path;
+  o.ptr = 20;
+  o.pte = 30;
+  o.images = true;
+  Dataset d = load_dataset(o);
+  EXPECT_EQ(d.pool_size, 60);
+  EXPECT_EQ(d.pixels, 3072);
+  EXPECT_FALSE(d.checksums_ok);
+  ASSERT_EQ(d.x_train.sizes(), (std::vector<int64_t>{20, 3, 32, 32}));
+  // Independent expectation: image (c, f) has channel values v = byte / 255 (in float32, as
+  // ToTensor); centred by the mean over all 60 images, then scaled to norm sqrt(3072).
+  auto value = [](int c, int f, int ch) {
+    const int byte = ch == 0 ? 10 * c + f : ch == 1 ? 100 + f : 200 - 3 * c;
+    return double(float(byte) / 255.0f);
+  };
+  double mean[3] = {0, 0, 0};
+  for (int c = 0; c < 10; ++c)
+    for (int f = 0; f < 6; ++f)
+      for (int ch = 0; ch < 3; ++ch) mean[ch] += value(c, f, ch) / 60.0;
+  for (int i = 0; i < 20; ++i) {
+    const int64_t src = d.source_train[i].item<int64_t>();
+    const int c = int(src % 10), f = int(src / 10);
+    EXPECT_EQ(d.class_train[i].item<int64_t>(), i % 10);  // interleaved 0, 1, .., 9, 0, ..
+    EXPECT_EQ(c, i % 10);
+    EXPECT_EQ(d.y_train[i].item<double>(), c % 2 ? 1.0 : -1.0);
+    double centred[3], norm2 = 0;
+    for (int ch = 0; ch < 3; ++ch) {
+      centred[ch] = value(c, f, ch) - mean[ch];
+      norm2 += 1024 * centred[ch] * centred[ch];
+    }
+    for (int ch = 0; ch < 3; ++ch) {
+      at::Tensor plane = d.x_train[i][ch];
+      const double expected = std::sqrt(3072.0) * centred[ch] / std::sqrt(norm2);
+      EXPECT_NEAR(plane[5][7].item<double>(), expected, 1e-12) << i << " " << ch;
+      EXPECT_LT((plane - plane[0][0]).abs().max().item<double>(), 1e-12);  // constant per channel
+    }
+  }
+  // A truncated file is named.
+  write_bytes(tmp.file("cifar10/test_batch.bin"), std::vector<uint8_t>(3073 * 2 + 5, 1));
+  try {
+    load_dataset(o);
+    FAIL() << "truncated file accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("test_batch.bin: 6151 bytes, not a whole number of 3073-byte"),
+              std::string::npos) << e.what();
+  }
+  expect_usage_error({"data", "--dataset", "cifar10", "--data-dir", tmp.file("none")},
+                     "data_batch_1.bin: cannot open");
+}

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <torch/csrc/autograd/autograd.h>
 
 #include "common/error.h"
 #include "common/npy.h"
@@ -146,6 +148,95 @@ TEST(Frozen, FitsTinyProblemAndPredictsThroughTheKernel) {
   EXPECT_TRUE(r.to_json()["t2"].is_null());
 }
 
+// Frozen-kernel training with each loss against an independent computation: a plain explicit
+// Euler (and exact-momentum) integration in function space whose gradient comes from autograd of
+// the linearised loss L(u) = 1/(alpha^2 n) sum l(alpha u y) written with tensor ops, rescaled to
+// the protocol's 1/|B| normalisation: g = Theta (n / |B|) dL/du, B = points with dL/du_mu != 0.
+// The step size is held fixed (df_min < 0, df_max = inf: every step accepted, dt unchanged).
+TEST(Frozen, EveryLossMatchesExplicitIntegrationWithAutogradGradient) {
+  Net net = make_fc(4, 16, 2, "softplus", 21);
+  at::manual_seed(22);
+  at::Tensor x = at::randn({7, 4}, f64);
+  at::Tensor y = at::where(x.select(1, 0) > 0, 1.0, -1.0).to(at::kDouble);
+  at::Tensor K = ntk(net, x);
+  const double alpha = 0.7, dt = 0.05;
+  auto loss_of = [](const std::string& name, const at::Tensor& m) {  // l(m), elementwise, autograd
+    if (name == "hinge") return at::relu(1 - m);
+    if (name == "softhinge") return at::softplus(20 * (1 - m), 1, 1e3) / 20;  // no linear cut-off
+    return 0.5 * at::relu(1 - m).pow(2);
+  };
+  for (const std::string name : {"hinge", "softhinge", "qhinge"}) {
+    for (double tau : {0.0, 2.0}) {  // gradient flow, constant-tau momentum
+      const int64_t steps = 40;
+      FrozenOptions o;
+      o.alpha = alpha;
+      o.loss = Loss::make(name);
+      o.momentum.tau = tau;
+      o.control.dt = dt;
+      o.control.df_min = -1;
+      o.control.df_max = std::numeric_limits<double>::infinity();
+      o.max_steps = steps;
+      FrozenResult r = frozen_kernel_train(K, y, o);
+      // The reference.
+      at::Tensor u = at::zeros({7}, f64), v = at::zeros({7}, f64);
+      int64_t done = 0;
+      for (; done < steps; ++done) {
+        if ((alpha * u * y).min().item<double>() >= 1) break;  // every point satisfied: stop
+        at::Tensor ug = u.clone().requires_grad_(true);
+        at::Tensor L = loss_of(name, alpha * ug * y).sum() / (alpha * alpha * 7);
+        at::Tensor dL = torch::autograd::grad({L}, {ug})[0];
+        const double nB = (dL != 0).sum().item<double>();
+        at::Tensor g = at::mv(K, dL) * (7.0 / nB);
+        if (tau == 0) {
+          u = u - dt * g;
+        } else {
+          const double xdec = std::exp(-dt / tau);
+          v = xdec * v - (1 - xdec) * g;
+          u = u + dt * v;
+        }
+      }
+      EXPECT_EQ(r.steps, done) << name << " tau " << tau;
+      EXPECT_LT(rel(r.u_train, u), 1e-12) << name << " tau " << tau << "\n" << r.u_train << u;
+      EXPECT_NEAR(r.t, dt * done, 1e-12);
+    }
+  }
+  // The losses give different paths (the test above can tell them apart).
+  FrozenOptions o;
+  o.alpha = alpha;
+  o.control.dt = dt;
+  o.control.df_min = -1;
+  o.control.df_max = std::numeric_limits<double>::infinity();
+  o.max_steps = 30;
+  o.momentum.tau = 0;
+  at::Tensor uh = frozen_kernel_train(K, y, o).u_train;
+  o.loss = Loss::make("qhinge");
+  at::Tensor uq = frozen_kernel_train(K, y, o).u_train;
+  o.loss = Loss::make("softhinge");
+  at::Tensor us = frozen_kernel_train(K, y, o).u_train;
+  EXPECT_GT(rel(uq, uh), 1e-3);
+  EXPECT_GT(rel(us, uh), 1e-3);
+}
+
+// Every loss trains a tiny problem to the end under the adaptive step (the default rules).
+TEST(Frozen, EveryLossConverges) {
+  Net net = make_fc(5, 32, 2, "softplus", 4);
+  at::manual_seed(4);
+  at::Tensor xtr = at::randn({30, 5}, f64);
+  at::Tensor ytr = at::where(xtr.select(1, 0) * xtr.select(1, 1) > 0, 1.0, -1.0).to(at::kDouble);
+  at::Tensor K = ntk(net, xtr);
+  for (const std::string name : {"hinge", "softhinge", "qhinge"}) {
+    FrozenOptions o;
+    o.alpha = 0.5;
+    o.loss = Loss::make(name);
+    o.momentum.tau = 0;
+    o.max_steps = 200000;
+    FrozenResult r = frozen_kernel_train(K, ytr, o);
+    ASSERT_EQ(r.status, "converged") << name << " " << r.message;
+    EXPECT_GE((o.alpha * r.u_train * ytr).min().item<double>(), 1.0) << name;
+    EXPECT_LT(rel(at::mv(K, r.c), r.u_train), 1e-8) << name;
+  }
+}
+
 TEST(Npy, RoundTrip) {
   lft::TempDir dir;
   at::manual_seed(5);
@@ -191,7 +282,8 @@ TEST(NtkCli, BadInputExitsTwo) {
       {{"ntk", "--points", "10", "--method", "magic"}, "unknown NTK method 'magic'"},
       {{"ntk", "--points", "0"}, "--points must be >= 1"},
       {{"ntk", "--points", "100", "--pte", "50", "--ptr", "50"}, "--points must be <= --pte (50)"},
-      {{"ntk", "--points", "10", "--arch", "wrn"}, "--arch wrn has no NTK yet (fc or cnn)"},
+      {{"ntk", "--points", "10", "--arch", "wrn", "--pca", "10"}, "--pca applies to fc networks only"},
+      {{"ntk", "--points", "10", "--arch", "resnet"}, "unknown arch 'resnet' (expected fc, cnn or wrn)"},
       {{"ntk", "--points", "abc"}, "--points: not an integer: 'abc'"},
       {{"ntk", "stray"}, "unexpected argument 'stray'"},
       {{"bench", "ntk", "--h", "0"}, "--h must be >= 1"},
@@ -238,6 +330,41 @@ TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
   at::Tensor ref = ntk(net, x, jac);
   EXPECT_LT(rel(K, ref), 1e-10);
   EXPECT_GT(rel(K, ntk(net, data.x_test.narrow(0, 1, 30), jac)), 1e-3);  // other points: another matrix
+}
+
+// The CNN and the wide ResNet on MNIST images (1 channel, no PCA): the command's matrix equals
+// the autograd Jacobian reference of the same freshly initialised network.
+TEST(NtkCli, ConvolutionalNetworksOnImages) {
+  ASSERT_TRUE(lft::have_mnist()) << "MNIST files absent under " << lft::data_dir() << "/mnist: run scripts/setup.sh";
+  lft::TempDir dir;
+  for (const std::string arch : {"cnn", "wrn"}) {
+    const std::string out = dir.file(arch + ".npy");
+    std::vector<std::string> run = {"--ptr", "10", "--pte", "10", "--h", arch == "cnn" ? "4" : "1", "--arch", arch,
+                                    "--act", "relu", "--seed-init", "3"};
+    auto cli = run;
+    cli.insert(cli.begin(), "ntk");
+    cli.insert(cli.end(), {"--points", "5", "--json", "--out", out});
+    auto r = lft::run_cli(cli);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto js = nlohmann::json::parse(lft::last_line(r.out));
+    EXPECT_EQ(js["arch"], arch);
+    EXPECT_EQ(js["params"], arch == "cnn" ? 1321 : 367809);
+    at::Tensor K = read_npy(out);
+    RunConfig cfg;
+    OptionParser p("test", "test");
+    add_run_options(p, cfg);
+    run.insert(run.end(), {"--data-dir", lft::data_dir()});
+    p.parse(run);
+    finalize(cfg);
+    Dataset data = load_dataset(cfg);
+    at::Tensor x = data.x_test.narrow(0, 0, 5);
+    ASSERT_EQ(x.sizes(), (std::vector<int64_t>{5, 1, 28, 28}));
+    const Activation act = activation_of(cfg);
+    Net net = arch == "cnn" ? Net::cnn(cnn_init(1, 4, 3), act) : Net::wrn(wrn_init(1, 1, 3), act);
+    NtkOptions jac;
+    jac.method = NtkMethod::Jacobian;
+    EXPECT_LT(rel(K, ntk(net, x, jac)), 1e-10) << arch;
+  }
 }
 
 TEST(NtkCli, TrainedNetworkFromTheDatabase) {

@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "experiment/from_config.h"
 #include "experiment/config.h"
-#include "experiment/loss.h"
+#include "dynamics/loss.h"
 #include "experiment/train.h"
 #include "testing.h"
 

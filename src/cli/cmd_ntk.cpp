@@ -1,4 +1,4 @@
-// `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised network (or, with
+// `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised FC, CNN or wide ResNet (or, with
 // --db/--run, of a stored run's trained FC weights) on the first N test points (cli-contract.md),
 // its Frobenius norm, mean, trace and time, optionally written as a NumPy .npy file.
 #include <algorithm>
@@ -26,7 +26,8 @@ int cmd_ntk(const Args& args) {
   bool json = false;
   OptionParser p("lazyfeat ntk [run options] --points N [--method structured|jacobian] [--out FILE.npy] [--json]",
                  "The empirical NTK Theta(x, x') = grad_w f(x) . grad_w f(x') (protocol section 5) of a freshly "
-                 "initialised network (--arch fc or cnn, --seed-init) on the first N test points of the dataset. "
+                 "initialised network (--arch fc, cnn or wrn, --seed-init) on the first N test points of the dataset "
+                 "(cnn and wrn: the normalised images, 1 channel for MNIST). "
                  "The structured method exploits the layer structure; jacobian takes per-sample gradients by "
                  "autograd (the slow reference). With --db FILE --run ID: the network of that stored run as it was "
                  "at its last saved state (the end of a converged run), on its dataset.");
@@ -66,7 +67,6 @@ int cmd_ntk(const Args& args) {
   require(trained.empty() || cfg.arch == "fc", "--db/--run: only fc runs are trained so far");
   NtkOptions opt;
   opt.method = ntk_method_from_name(method);
-  require(cfg.arch == "fc" || cfg.arch == "cnn", "--arch " + cfg.arch + " has no NTK yet (fc or cnn)");
   if (points < 0) points = cfg.kernel_points;
   require(points >= 1, "--points must be >= 1");
   require(points <= cfg.pte, "--points must be <= --pte (" + std::to_string(cfg.pte) + ")");
@@ -76,9 +76,11 @@ int cmd_ntk(const Args& args) {
   at::Tensor x = data.x_test.narrow(0, 0, points).to(dtype).contiguous();
   const Activation act = activation_of(cfg);
   auto wopts = at::TensorOptions().dtype(dtype);
-  Net net = !trained.empty()    ? Net::fc(fc_params_from_state(trained).to(wopts), act)
-            : cfg.arch == "fc" ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.weights_seed(), wopts), act)
-                               : Net::cnn(cnn_init(x.size(1), cfg.h, cfg.weights_seed(), wopts), act);
+  // --h is the width: the FC width, the CNN's channels, the wide ResNet's width factor.
+  Net net = !trained.empty()     ? Net::fc(fc_params_from_state(trained).to(wopts), act)
+            : cfg.arch == "fc"  ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.weights_seed(), wopts), act)
+            : cfg.arch == "cnn" ? Net::cnn(cnn_init(x.size(1), cfg.h, cfg.weights_seed(), wopts), act)
+                                : Net::wrn(wrn_init(x.size(1), cfg.h, cfg.weights_seed(), wopts), act);
   double flops = 0;
   std::string plan;
   opt.flops = &flops;

@@ -1,8 +1,11 @@
 // The study's data pipeline (protocol sections 1 and 8): IDX files checked against their
 // reference MD5 sums, pool = official train file then test file, per-class seeded shuffle,
 // class interleaving truncated at the smallest class, centring, rescaling to norm
-// sqrt(pixels), parity labels, train/test split, optional whitened PCA.
-// Deliberately not: caching across calls, other datasets, any augmentation.
+// sqrt(pixels), parity labels, train/test split, optional whitened PCA. CIFAR-10 from its
+// binary files (data_batch_1..5.bin, test_batch.bin: records of 1 label byte and 3 x 32 x 32
+// pixel bytes, channel-major, as torchvision's CIFAR10 tensors), through the same pipeline.
+// Deliberately not: caching across calls, other datasets, any augmentation, MD5 sums for the
+// CIFAR-10 files (none recorded here: checksums_ok stays false for it).
 #include "data/dataset.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -13,6 +16,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "common/error.h"
@@ -45,7 +49,7 @@ std::array<Reference, 2> references(const std::string& dataset) {
               "train-labels-idx1-ubyte", "9018921c3c673c538a1fc5bad174d6f9"},
              {"t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a",
               "t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965"}}};
-  throw UsageError("unknown dataset '" + dataset + "' (expected mnist or fashion)");
+  throw UsageError("unknown dataset '" + dataset + "' (expected mnist, fashion or cifar10)");
 }
 
 void check_md5(const IdxFile& f, const char* expected) {
@@ -96,50 +100,107 @@ nlohmann::json Dataset::summary() const {
           {"seconds", seconds}};
 }
 
+namespace {
+
+// CIFAR-10's binary files, train batches 1..5 then the test batch, as bytes [total, 3072]
+// (channel-major) and classes [total].
+constexpr int64_t kCifarSide = 32, kCifarChannels = 3, kCifarRecord = 1 + kCifarChannels * kCifarSide * kCifarSide;
+
+void read_cifar10(const std::string& dir, at::Tensor& bytes, at::Tensor& cls) {
+  std::vector<std::string> raw;
+  int64_t total = 0;
+  for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                           "data_batch_5.bin", "test_batch.bin"}) {
+    const std::string path = dir + name;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    require(f != nullptr, path + ": cannot open (CIFAR-10 binary version expected under " + dir + ")");
+    std::string data;
+    char buf[1 << 16];
+    size_t got;
+    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, got);
+    std::fclose(f);
+    require(!data.empty() && data.size() % kCifarRecord == 0,
+            path + ": " + std::to_string(data.size()) + " bytes, not a whole number of " +
+                std::to_string(kCifarRecord) + "-byte CIFAR-10 records");
+    total += int64_t(data.size()) / kCifarRecord;
+    raw.push_back(std::move(data));
+  }
+  const int64_t pixels = kCifarRecord - 1;
+  bytes = at::empty({total, pixels}, at::kByte);
+  cls = at::empty({total}, at::kLong);
+  uint8_t* b = bytes.data_ptr<uint8_t>();
+  int64_t* c = cls.data_ptr<int64_t>();
+  for (const auto& data : raw)
+    for (size_t r = 0; r < data.size(); r += kCifarRecord) {
+      const auto label = static_cast<uint8_t>(data[r]);
+      require(label < kClasses, dir + ": a CIFAR-10 record with label " + std::to_string(label));
+      *c++ = label;
+      std::memcpy(b, data.data() + r + 1, static_cast<size_t>(pixels));
+      b += pixels;
+    }
+}
+
+}  // namespace
+
 Dataset load_dataset(const DataOptions& cfg) {
   const auto start = std::chrono::steady_clock::now();
-  const auto refs = references(cfg.dataset);
   const std::string dir = cfg.data_dir + "/" + cfg.dataset + "/";
+  const bool cifar = cfg.dataset == "cifar10";
+  int64_t channels = 1, rows = 0, cols = 0, pixels = 0;
+  at::Tensor bytes, cls_all;  // [total, pixels] and [total]: the official files, train then test
+  if (cifar) {
+    read_cifar10(dir, bytes, cls_all);
+    channels = kCifarChannels;
+    rows = cols = kCifarSide;
+    pixels = channels * rows * cols;
+    require(cfg.pca <= pixels, "--pca " + std::to_string(cfg.pca) + " is larger than the " +
+                                   std::to_string(pixels) + " pixels of an image");
+  } else {
+    const auto refs = references(cfg.dataset);
 
-  // 1. Read and validate the four files; then their checksums (a damaged header is named
-  //    as such rather than as a mere checksum mismatch).
-  std::array<IdxFile, 2> images, labels;
-  for (size_t s = 0; s < 2; ++s) {
-    images[s] = read_idx_images(dir + refs[s].images);
-    labels[s] = read_idx_labels(dir + refs[s].labels);
-    require(images[s].count() == labels[s].count(),
-            images[s].path + ": " + std::to_string(images[s].count()) + " images but " + labels[s].path +
-                " holds " + std::to_string(labels[s].count()) + " labels");
-  }
-  require(images[0].dims[1] == images[1].dims[1] && images[0].dims[2] == images[1].dims[2],
-          images[1].path + ": images of " + std::to_string(images[1].dims[1]) + "x" +
-              std::to_string(images[1].dims[2]) + " pixels, but " + images[0].path + " has " +
-              std::to_string(images[0].dims[1]) + "x" + std::to_string(images[0].dims[2]));
-  for (size_t s = 0; s < 2; ++s) {
-    check_md5(images[s], refs[s].images_md5);
-    check_md5(labels[s], refs[s].labels_md5);
-  }
-
-  const int64_t rows = images[0].dims[1], cols = images[0].dims[2], pixels = rows * cols;
-  require(cfg.pca <= pixels, "--pca " + std::to_string(cfg.pca) + " is larger than the " +
-                                 std::to_string(pixels) + " pixels of an image");
-
-  // 2. The official files, train then test: bytes [total, pixels] and classes [total].
-  const int64_t n_file[2] = {images[0].count(), images[1].count()};
-  const int64_t total = n_file[0] + n_file[1];
-  at::Tensor bytes = at::empty({total, pixels}, at::kByte);
-  at::Tensor cls_all = at::empty({total}, at::kLong);
-  {
-    uint8_t* b = bytes.data_ptr<uint8_t>();
-    int64_t* c = cls_all.data_ptr<int64_t>();
+    // 1. Read and validate the four files; then their checksums (a damaged header is named
+    //    as such rather than as a mere checksum mismatch).
+    std::array<IdxFile, 2> images, labels;
     for (size_t s = 0; s < 2; ++s) {
-      std::memcpy(b, images[s].payload(), static_cast<size_t>(n_file[s] * pixels));
-      b += n_file[s] * pixels;
-      for (int64_t i = 0; i < n_file[s]; ++i) *c++ = labels[s].payload()[i];
+      images[s] = read_idx_images(dir + refs[s].images);
+      labels[s] = read_idx_labels(dir + refs[s].labels);
+      require(images[s].count() == labels[s].count(),
+              images[s].path + ": " + std::to_string(images[s].count()) + " images but " + labels[s].path +
+                  " holds " + std::to_string(labels[s].count()) + " labels");
     }
-  }
-  images = {};
-  labels = {};
+    require(images[0].dims[1] == images[1].dims[1] && images[0].dims[2] == images[1].dims[2],
+            images[1].path + ": images of " + std::to_string(images[1].dims[1]) + "x" +
+                std::to_string(images[1].dims[2]) + " pixels, but " + images[0].path + " has " +
+                std::to_string(images[0].dims[1]) + "x" + std::to_string(images[0].dims[2]));
+    for (size_t s = 0; s < 2; ++s) {
+      check_md5(images[s], refs[s].images_md5);
+      check_md5(labels[s], refs[s].labels_md5);
+    }
+
+    rows = images[0].dims[1];
+    cols = images[0].dims[2];
+    pixels = rows * cols;
+    require(cfg.pca <= pixels, "--pca " + std::to_string(cfg.pca) + " is larger than the " +
+                                   std::to_string(pixels) + " pixels of an image");
+
+    // 2. The official files, train then test: bytes [total, pixels] and classes [total].
+    const int64_t n_file[2] = {images[0].count(), images[1].count()};
+    const int64_t total = n_file[0] + n_file[1];
+    bytes = at::empty({total, pixels}, at::kByte);
+    cls_all = at::empty({total}, at::kLong);
+    {
+      uint8_t* b = bytes.data_ptr<uint8_t>();
+      int64_t* c = cls_all.data_ptr<int64_t>();
+      for (size_t s = 0; s < 2; ++s) {
+        std::memcpy(b, images[s].payload(), static_cast<size_t>(n_file[s] * pixels));
+        b += n_file[s] * pixels;
+        for (int64_t i = 0; i < n_file[s]; ++i) *c++ = labels[s].payload()[i];
+      }
+    }
+    images = {};
+    labels = {};
+  }  // MNIST, Fashion-MNIST
+  const int64_t total = cls_all.numel();
 
   // 3. Per class 0..9, one randperm over that class's images in file order, all from one
   //    generator seeded like torch.manual_seed(seed_data) (protocol section 8); then
@@ -192,7 +253,7 @@ Dataset load_dataset(const DataOptions& cfg) {
   ds.pool_size = pool;
   ds.pixels = pixels;
   ds.seed_data = cfg.seed_data;
-  ds.checksums_ok = true;
+  ds.checksums_ok = !cifar;  // CIFAR-10: not checked
 
   // 6. Labels y = 2 (class mod 2) - 1 (section 1.5); train = first ptr, test = next pte.
   const int64_t ptr = cfg.ptr, pte = cfg.pte;
@@ -218,9 +279,9 @@ Dataset load_dataset(const DataOptions& cfg) {
   } else {
     ds.x_train = x.slice(0, 0, ptr).clone();
     ds.x_test = x.slice(0, ptr, ptr + pte).clone();
-    if (cfg.images) {  // images stay images: [n, 1, rows, cols]
-      ds.x_train = ds.x_train.view({ptr, 1, rows, cols});
-      ds.x_test = ds.x_test.view({pte, 1, rows, cols});
+    if (cfg.images) {  // images stay images: [n, channels, rows, cols]
+      ds.x_train = ds.x_train.view({ptr, channels, rows, cols});
+      ds.x_test = ds.x_test.view({pte, channels, rows, cols});
     }
   }
   ds.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -15,13 +15,13 @@ namespace lf {
 
 // What load_dataset needs (experiment/from_config.h builds it from a run's options).
 struct DataOptions {
-  std::string dataset = "mnist";       // mnist | fashion
+  std::string dataset = "mnist";       // mnist | fashion | cifar10
   std::string data_dir;                // the folder holding <dataset>/ IDX files
   int64_t ptr = 5000, pte = 50000;     // train and test sizes
   int64_t pca = 0;                     // whitened PCA components, 0 = none
   bool pca_train_only = false;         // fit the PCA on the training set (the paper: whole pool)
   PcaSolver pca_solver = PcaSolver::Dsyev;
-  bool images = false;                 // keep [n, 1, rows, cols] (convolutional networks)
+  bool images = false;                 // keep [n, channels, rows, cols] (convolutional networks)
   uint64_t seed_data = 0;
 };
 

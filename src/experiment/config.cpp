@@ -22,7 +22,7 @@ std::string opt(const char* name) { return std::string("--") + name; }
 
 const std::vector<RunOption>& table() {
   static const std::vector<RunOption> t = {
-      {"dataset", "NAME", "mnist | fashion (parity labels)",
+      {"dataset", "NAME", "mnist | fashion | cifar10 (parity labels; cifar10: the binary files, 3 channels)",
        [](RunConfig& c, const std::string& v) { c.dataset = v; }},
       {"data-dir", "DIR", "folder holding <dataset>/ IDX files (default: the project's data/)",
        [](RunConfig& c, const std::string& v) { c.data_dir = v; }},
@@ -173,8 +173,8 @@ std::vector<std::string> run_option_names() {
 }
 
 void finalize(RunConfig& c) {
-  require(one_of(c.dataset, {"mnist", "fashion"}),
-          "unknown dataset '" + c.dataset + "' (expected mnist or fashion)");
+  require(one_of(c.dataset, {"mnist", "fashion", "cifar10"}),
+          "unknown dataset '" + c.dataset + "' (expected mnist, fashion or cifar10)");
   require(one_of(c.arch, {"fc", "cnn", "wrn"}), "unknown arch '" + c.arch + "' (expected fc, cnn or wrn)");
   require(one_of(c.act, {"softplus", "relu", "tanh", "swish"}),
           "unknown activation '" + c.act + "' (expected softplus, relu, tanh or swish)");

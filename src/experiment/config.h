@@ -18,7 +18,7 @@ using json = nlohmann::json;
 
 struct RunConfig {
   // Data (protocol section 1).
-  std::string dataset = "mnist";      // mnist | fashion (| cifar10 later)
+  std::string dataset = "mnist";      // mnist | fashion | cifar10
   std::string data_dir;               // "" = the project's data folder (default_data_dir())
   int64_t ptr = 5000;                 // train size n
   int64_t pte = 50000;                // test size

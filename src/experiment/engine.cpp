@@ -357,7 +357,7 @@ class BatchedEngine final : public Engine {
     const at::Tensor df = at::where(d.isnan().any(1), at::full_like(alpha.squeeze(1), kNaN), d.amax(1)) * alpha.squeeze(1);
     const at::Tensor m = alpha * (Fn_ - (all ? F0_ : F0_.index_select(0, idx))) * Y_;  // margins F y [K', n]
     const at::Tensor r = 1.0 - m;
-    at::Tensor value, slope;  // l(m) and dl/dm, experiment/loss.h
+    at::Tensor value, slope;  // l(m) and dl/dm, dynamics/loss.h
     switch (spec_.loss.kind) {
       case Loss::Kind::Hinge: value = at::relu(r), slope = -(r > 0).to(at::kDouble); break;
       case Loss::Kind::SoftHinge:

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "experiment/loss.h"
+#include "dynamics/loss.h"
 #include "experiment/model.h"
 #include "experiment/observables.h"
 

@@ -25,9 +25,9 @@ Activation activation_of(const RunConfig& cfg) {
 }
 
 FrozenOptions frozen_options(const RunConfig& cfg) {
-  require(cfg.loss == "hinge", "frozen-kernel training supports the hinge loss only");
   FrozenOptions o;
   o.alpha = cfg.alpha;
+  o.loss = Loss::make(cfg.loss);
   o.momentum.tau = cfg.tau;
   o.control.dt = cfg.dt0;  // protocol section 4: dt starts at 1e-50 (full batch)
   o.control.df_min = cfg.df_min;

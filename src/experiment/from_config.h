@@ -15,7 +15,7 @@ DataOptions data_options(const RunConfig& cfg);
 Dataset load_dataset(const RunConfig& cfg);
 // The run's activation, its scale given by --act-scale or the normalising constant.
 Activation activation_of(const RunConfig& cfg);
-// alpha, tau, df_min/df_max, dt0, max_dt and the budgets of a finalized config (hinge only).
+// alpha, the loss, tau, df_min/df_max, dt0, max_dt and the budgets of a finalized config.
 FrozenOptions frozen_options(const RunConfig& cfg);
 
 }  // namespace lf

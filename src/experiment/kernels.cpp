@@ -1,4 +1,4 @@
-// Kernel measurements of a run (see measure.h; protocol sections 4, 5). Theta is taken with the
+// Kernel measurements of a run (see kernels.h; protocol sections 4, 5). Theta is taken with the
 // structured method on CPU float64 copies of the weights and data, whatever the run's device
 // and dtype. Cost at the protocol's defaults (FC L=5, h=100, 5,000 kernel points): one
 // symmetric Gram (~25 GFLOP) per kernel; a frozen-kernel run adds the training Gram, the
@@ -18,9 +18,7 @@ namespace {
 constexpr int64_t kTestBlock = 4096;  // test points per block of Theta_test,train
 
 
-Net cpu_net(const RunConfig& cfg, const FCParams& p) {
-  return Net::fc(p.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)), activation_of(cfg));
-}
+Net cpu_net(const Net& net) { return net.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
 
 at::Tensor cpu64(const at::Tensor& t) { return t.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
 
@@ -54,29 +52,38 @@ nlohmann::json frozen_run(const RunConfig& cfg, const Dataset& data, const Net& 
 
 bool wants_kernels(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_kernel || cfg.final_kernel; }
 
-nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0) {
+nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const Net& w0) {
   nlohmann::json j = nlohmann::json::object();
   if (!wants_kernels(cfg)) return j;
-  Net net0 = cpu_net(cfg, w0);
+  Net net0 = cpu_net(w0);
   if (cfg.kernel_points > 0) j["init"] = stats_on_test_points(cfg, data, kernel_on_test_points(cfg, data, net0));
   if (cfg.init_kernel) j["init_kernel_run"] = frozen_run(cfg, data, net0);
   return j;
 }
 
-nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
-                                      const FCParams& w, const nlohmann::json& at_init) {
+nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const Net& w0, const Net& w,
+                                      const nlohmann::json& at_init) {
   nlohmann::json j = at_init.is_object() ? at_init : nlohmann::json::object();
   if (!wants_kernels(cfg)) return j;
-  Net net = cpu_net(cfg, w);
+  Net net = cpu_net(w);
   if (cfg.kernel_points > 0) {
     at::Tensor K = kernel_on_test_points(cfg, data, net);
     j["final"] = stats_on_test_points(cfg, data, K);
-    at::Tensor K0 = kernel_on_test_points(cfg, data, cpu_net(cfg, w0));
+    at::Tensor K0 = kernel_on_test_points(cfg, data, cpu_net(w0));
     if (!j.contains("init")) j["init"] = stats_on_test_points(cfg, data, K0);
     j["change"] = kernel_change(K, K0);  // ||Theta_end - Theta_0|| / ||Theta_0||
   }
   if (cfg.final_kernel) j["final_kernel_run"] = frozen_run(cfg, data, net);
   return j;
+}
+
+nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0) {
+  return measure_kernels_at_init(cfg, data, Net::fc(w0, activation_of(cfg)));
+}
+
+nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
+                                      const FCParams& w, const nlohmann::json& at_init) {
+  return measure_kernels_at_end(cfg, data, Net::fc(w0, activation_of(cfg)), Net::fc(w, activation_of(cfg)), at_init);
 }
 
 }  // namespace lf

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/fc.h"
+#include "ntk/ntk.h"
 
 namespace lf {
 
@@ -16,11 +17,18 @@ struct Dataset;
 // Whether cfg asks for any kernel measurement (--delta-kernel, --init-kernel, --final-kernel).
 bool wants_kernels(const RunConfig& cfg);
 
+// Every architecture: the network as a Net (ntk/ntk.h), e.g. Net::cnn(params, activation_of(cfg))
+// or Net::wrn(...), on any device and dtype (the kernels are taken on CPU float64 copies).
 // Before training, at w0. Returns a state the end-of-training call completes, e.g.
 // {"init": {"frobenius":..,"mean":..,"trace":..}, "init_kernel_run": {"test_err":..,"t2":..}}.
-nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0);
+nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const Net& w0);
 // After training, at w (w0 given again: Theta(w0) is recomputed rather than held); adds "final", "change" (||Theta_end - Theta_0|| / ||Theta_0||) and
 // "final_kernel_run" as the options ask. `at_init` is what measure_kernels_at_init returned.
+nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const Net& w0, const Net& w,
+                                      const nlohmann::json& at_init);
+
+// The FC network's parameters with the run's activation (Net::fc(w, activation_of(cfg))).
+nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0);
 nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
                                       const FCParams& w,
                                       const nlohmann::json& at_init);

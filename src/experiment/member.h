@@ -22,7 +22,7 @@
 #include "data/dataset.h"
 #include "dynamics/momentum.h"
 #include "experiment/engine.h"
-#include "experiment/loss.h"
+#include "dynamics/loss.h"
 #include "experiment/observables.h"
 #include "experiment/run_state.h"
 #include "experiment/train.h"

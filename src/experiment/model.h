@@ -5,7 +5,7 @@
 //    runs on the points with a non-zero loss derivative only (~ 4 |rows| P flops).
 //  - ReferenceModel: plain LibTorch autograd through fc_forward_reference, any dtype and device;
 //    the backward always runs over the whole training set.
-// Deliberately not: the dynamics (experiment/member.h), the loss (experiment/loss.h).
+// Deliberately not: the dynamics (experiment/member.h), the loss (dynamics/loss.h).
 #pragma once
 #include <ATen/ATen.h>
 

@@ -11,7 +11,7 @@
 #include <functional>
 #include <vector>
 
-#include "experiment/loss.h"
+#include "dynamics/loss.h"
 #include "experiment/model.h"
 #include "experiment/train.h"
 

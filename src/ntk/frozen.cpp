@@ -1,6 +1,7 @@
 // Frozen-kernel training (see frozen.h). Cost: O(n) per trial step, plus one [n, |B|] x [|B|]
-// product (2 n |B| flops) each time the unsatisfied set B changes; at the end one least-squares
-// solve (QR with pivoting, O(n^3)).
+// product (2 n |B| flops) each time the unsatisfied set B changes (hinge), or one [n, n] x [n]
+// product (2 n^2 flops) after every accepted step (softhinge, qhinge); at the end one
+// least-squares solve (QR with pivoting, O(n^3)).
 #include "ntk/frozen.h"
 
 #include <chrono>
@@ -31,24 +32,32 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
   FrozenResult r;
   r.t2 = std::numeric_limits<double>::quiet_NaN();
   r.test_err = std::numeric_limits<double>::quiet_NaN();
-  // The state lives in plain arrays: a step is O(n) scalar work. g = Theta[:, B] l'_B / |B|
-  // depends on u only through the set B (l'_mu = -y_mu / alpha on B), so it is recomputed
-  // (O(n |B|)) only when B changes: the same numbers as recomputing it every step.
-  std::vector<double> u(n, 0.0), v(n, 0.0), g(n, 0.0), u_prev(n), v_prev(n);
+  // The state lives in plain arrays: a step is O(n) scalar work. Under the hinge,
+  // g = Theta[:, B] l'_B / |B| depends on u only through the set B (l'_mu = -y_mu / alpha on B),
+  // so it is recomputed (O(n |B|)) only when B changes: the same numbers as recomputing it every
+  // step. Under the other losses l' varies with u: g is recomputed after every accepted step.
+  const bool hinge = opt.loss.kind == Loss::Kind::Hinge;
+  std::vector<double> u(n, 0.0), v(n, 0.0), g(n, 0.0), u_prev(n), v_prev(n), lp(n, 0.0);
   std::vector<char> inB(n, 0);
   bool first = true;
   double t = 0;
   auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   while (true) {
-    // Protocol section 4: l'_mu = -y_mu [1 - alpha u_mu y_mu >= 0] / alpha; the loss is zero
-    // (stop) when every point has alpha u y >= 1.
-    bool changed = first, finite = true;
+    // Protocol section 4: l'_mu = -y_mu [1 - alpha u_mu y_mu >= 0] / alpha for the hinge, and
+    // (dl/dm)(alpha u_mu y_mu) y_mu / alpha for the others; the run stops when every point has
+    // alpha u y >= 1.
+    bool changed = first || !hinge, finite = true;
     int64_t unsatisfied = 0;
     for (int64_t i = 0; i < n; ++i) {
       const double margin = 1.0 - alpha * u[i] * y[i];
       finite = finite && std::isfinite(u[i]);
       unsatisfied += margin > 0;
-      const char b = margin >= 0;
+      if (hinge) {
+        lp[i] = -y[i] / alpha;
+      } else {
+        lp[i] = opt.loss.slope(alpha * u[i] * y[i]) * y[i] / alpha;
+      }
+      const char b = hinge ? margin >= 0 : lp[i] != 0.0;
       changed = changed || b != inB[i];
       inB[i] = b;
     }
@@ -78,9 +87,15 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       std::vector<int64_t> idx;
       for (int64_t i = 0; i < n; ++i)
         if (inB[i]) idx.push_back(i);
-      at::Tensor B = at::tensor(idx, at::kLong);
-      at::Tensor lp = -yt.index_select(0, B) / alpha;  // l'_B  [|B|]
-      at::Tensor gt = at::mv(K.index_select(1, B), lp).div_(double(idx.size())).contiguous();  // [n]
+      at::Tensor gt;  // [n]
+      if (hinge) {  // Theta[:, B] l'_B: B is usually a small part of the points late in training
+        at::Tensor B = at::tensor(idx, at::kLong);
+        at::Tensor lpB = at::tensor(lp, K.options()).index_select(0, B);  // l'_B  [|B|]
+        gt = at::mv(K.index_select(1, B), lpB);
+      } else {      // l' = 0 outside B: Theta l', without copying columns of Theta every step
+        gt = at::mv(K, at::tensor(lp, K.options()));
+      }
+      gt = gt.div_(double(idx.size())).contiguous();
       std::copy(gt.data_ptr<double>(), gt.data_ptr<double>() + n, g.begin());
     }
     while (true) {  // trial steps until one is accepted (dynamics/momentum.h, as the network's)

@@ -1,11 +1,15 @@
 // Frozen-kernel (linearised) training (protocol section 4 "Frozen-kernel"): the network replaced
 // by its first-order expansion at w1, trained in function space on the training outputs
 // u = f - f(w1) (u starts at 0) with the NTK Theta of w1:
-//   l'_mu = -y_mu [1 - alpha u_mu y_mu >= 0] / alpha,   B = the unsatisfied points,
+//   l'_mu = (dl/dm)(m_mu) y_mu / alpha,  m_mu = alpha u_mu y_mu  (the loss of dynamics/loss.h;
+//           the hinge's l'_mu = -y_mu [m_mu <= 1] / alpha, nonzero also at m = 1),
+//   B = the points with l'_mu != 0 (hinge, qhinge: the unsatisfied points; softhinge: nearly all),
 //   g = Theta[:, B] l'_B / |B|,   the momentum rule of dynamics/momentum.h on (u, v),
 //   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules.
 // Test predictions: Theta_train,train c = u_train (least squares), u_test = Theta_test,train c.
-// Deliberately not: computing Theta (ntk/ntk.h), losses other than the hinge.
+// The run stops when no point is unsatisfied (m < 1 for all), whatever the loss, as the network
+// trainer does.
+// Deliberately not: computing Theta (ntk/ntk.h).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -13,12 +17,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "dynamics/loss.h"
 #include "dynamics/momentum.h"
 
 namespace lf {
 
 struct FrozenOptions {
   double alpha = 1.0;
+  Loss loss;               // hinge by default
   Momentum momentum;       // tau convention of momentum.h
   StepControl control;     // dt0, df bounds, max_dt
   int64_t max_steps = 0;   // 0 = none

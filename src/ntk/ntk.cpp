@@ -1,5 +1,6 @@
 // The structured empirical NTK (see ntk.h) for the FC network and the CNN, and the dispatch
-// between the structured and Jacobian methods. The Jacobian method is in ntk/jacobian.cpp.
+// between the structured and Jacobian methods. The Jacobian method is in ntk/jacobian.cpp, the
+// wide ResNet's structured kernel in ntk/ntk_wrn.cpp.
 //
 // Cost of the structured method for n1 x n2 points (N distinct points), FC with L hidden layers
 // of width h, input dimension d (protocol section 2):
@@ -17,6 +18,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "ntk/structured.h"
 
 namespace lf {
 
@@ -28,13 +30,23 @@ NtkMethod ntk_method_from_name(const std::string& name) {
 
 std::string ntk_method_name(NtkMethod m) { return m == NtkMethod::Structured ? "structured" : "jacobian"; }
 
+std::string Net::arch() const {
+  static const char* names[] = {"fc", "cnn", "wrn"};
+  return names[params.index()];
+}
+
 at::Tensor Net::forward(const at::Tensor& x) const {
   if (is_fc()) return fc_forward_reference(std::get<FCParams>(params), x, act);
+  if (auto* w = std::get_if<WRNParams>(&params)) return wrn_forward_reference(*w, x, act);
   return cnn_forward_reference(std::get<CNNParams>(params), x, act);
 }
 
 std::vector<at::Tensor> Net::flat() const {
-  return is_fc() ? std::get<FCParams>(params).flat() : std::get<CNNParams>(params).flat();
+  return std::visit([](const auto& p) { return p.flat(); }, params);
+}
+
+Net Net::to(at::TensorOptions opts) const {
+  return std::visit([&](const auto& p) { return Net{p.to(opts), act}; }, params);
 }
 
 int64_t Net::num_params() const {
@@ -274,17 +286,16 @@ at::Tensor cnn_structured(const CNNParams& p, const Activation& act, const at::T
 }
 
 ForwardFn net_forward_fn(const Net& net) {
-  const bool fc = net.is_fc();
+  const size_t kind = net.params.index();  // the order of Net::params: fc, cnn, wrn
   const Activation act = net.act;
-  return [fc, act](const std::vector<at::Tensor>& ps, const at::Tensor& x) {
-    if (fc) {
-      FCParams p;
+  return [kind, act](const std::vector<at::Tensor>& ps, const at::Tensor& x) {
+    auto unflat = [&](auto p) {
       for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
-      return fc_forward_reference(p, x, act);
-    }
-    CNNParams p;
-    for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
-    return cnn_forward_reference(p, x, act);
+      return p;
+    };
+    if (kind == 0) return fc_forward_reference(unflat(FCParams{}), x, act);
+    if (kind == 2) return wrn_forward_reference(unflat(WRNParams{}), x, act);
+    return cnn_forward_reference(unflat(CNNParams{}), x, act);
   };
 }
 
@@ -293,6 +304,7 @@ at::Tensor dispatch(const Net& net, const at::Tensor& x1, const at::Tensor* x2, 
   if (opt.method == NtkMethod::Jacobian)
     return ntk_jacobian(net_forward_fn(net), net.flat(), x1, x2 ? *x2 : at::Tensor(), opt);
   if (net.is_fc()) return fc_structured(std::get<FCParams>(net.params), net.act, x1, x2, opt);
+  if (auto* w = std::get_if<WRNParams>(&net.params)) return wrn_structured(*w, net.act, x1, x2, opt);
   return cnn_structured(std::get<CNNParams>(net.params), net.act, x1, x2, opt);
 }
 

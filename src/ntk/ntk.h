@@ -7,6 +7,8 @@
 //    (elementwise), plus Delta Delta^T for its bias. Convolutions: per layer, either contract over
 //    positions or materialise per-sample weight gradients, whichever a FLOP estimate says is cheaper.
 //    Tiled over points (memory bounded), symmetric Grams compute only the lower tiles.
+//    Wide ResNet: per-sample weight gradients D U^T of every convolution from one batched
+//    backward pass (the residual sums handled by autograd), J J^T in blocks (ntk_wrn.cpp).
 //  - Jacobian: per-sample gradients through autograd, J J^T, for any model (reference, fallback).
 // Deliberately not here: statistics of kernels (ntk/stats.h), kernel training (ntk/frozen.h).
 #pragma once
@@ -20,6 +22,7 @@
 #include "models/activation.h"
 #include "models/cnn.h"
 #include "models/fc.h"
+#include "models/wrn.h"
 
 namespace lf {
 
@@ -27,16 +30,19 @@ enum class NtkMethod { Structured, Jacobian };
 NtkMethod ntk_method_from_name(const std::string& name);  // "structured" | "jacobian", else UsageError
 std::string ntk_method_name(NtkMethod m);
 
-// A network whose kernel we take: FC or CNN parameters and the activation.
+// A network whose kernel we take: FC, CNN or wide ResNet parameters and the activation.
 struct Net {
-  std::variant<FCParams, CNNParams> params;
+  std::variant<FCParams, CNNParams, WRNParams> params;
   Activation act;
   static Net fc(FCParams p, Activation a) { return Net{std::move(p), a}; }
   static Net cnn(CNNParams p, Activation a) { return Net{std::move(p), a}; }
+  static Net wrn(WRNParams p, Activation a) { return Net{std::move(p), a}; }
   bool is_fc() const { return std::holds_alternative<FCParams>(params); }
+  std::string arch() const;                       // "fc" | "cnn" | "wrn"
   at::Tensor forward(const at::Tensor& x) const;  // reference forward, f [n]
   std::vector<at::Tensor> flat() const;           // all parameters
   int64_t num_params() const;
+  Net to(at::TensorOptions opts) const;           // parameters cast/moved (CPU float64...); no copy if already so
 };
 
 // A model for the Jacobian method: f(params, x) -> [n], differentiable by autograd.
