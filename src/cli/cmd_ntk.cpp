@@ -26,7 +26,7 @@ int cmd_ntk(const Args& args) {
   bool json = false;
   OptionParser p("lazyfeat ntk [run options] --points N [--method structured|jacobian] [--out FILE.npy] [--json]",
                  "The empirical NTK Theta(x, x') = grad_w f(x) . grad_w f(x') (protocol section 5) of a freshly "
-                 "initialised network (--arch fc, cnn or wrn, --seed-init) on the first N test points of the dataset "
+                 "initialised network (--arch fc, cnn or wrn, --seed-init; --device cuda: on the GPU) on the first N test points of the dataset "
                  "(cnn and wrn: the normalised images, 1 channel for MNIST). "
                  "The structured method exploits the layer structure; jacobian takes per-sample gradients by "
                  "autograd (the slow reference). With --db FILE --run ID: the network of that stored run as it was "
@@ -73,9 +73,10 @@ int cmd_ntk(const Args& args) {
 
   Dataset data = load_dataset(cfg);
   auto dtype = cfg.is_double() ? at::kDouble : at::kFloat;
-  at::Tensor x = data.x_test.narrow(0, 0, points).to(dtype).contiguous();
+  auto wopts = at::TensorOptions().dtype(dtype).device(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
+  require(cfg.device != "cuda" || at::hasCUDA(), "--device cuda: this build/machine has no CUDA device");
+  at::Tensor x = data.x_test.narrow(0, 0, points).to(wopts).contiguous();
   const Activation act = activation_of(cfg);
-  auto wopts = at::TensorOptions().dtype(dtype);
   // --h is the width: the FC width, the CNN's channels, the wide ResNet's width factor.
   Net net = !trained.empty()     ? Net::fc(fc_params_from_state(trained).to(wopts), act)
             : cfg.arch == "fc"  ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.weights_seed(), wopts), act)
@@ -86,7 +87,7 @@ int cmd_ntk(const Args& args) {
   opt.flops = &flops;
   opt.plan = &plan;
   const auto t0 = std::chrono::steady_clock::now();
-  at::Tensor K = ntk(net, x, opt);
+  at::Tensor K = ntk(net, x, opt).to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!out.empty()) write_npy(out, K);
 

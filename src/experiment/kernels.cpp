@@ -1,6 +1,6 @@
 // Kernel measurements of a run (see kernels.h; protocol sections 4, 5). Theta is taken with the
-// structured method on CPU float64 copies of the weights and data, whatever the run's device
-// and dtype. Cost at the protocol's defaults (FC L=5, h=100, 5,000 kernel points): one
+// structured method in float64 on the run's device (cuda runs on the GPU), whatever the run's
+// dtype; its statistics and frozen-kernel training then run on the CPU. Cost at the protocol's defaults (FC L=5, h=100, 5,000 kernel points): one
 // symmetric Gram (~25 GFLOP) per kernel; a frozen-kernel run adds the training Gram, the
 // dynamics (2 n |B| flops a step), a least-squares solve (O(n^3)) and Theta_test,train c in
 // blocks of test points (memory bounded).
@@ -18,14 +18,17 @@ namespace {
 constexpr int64_t kTestBlock = 4096;  // test points per block of Theta_test,train
 
 
-Net cpu_net(const Net& net) { return net.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
-
+at::TensorOptions kernel_options(const RunConfig& cfg) {
+  return at::TensorOptions().dtype(at::kDouble).device(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
+}
+Net kernel_net(const RunConfig& cfg, const Net& net) { return net.to(kernel_options(cfg)); }
+at::Tensor on_device(const RunConfig& cfg, const at::Tensor& t) { return t.to(kernel_options(cfg)); }
 at::Tensor cpu64(const at::Tensor& t) { return t.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
 
-// Theta on the first kernel_points test points (protocol section 5).
+// Theta on the first kernel_points test points (protocol section 5), CPU float64.
 at::Tensor kernel_on_test_points(const RunConfig& cfg, const Dataset& data, const Net& net) {
   const int64_t n = std::min<int64_t>(cfg.kernel_points, data.x_test.size(0));
-  return ntk(net, cpu64(data.x_test.narrow(0, 0, n)));
+  return cpu64(ntk(net, on_device(cfg, data.x_test.narrow(0, 0, n))));
 }
 
 nlohmann::json stats_on_test_points(const RunConfig& cfg, const Dataset& data, const at::Tensor& K) {
@@ -36,13 +39,14 @@ nlohmann::json stats_on_test_points(const RunConfig& cfg, const Dataset& data, c
 
 // Frozen-kernel training with the kernel of `net` (protocol section 4), test error on the test set.
 nlohmann::json frozen_run(const RunConfig& cfg, const Dataset& data, const Net& net) {
-  at::Tensor x_train = cpu64(data.x_train), x_test = cpu64(data.x_test);
-  FrozenResult r = frozen_kernel_train(ntk(net, x_train), cpu64(data.y_train), frozen_options(cfg));
+  at::Tensor x_train = on_device(cfg, data.x_train), x_test = on_device(cfg, data.x_test);
+  FrozenResult r = frozen_kernel_train(cpu64(ntk(net, x_train)), cpu64(data.y_train), frozen_options(cfg));
   const int64_t m = x_test.size(0);
-  at::Tensor u_test = at::empty({m}, x_test.options());
+  at::Tensor u_test = at::empty({m}, at::TensorOptions().dtype(at::kDouble));
+  const at::Tensor c = on_device(cfg, r.c);
   for (int64_t i0 = 0; i0 < m; i0 += kTestBlock) {
     const int64_t b = std::min(kTestBlock, m - i0);
-    u_test.narrow(0, i0, b).copy_(at::mv(ntk(net, x_test.narrow(0, i0, b), x_train), r.c));  // Theta_test,train c
+    u_test.narrow(0, i0, b).copy_(at::mv(ntk(net, x_test.narrow(0, i0, b), x_train), c));  // Theta_test,train c
   }
   if (m > 0) r.test_err = frozen_test_error(u_test, cpu64(data.y_test));
   return r.to_json();
@@ -55,7 +59,7 @@ bool wants_kernels(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_k
 nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const Net& w0) {
   nlohmann::json j = nlohmann::json::object();
   if (!wants_kernels(cfg)) return j;
-  Net net0 = cpu_net(w0);
+  Net net0 = kernel_net(cfg, w0);
   if (cfg.kernel_points > 0) j["init"] = stats_on_test_points(cfg, data, kernel_on_test_points(cfg, data, net0));
   if (cfg.init_kernel) j["init_kernel_run"] = frozen_run(cfg, data, net0);
   return j;
@@ -65,11 +69,11 @@ nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data,
                                       const nlohmann::json& at_init) {
   nlohmann::json j = at_init.is_object() ? at_init : nlohmann::json::object();
   if (!wants_kernels(cfg)) return j;
-  Net net = cpu_net(w);
+  Net net = kernel_net(cfg, w);
   if (cfg.kernel_points > 0) {
     at::Tensor K = kernel_on_test_points(cfg, data, net);
     j["final"] = stats_on_test_points(cfg, data, K);
-    at::Tensor K0 = kernel_on_test_points(cfg, data, cpu_net(w0));
+    at::Tensor K0 = kernel_on_test_points(cfg, data, kernel_net(cfg, w0));
     if (!j.contains("init")) j["init"] = stats_on_test_points(cfg, data, K0);
     j["change"] = kernel_change(K, K0);  // ||Theta_end - Theta_0|| / ||Theta_0||
   }

@@ -18,7 +18,7 @@ struct Dataset;
 bool wants_kernels(const RunConfig& cfg);
 
 // Every architecture: the network as a Net (ntk/ntk.h), e.g. Net::cnn(params, activation_of(cfg))
-// or Net::wrn(...), on any device and dtype (the kernels are taken on CPU float64 copies).
+// or Net::wrn(...), on any device and dtype (the kernels are taken in float64 on cfg.device).
 // Before training, at w0. Returns a state the end-of-training call completes, e.g.
 // {"init": {"frobenius":..,"mean":..,"trace":..}, "init_kernel_run": {"test_err":..,"t2":..}}.
 nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const Net& w0);
