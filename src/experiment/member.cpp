@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "dynamics/integrator.h"
 #include "experiment/from_config.h"
 #include "experiment/kernels.h"
 #include "models/fc.h"
@@ -54,6 +55,7 @@ void Member::init_outputs(std::vector<double>& f0) {
   s_.f0 = f0;
   s_.f = std::move(f0);
   lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
+  if (needs_gradient()) ++s_.gradient_evaluations;  // the engine's first backward (train.cpp)
 }
 
 void Member::start() {
@@ -138,6 +140,7 @@ bool Member::proceed() {
 double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
 
 StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
+  if (cfg_.integrator == "lte") return judge_lte(f_new);
   const int64_t n = int64_t(f_new.size());
   double df = 0;  // alpha max |f_new - f|, NaN if any output is not a number
   for (int64_t i = 0; i < n; ++i) {
@@ -159,6 +162,26 @@ StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
   return verdict;
 }
 
+// The lte integrator's verdict (dynamics/integrator.h): the error estimate needs the outputs
+// before the previous accepted step (s_.f_prev), the margins need f0 and the labels.
+StepControl::Verdict Member::judge_lte(const std::vector<double>& f_new) {
+  const LteControl lc{cfg_.integrator_tol, cfg_.max_dt};
+  const bool hist = s_.f_prev.size() == f_new.size() && s_.dt_prev > 0;
+  double dt = s_.dt;
+  const StepControl::Verdict verdict =
+      lc.judge(dt, s_.dt_prev, s_.f.data(), f_new.data(), hist ? s_.f_prev.data() : nullptr, s_.f0.data(), y_.data(),
+               int64_t(f_new.size()), cfg_.alpha, Momentum{cfg_.tau}, s_.t, &df_);
+  dt_trial_ = s_.dt;
+  s_.dt = dt;
+  if (verdict == StepControl::Verdict::Diverge) {
+    end("diverged", kNanStep);
+  } else if (verdict == StepControl::Verdict::Reject) {
+    ++s_.rejected;
+    if (!(s_.dt > 0)) end("diverged", kStepUnderflow);
+  }
+  return verdict;
+}
+
 void Member::accept(std::vector<double>& f_new) {
   const double dt = dt_trial_;
   if (cfg_.zdot && res_.zdot.empty() && df_ > cfg_.df_min) {
@@ -167,11 +190,23 @@ void Member::accept(std::vector<double>& f_new) {
   }
   s_.t += dt;
   ++s_.step;
+  const double loss_before = cur_.loss2;
   std::swap(s_.f, f_new);
+  if (cfg_.integrator == "lte") {  // the history of the error estimate: f_new now holds the old f
+    s_.f_prev.swap(f_new);
+    s_.dt_prev = dt;
+  }
   lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
   if (!std::isfinite(cur_.loss2) || !std::isfinite(s_.t) || !std::isfinite(s_.dt))
     return end("diverged", "non-finite loss, time or step size");
-  if (std::isnan(s_.t1) && cur_.loss2 < 0.5) s_.t1 = s_.t;  // protocol section 5
+  if (std::isnan(s_.t1) && cur_.loss2 < 0.5) {  // protocol section 5
+    s_.t1 = s_.t;
+    // lte's steps are long: the crossing of 0.5 interpolated linearly in the loss within the step
+    // (protocol section 4 "Integrator lte"); the paper's rule keeps the step's end.
+    if (cfg_.integrator == "lte" && loss_before > cur_.loss2)
+      s_.t1 = (s_.t - dt) + dt * std::min(1.0, (loss_before - 0.5) / (loss_before - cur_.loss2));
+  }
+  if (needs_gradient()) ++s_.gradient_evaluations;  // the backward run_members makes next
 }
 
 void Member::after_step() {
@@ -205,6 +240,7 @@ RunResult Member::finish() {
   res_.message = message_;
   res_.steps = s_.step;
   res_.rejected = s_.rejected;
+  res_.gradient_evaluations = s_.gradient_evaluations;
   res_.t = s_.t;
   res_.t1 = s_.t1;
   res_.t2 = s_.t2;

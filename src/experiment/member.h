@@ -11,7 +11,8 @@
 //   accept(f_new)        t += dt, the fit of f_new, t1; zdot over the first step with df > df_min
 //   engine.gradient      g at the new weights (points with a non-zero loss derivative only)
 //   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
-// One forward and one backward per accepted step.
+// One forward and one backward per accepted step. judge() applies the --integrator's step rule
+// (dynamics/integrator.h): the paper's, or lte (which keeps the outputs of the previous step).
 // Deliberately not: the stochastic variant (temperature > 0), CNN/WRN networks; storage.
 #pragma once
 #include <chrono>
@@ -55,6 +56,7 @@ class Member {
   RunResult finish();
 
  private:
+  StepControl::Verdict judge_lte(const std::vector<double>& f_new);  // --integrator lte
   void checkpoint();                 // a full checkpoint now (weights and test set)
   Checkpoint train_side() const;     // what a checkpoint knows without touching the weights
   void end(const char* status, const std::string& message);

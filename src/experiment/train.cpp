@@ -62,7 +62,7 @@ nlohmann::json Checkpoint::to_json() const {
 
 nlohmann::json RunResult::summary() const {
   nlohmann::json j = {{"status", status}, {"message", message}, {"steps", steps}, {"rejected", rejected},
-                      {"t", num(t)}, {"t1", num(t1)}, {"t2", num(t2)}, {"train_loss", num(train_loss)},
+                      {"gradient_evaluations", gradient_evaluations}, {"t", num(t)}, {"t1", num(t1)}, {"t2", num(t2)}, {"train_loss", num(train_loss)},
                       {"train_err", num(train_err)}, {"test_err", num(test_err)}, {"unsatisfied", unsatisfied},
                       {"weight_change", num(weight_change)}, {"output_norm", num(output_norm)},
                       {"f_norm", num(f_norm)}, {"kernel_change", num(kernel_change)}, {"wall_s", num(wall_s)},

@@ -3,7 +3,8 @@
 // u = f - f(w1) (u starts at 0) with the NTK Theta of w1:
 //   l'_mu = -y_mu [1 - alpha u_mu y_mu >= 0] / alpha,   B = the unsatisfied points,
 //   g = Theta[:, B] l'_B / |B|,   the momentum rule of dynamics/momentum.h on (u, v),
-//   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules.
+//   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules; or,
+//   with lte, the step rule of dynamics/integrator.h on u (the network's lte, with f0 = 0).
 // Test predictions: Theta_train,train c = u_train (least squares), u_test = Theta_test,train c.
 // Deliberately not: computing Theta (ntk/ntk.h), losses other than the hinge.
 #pragma once
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "dynamics/integrator.h"
 #include "dynamics/momentum.h"
 
 namespace lf {
@@ -21,6 +23,8 @@ struct FrozenOptions {
   double alpha = 1.0;
   Momentum momentum;       // tau convention of momentum.h
   StepControl control;     // dt0, df bounds, max_dt
+  bool lte = false;        // --integrator lte: lte_control judges the trials (dt starts at control.dt)
+  LteControl lte_control;
   int64_t max_steps = 0;   // 0 = none
   double max_wall = 0.0;   // seconds, 0 = none
 };
@@ -29,13 +33,17 @@ struct FrozenResult {
   std::string status;          // "converged" | "stopped" | "diverged"
   std::string message;         // why it ended (the network trainer's words for the same cases)
   int64_t steps = 0, rejected = 0;
+  // Function-space gradients g = Theta[:, B] l'_B / |B| the dynamics used: one at u = 0 and one at
+  // the end of each accepted step that does not end the run (the code recomputes g only when B
+  // changes; this counts what a network trainer computes: one backward each).
+  int64_t gradient_evaluations = 0;
   double t = 0, t2 = 0;        // t2: t at zero loss (NaN unless converged)
   double train_err = 0;        // fraction with alpha u y <= 0
   double test_err = 0;         // NaN without test points
   at::Tensor u_train;          // [n]
   at::Tensor c;                // [n]: Theta_train,train c = u_train (least squares)
   double wall_s = 0;
-  nlohmann::json to_json() const;  // status, message, steps, rejected, t, t2, train_err, test_err, wall_s
+  nlohmann::json to_json() const;  // status, message, steps, rejected, gradient_evaluations, t, t2, ...
 };
 
 // Runs the dynamics on K_train [n, n] with labels y_train [n] (+-1).
