@@ -7,6 +7,7 @@
 #include "common/md5.h"
 #include "common/options.h"
 #include "common/pyhash.h"
+#include "dynamics/integrator.h"
 
 namespace lf {
 namespace {
@@ -103,6 +104,12 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.dt0 = parse_double(opt("dt0"), v); }},
       {"max-dt", "DT", "cap on the step (default none)",
        [](RunConfig& c, const std::string& v) { c.max_dt = parse_double(opt("max-dt"), v); }},
+      {"integrator", "paper|lte",
+       "step-size rule: paper (default: the paper's df bounds) or lte (local-error control with kink landing; "
+       "a lazyfeat addition, protocol section 4)",
+       [](RunConfig& c, const std::string& v) { c.integrator = v; }},
+      {"integrator-tol", "X", "lte: local error tolerance on alpha (f - f0) per step (default 1e-3)",
+       [](RunConfig& c, const std::string& v) { c.integrator_tol = parse_double(opt("integrator-tol"), v); }},
       {"dtype", "float64|float32", "precision (default float64)",
        [](RunConfig& c, const std::string& v) { c.dtype = v; }},
       {"device", "cpu|cuda", "device (default cpu)",
@@ -205,6 +212,12 @@ void finalize(RunConfig& c) {
   require(c.temperature >= 0 && std::isfinite(c.temperature), "--temperature must be >= 0");
   require(c.batch_min >= 1 && c.batch_max >= c.batch_min, "need 1 <= --batch-min <= --batch-max");
   require(c.df_min > 0 && c.df_max > c.df_min, "need 0 < --df-min < --df-max");
+  require(is_integrator(c.integrator), "unknown integrator '" + c.integrator + "' (expected paper or lte)");
+  require(c.integrator_tol > 0 && c.integrator_tol < 1 && std::isfinite(c.integrator_tol),
+          "need 0 < --integrator-tol < 1");
+  require(c.integrator == "paper" || !c.stochastic(),
+          "--integrator lte applies to the full-batch dynamics only (temperature 0): the stochastic "
+          "dynamics redraws its batch every step, so its outputs have no smooth path to control");
   require(c.dt0 > 0, "--dt0 must be > 0");
   require(c.max_dt >= 0, "--max-dt must be >= 0");
   require(c.max_wall >= 0, "--max-wall must be >= 0");
@@ -246,6 +259,11 @@ json config_to_json(const RunConfig& c) {
   j["df_max"] = c.df_max;
   j["dt0"] = c.dt0;
   j["max_dt"] = c.max_dt;
+  // Only when not the default: the identity (config_hash) of every paper-rule run stays as it was.
+  if (c.integrator != "paper") {
+    j["integrator"] = c.integrator;
+    j["integrator_tol"] = c.integrator_tol;
+  }
   j["dtype"] = c.dtype;
   j["device"] = c.device;
   j["max_wall"] = c.max_wall;
@@ -274,6 +292,7 @@ RunConfig config_from_json(const json& j) {
   get("L", c.L); get("h", c.h); get("alpha", c.alpha); get("loss", c.loss); get("tau", c.tau);
   get("temperature", c.temperature); get("batch_max", c.batch_max); get("batch_min", c.batch_min);
   get("df_min", c.df_min); get("df_max", c.df_max); get("dt0", c.dt0); get("max_dt", c.max_dt);
+  get("integrator", c.integrator); get("integrator_tol", c.integrator_tol);
   get("dtype", c.dtype); get("device", c.device); get("max_wall", c.max_wall);
   get("max_steps", c.max_steps); get("kernel_points", c.kernel_points);
   get("init_kernel", c.init_kernel); get("final_kernel", c.final_kernel);

@@ -52,6 +52,8 @@ struct RunConfig {
   double df_min = 1e-4, df_max = 1e-2;
   double dt0 = 1e-50;                 // initial step (full batch); the stochastic variant starts at T
   double max_dt = 0.0;                // 0 = no cap (the stochastic variant computes its own)
+  std::string integrator = "paper";   // paper | lte (dynamics/integrator.h; protocol section 4)
+  double integrator_tol = 1e-3;       // lte: local error tolerance on alpha (f - f0)
 
   // Precision, device, budgets.
   std::string dtype = "float64";      // float64 | float32

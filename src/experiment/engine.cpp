@@ -108,6 +108,9 @@ class SequentialEngine final : public Engine {
       trials[i].df = output_change(o.f_new, o.f, spec_.alpha[ks[i]]);
       o.fit = fit_of(ks[i], o.f_new);
       trials[i].fit = scalars(o.fit);
+      trials[i].f = o.f.data();
+      trials[i].f_new = o.f_new.data();
+      trials[i].f0 = o.f0.data();
     }
   }
   void accept(const std::vector<int64_t>& ks) override {
@@ -371,6 +374,18 @@ class BatchedEngine final : public Engine {
                                        1).to(at::kCPU).contiguous();  // [K', 4]: one transfer
     const double* s = stats.data_ptr<double>();
     trials.resize(size_t(stats.size(0)));
+    if (spec_.host_outputs) {  // [3, K', n]: before, after, at w0
+      host_ = at::stack({all ? F_ : F_.index_select(0, idx), Fn_, all ? F0_ : F0_.index_select(0, idx)})
+                  .to(at::kCPU)
+                  .contiguous();
+      const double* h = host_.data_ptr<double>();
+      const int64_t K = host_.size(1);
+      for (int64_t i = 0; i < K; ++i) {
+        trials[size_t(i)].f = h + i * n_;
+        trials[size_t(i)].f_new = h + (K + i) * n_;
+        trials[size_t(i)].f0 = h + (2 * K + i) * n_;
+      }
+    }
     for (size_t i = 0; i < trials.size(); ++i) {
       trials[i].df = s[4 * i];
       trials[i].fit.loss2 = s[4 * i + 1];
@@ -418,6 +433,7 @@ class BatchedEngine final : public Engine {
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
   std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
   at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df
+  at::Tensor host_;                 // [3, K', n] CPU: Trial's host views (FitSpec::host_outputs)
   std::vector<at::Tensor> z_, pre_, Wl_;  // of the last forward: layer inputs, preactivations, weights
   std::vector<double> mult_;
 };

@@ -31,12 +31,20 @@ struct FitSpec {
   Loss loss;
   std::vector<double> y;
   std::vector<double> alpha;  // [K]
+  bool host_outputs = false;  // Trial's host views of the outputs, for --integrator lte
 };
 
 // One member's trial step as the step rule sees it.
 struct Trial {
   double df = 0;  // alpha max_mu |f_new(x_mu) - f(x_mu)|; NaN when an output is not a number
   Fit fit;        // of the trial outputs f_new: loss2, train_err, unsatisfied (rows and c stay in the engine)
+  // Host views [n] of the outputs before the trial (f), after it (f_new) and at w0 (f0), valid
+  // until the engine's next forward: always from the sequential engine, from the batched one
+  // with FitSpec::host_outputs (one more transfer a step). Step rules that look at every point
+  // (--integrator lte, dynamics/integrator.h) read them.
+  const double* f = nullptr;
+  const double* f_new = nullptr;
+  const double* f0 = nullptr;
 };
 
 class Engine {

@@ -33,6 +33,9 @@ FrozenOptions frozen_options(const RunConfig& cfg) {
   o.control.df_min = cfg.df_min;
   o.control.df_max = cfg.df_max;
   o.control.max_dt = cfg.max_dt;
+  o.lte = cfg.integrator == "lte";
+  o.lte_control.tol = cfg.integrator_tol;
+  o.lte_control.max_dt = cfg.max_dt;
   o.max_steps = cfg.max_steps;
   o.max_wall = cfg.max_wall;
   return o;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "dynamics/integrator.h"
 #include "experiment/from_config.h"
 #include "experiment/kernels.h"
 #include "models/fc.h"
@@ -24,6 +25,7 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
       progress_("train", hooks_.progress) {
   x_train_ = data.x_train.to(at::kDouble).contiguous();
   x_test_ = data.x_test.to(at::kDouble).contiguous();
+  if (cfg.integrator == "lte") y_ = to_vector(data.y_train);
   const int64_t n = x_train_.size(0), pte = x_test_.size(0);
   const at::Tensor w = engine.w(k), v = engine.v(k), g = engine.g(k);
   res_.trainer = engine.name();
@@ -52,7 +54,10 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
   step_at_start_ = s_.step;
 }
 
-void Member::init_outputs(const Fit& fit0) { cur_ = fit0; }
+void Member::init_outputs(const Fit& fit0) {
+  cur_ = fit0;
+  if (needs_gradient()) ++s_.gradient_evaluations;  // the engine's first backward (train.cpp)
+}
 
 void Member::start() {
   if (fresh_) {
@@ -145,12 +150,37 @@ double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
 StepControl::Verdict Member::judge(const Trial& trial) {
   df_ = trial.df;
   trial_fit_ = trial.fit;
+  f_before_ = trial.f;
+  if (cfg_.integrator == "lte") return judge_lte(trial);
   StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, cfg_.max_dt};
   const StepControl::Verdict verdict = sc.judge(df_);
   dt_trial_ = s_.dt;
   s_.dt = sc.dt;
   if (verdict == StepControl::Verdict::Diverge) {
     end("diverged", kNanStep);  // protocol section 4
+  } else if (verdict == StepControl::Verdict::Reject) {
+    ++s_.rejected;
+    if (!(s_.dt > 0)) end("diverged", kStepUnderflow);
+  }
+  return verdict;
+}
+
+// The lte integrator's verdict (dynamics/integrator.h): the error estimate needs every output
+// before and after the trial (the engine's host views), those before the previous accepted step
+// (s_.f_prev), f0 and the labels.
+StepControl::Verdict Member::judge_lte(const Trial& trial) {
+  require(trial.f && trial.f_new && trial.f0, "--integrator lte: the engine gave no host outputs");
+  const int64_t n = x_train_.size(0);
+  const LteControl lc{cfg_.integrator_tol, cfg_.max_dt};
+  const bool hist = int64_t(s_.f_prev.size()) == n && s_.dt_prev > 0;
+  double dt = s_.dt;
+  const StepControl::Verdict verdict =
+      lc.judge(dt, s_.dt_prev, trial.f, trial.f_new, hist ? s_.f_prev.data() : nullptr, trial.f0, y_.data(), n,
+               cfg_.alpha, Momentum{cfg_.tau}, s_.t, &df_);
+  dt_trial_ = s_.dt;
+  s_.dt = dt;
+  if (verdict == StepControl::Verdict::Diverge) {
+    end("diverged", kNanStep);
   } else if (verdict == StepControl::Verdict::Reject) {
     ++s_.rejected;
     if (!(s_.dt > 0)) end("diverged", kStepUnderflow);
@@ -166,10 +196,22 @@ void Member::accept() {
   }
   s_.t += dt;
   ++s_.step;
+  const double loss_before = cur_.loss2;
   cur_ = std::move(trial_fit_);
+  if (cfg_.integrator == "lte") {  // the history of the error estimate: the outputs before this step
+    s_.f_prev.assign(f_before_, f_before_ + x_train_.size(0));
+    s_.dt_prev = dt;
+  }
   if (!std::isfinite(cur_.loss2) || !std::isfinite(s_.t) || !std::isfinite(s_.dt))
     return end("diverged", "non-finite loss, time or step size");
-  if (std::isnan(s_.t1) && cur_.loss2 < 0.5) s_.t1 = s_.t;  // protocol section 5
+  if (std::isnan(s_.t1) && cur_.loss2 < 0.5) {  // protocol section 5
+    s_.t1 = s_.t;
+    // lte's steps are long: the crossing of 0.5 interpolated linearly in the loss within the step
+    // (protocol section 4 "Integrator lte"); the paper's rule keeps the step's end.
+    if (cfg_.integrator == "lte" && loss_before > cur_.loss2)
+      s_.t1 = (s_.t - dt) + dt * std::min(1.0, (loss_before - 0.5) / (loss_before - cur_.loss2));
+  }
+  if (needs_gradient()) ++s_.gradient_evaluations;  // the backward run_members makes next
 }
 
 void Member::after_step(const ChangeNorms* norms, const at::Tensor* f_test) {
@@ -204,6 +246,7 @@ RunResult Member::finish() {
   res_.message = message_;
   res_.steps = s_.step;
   res_.rejected = s_.rejected;
+  res_.gradient_evaluations = s_.gradient_evaluations;
   res_.t = s_.t;
   res_.t1 = s_.t1;
   res_.t2 = s_.t2;

@@ -11,7 +11,8 @@
 //                        first step with df > df_min
 //   engine.gradient      g at the new weights (points with a non-zero loss derivative only)
 //   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
-// One forward and one backward per accepted step.
+// One forward and one backward per accepted step. judge() applies the --integrator's step rule
+// (dynamics/integrator.h): the paper's, or lte (which keeps the outputs of the previous step).
 // Deliberately not: the stochastic variant (temperature > 0), CNN/WRN networks; storage.
 #pragma once
 #include <chrono>
@@ -59,6 +60,7 @@ class Member {
   RunResult finish();
 
  private:
+  StepControl::Verdict judge_lte(const Trial& trial);  // --integrator lte
   // A full checkpoint now (weights and test set), from engine.observe's numbers of this member.
   void checkpoint(const ChangeNorms& norms, const at::Tensor& f_test);
   void checkpoint();                 // the same, observing this member alone
@@ -82,6 +84,8 @@ class Member {
                                   // live in the engine (filled for a saved state only)
   double df_ = 0, dt_trial_ = 0;  // of the trial being judged
   Fit cur_, trial_fit_;
+  const double* f_before_ = nullptr;  // lte: the outputs before the trial being judged (engine's)
+  std::vector<double> y_;             // lte: the training labels
   std::unique_ptr<TestObserver> observer_;
   RunResult res_;
   std::string status_, message_;

@@ -8,11 +8,14 @@ namespace lf {
 
 std::string RunState::encode(const RunConfig& cfg, const FCLayout& lay) const {
   TrainState s;
-  s.header = {{"format", "lazyfeat-train-state"}, {"version", 1}, {"config_hash", config_hash(cfg)},
+  s.header = {{"format", "lazyfeat-train-state"}, {"version", 2}, {"config_hash", config_hash(cfg)},
               {"d", lay.d}, {"h", lay.h}, {"L", lay.L}, {"n", int64_t(f.size())}, {"pte", f0_test.numel()},
               {"step", step}, {"rejected", rejected}, {"next_ckpt", next_ckpt}, {"last_ckpt", last_ckpt},
               {"kernel_init", kernel_init}, {"trainer", trainer}};
   if (!zdot.empty()) s.header["zdot"] = zdot;
+  s.header["gradient_evaluations"] = gradient_evaluations;
+  s.tensors["dt_prev"] = to_tensor({dt_prev});
+  if (!f_prev.empty()) s.tensors["f_prev"] = to_tensor(f_prev);
   s.tensors["w"] = w.detach();
   s.tensors["v"] = v;
   s.tensors["g"] = g;
@@ -52,6 +55,13 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
   r.kernel_init = hd.value("kernel_init", nlohmann::json());
   if (hd.contains("zdot")) r.zdot = hd["zdot"].get<std::vector<double>>();
   r.trainer = hd.value("trainer", "");
+  if (hd.value("version", 1) >= 2) {
+    r.gradient_evaluations = hd.at("gradient_evaluations").get<int64_t>();
+    r.dt_prev = to_vector(s.tensor("dt_prev")).at(0);
+    if (s.tensors.count("f_prev")) r.f_prev = to_vector(s.tensor("f_prev"));
+  } else {  // version 1: one backward at w0 and one after each accepted step of a run in progress
+    r.gradient_evaluations = r.step + 1;
+  }
   return r;
 }
 

@@ -1,6 +1,8 @@
 // The resumable state of one run, with named fields: everything the dynamics and the
 // observables need to continue a run so that it equals the uninterrupted one bit for bit.
-// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 1.
+// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2
+// (2 added gradient_evaluations and the lte integrator's history f_prev, dt_prev; version 1 bytes
+// still decode: no history, and gradient_evaluations = step + 1, exact for a run in progress).
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -31,6 +33,10 @@ struct RunState {
   nlohmann::json kernel_init;      // kernel measurements at w0 (experiment/kernels.h)
   std::vector<double> zdot;        // once measured
   std::string trainer;             // "fused" | "reference"
+  // Cost and the integrator's history (dynamics/integrator.h).
+  int64_t gradient_evaluations = 0;  // backward passes so far (the first gradient at w0 included)
+  std::vector<double> f_prev;        // lte: [n] outputs before the last accepted step (empty: none)
+  double dt_prev = 0;                // lte: that step's length
 
   std::string encode(const RunConfig& cfg, const FCLayout& lay) const;
   // Checks that bytes are a state of cfg's run on n training and pte test points; tensors

@@ -62,7 +62,7 @@ nlohmann::json Checkpoint::to_json() const {
 
 nlohmann::json RunResult::summary() const {
   nlohmann::json j = {{"status", status}, {"message", message}, {"steps", steps}, {"rejected", rejected},
-                      {"t", num(t)}, {"t1", num(t1)}, {"t2", num(t2)}, {"train_loss", num(train_loss)},
+                      {"gradient_evaluations", gradient_evaluations}, {"t", num(t)}, {"t1", num(t1)}, {"t2", num(t2)}, {"train_loss", num(train_loss)},
                       {"train_err", num(train_err)}, {"test_err", num(test_err)}, {"unsatisfied", unsatisfied},
                       {"weight_change", num(weight_change)}, {"output_norm", num(output_norm)},
                       {"f_norm", num(f_norm)}, {"kernel_change", num(kernel_change)}, {"wall_s", num(wall_s)},
@@ -176,7 +176,7 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   const at::Tensor x_train = data.x_train.to(at::kDouble).contiguous();
   if (kind == EngineKind::Auto) kind = c0.device == "cuda" ? EngineKind::Batched : EngineKind::Sequential;
   const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference;
-  FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}};
+  FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator == "lte"};
   for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
   std::unique_ptr<Engine> engine =
       kind == EngineKind::Batched

@@ -45,6 +45,9 @@ struct RunResult {
   std::string status;        // "converged" | "stopped" | "diverged"
   std::string message;       // why it stopped / diverged
   int64_t steps = 0, rejected = 0;
+  // Backward passes (gradients of the loss at a point of the trajectory), the first one at w0
+  // included; a rejected trial costs a forward and no backward under both --integrator rules.
+  int64_t gradient_evaluations = 0;
   double t = 0;
   double t1 = kNaN;          // first t with alpha^2 L < 0.5
   double t2 = kNaN;          // t at zero loss (converged runs)

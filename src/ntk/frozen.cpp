@@ -16,7 +16,8 @@ namespace lf {
 
 nlohmann::json FrozenResult::to_json() const {
   auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-  return {{"status", status}, {"message", message}, {"steps", steps},          {"rejected", rejected}, {"t", t},
+  return {{"status", status}, {"message", message}, {"steps", steps},          {"rejected", rejected},
+          {"gradient_evaluations", gradient_evaluations}, {"t", t},
           {"t2", num(t2)},    {"train_err", train_err},  {"test_err", num(test_err)}, {"wall_s", wall_s}};
 }
 
@@ -38,6 +39,8 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
   // step. Under the other losses l' varies with u: g is recomputed after every accepted step.
   const bool hinge = opt.loss.kind == Loss::Kind::Hinge;
   std::vector<double> u(n, 0.0), v(n, 0.0), g(n, 0.0), u_prev(n), v_prev(n), lp(n, 0.0);
+  std::vector<double> u_hist;  // lte: u before the previous accepted step (dynamics/integrator.h)
+  double dt_prev = 0;
   std::vector<char> inB(n, 0);
   bool first = true;
   double t = 0;
@@ -83,6 +86,7 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       r.message = "wall-time budget (--max-wall) reached";
       break;
     }
+    ++r.gradient_evaluations;
     if (changed) {
       std::vector<int64_t> idx;
       for (int64_t i = 0; i < n; ++i)
@@ -103,14 +107,21 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       const double x = opt.momentum.decay(t, dt);
       trial_step(x, 1.0 - x, dt, opt.momentum.enabled(), u.data(), v.data(), g.data(), n, u_prev.data(),
                  v_prev.data());
-      const double* rate = opt.momentum.enabled() ? v.data() : g.data();  // du/dt = v, or -g
-      double vmax = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double a = std::fabs(rate[i]);
-        if (!(a <= vmax)) vmax = a > vmax ? a : std::numeric_limits<double>::quiet_NaN();  // NaN sticks
+      StepControl::Verdict verdict;
+      if (opt.lte) {  // judged on the outputs before (u_prev) and after (u) the trial
+        const bool hist = dt_prev > 0 && !u_hist.empty();
+        verdict = opt.lte_control.judge(ctl.dt, dt_prev, u_prev.data(), u.data(), hist ? u_hist.data() : nullptr,
+                                        nullptr, y, n, alpha, opt.momentum, t);
+      } else {
+        const double* rate = opt.momentum.enabled() ? v.data() : g.data();  // du/dt = v, or -g
+        double vmax = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double a = std::fabs(rate[i]);
+          if (!(a <= vmax)) vmax = a > vmax ? a : std::numeric_limits<double>::quiet_NaN();  // NaN sticks
+        }
+        const double df = alpha * dt * vmax;  // NaN if any velocity is not a number
+        verdict = ctl.judge(df);
       }
-      const double df = alpha * dt * vmax;  // NaN if any velocity is not a number
-      const StepControl::Verdict verdict = ctl.judge(df);
       if (verdict != StepControl::Verdict::Accept) {
         trial_restore(u.data(), v.data(), u_prev.data(), v_prev.data(), n);
         if (verdict == StepControl::Verdict::Diverge) {
@@ -128,6 +139,10 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       }
       t += dt;
       ++r.steps;
+      if (opt.lte) {
+        u_hist = u_prev;
+        dt_prev = dt;
+      }
       break;
     }
     if (r.status == "diverged") break;

@@ -5,7 +5,8 @@
 //           the hinge's l'_mu = -y_mu [m_mu <= 1] / alpha, nonzero also at m = 1),
 //   B = the points with l'_mu != 0 (hinge, qhinge: the unsatisfied points; softhinge: nearly all),
 //   g = Theta[:, B] l'_B / |B|,   the momentum rule of dynamics/momentum.h on (u, v),
-//   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules.
+//   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules; or,
+//   with lte, the step rule of dynamics/integrator.h on u (the network's lte, with f0 = 0).
 // Test predictions: Theta_train,train c = u_train (least squares), u_test = Theta_test,train c.
 // The run stops when no point is unsatisfied (m < 1 for all), whatever the loss, as the network
 // trainer does.
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "dynamics/loss.h"
+#include "dynamics/integrator.h"
 #include "dynamics/momentum.h"
 
 namespace lf {
@@ -27,6 +29,8 @@ struct FrozenOptions {
   Loss loss;               // hinge by default
   Momentum momentum;       // tau convention of momentum.h
   StepControl control;     // dt0, df bounds, max_dt
+  bool lte = false;        // --integrator lte: lte_control judges the trials (dt starts at control.dt)
+  LteControl lte_control;
   int64_t max_steps = 0;   // 0 = none
   double max_wall = 0.0;   // seconds, 0 = none
 };
@@ -35,13 +39,17 @@ struct FrozenResult {
   std::string status;          // "converged" | "stopped" | "diverged"
   std::string message;         // why it ended (the network trainer's words for the same cases)
   int64_t steps = 0, rejected = 0;
+  // Function-space gradients g = Theta[:, B] l'_B / |B| the dynamics used: one at u = 0 and one at
+  // the end of each accepted step that does not end the run (the code recomputes g only when B
+  // changes; this counts what a network trainer computes: one backward each).
+  int64_t gradient_evaluations = 0;
   double t = 0, t2 = 0;        // t2: t at zero loss (NaN unless converged)
   double train_err = 0;        // fraction with alpha u y <= 0
   double test_err = 0;         // NaN without test points
   at::Tensor u_train;          // [n]
   at::Tensor c;                // [n]: Theta_train,train c = u_train (least squares)
   double wall_s = 0;
-  nlohmann::json to_json() const;  // status, message, steps, rejected, t, t2, train_err, test_err, wall_s
+  nlohmann::json to_json() const;  // status, message, steps, rejected, gradient_evaluations, t, t2, ...
 };
 
 // Runs the dynamics on K_train [n, n] with labels y_train [n] (+-1).

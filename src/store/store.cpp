@@ -54,7 +54,7 @@ const std::vector<FlatCol>& summary_cols() {
       {"t2", "REAL"},            {"train_loss", "REAL"},  {"train_err", "REAL"},
       {"test_err", "REAL"},      {"weight_change", "REAL"}, {"output_norm", "REAL"},
       {"f_norm", "REAL"},        {"kernel_change", "REAL"}, {"wall_s", "REAL"},
-      {"steps_per_s", "REAL"},
+      {"steps_per_s", "REAL"},   {"gradient_evaluations", "INTEGER"},
   };
   return c;
 }
@@ -96,7 +96,8 @@ std::string schema_sql() {
 
 // Schema version 1 -> 2: the runs table gains the flat columns added since (act_scale,
 // pca_solver, published_seed, weights_seed, softplus_threshold); old rows keep NULL there (act_scale: copied from
-// version 1's softplus_scale). Nothing else changed.
+// version 1's softplus_scale). 2 -> 3: the summary column gradient_evaluations (NULL in old rows).
+// Nothing else changed: every missing flat or summary column is added.
 void migrate(sql::Db& db) {
   int v = 0;
   {
@@ -112,6 +113,8 @@ void migrate(sql::Db& db) {
   }
   auto has = [&](const std::string& name) { return std::find(have.begin(), have.end(), name) != have.end(); };
   for (const auto& c : flat_cols())
+    if (!has(c.name)) db.exec(std::string("ALTER TABLE runs ADD COLUMN \"") + c.name + "\" " + c.type);
+  for (const auto& c : summary_cols())
     if (!has(c.name)) db.exec(std::string("ALTER TABLE runs ADD COLUMN \"") + c.name + "\" " + c.type);
   if (has("softplus_scale")) db.exec("UPDATE runs SET act_scale = softplus_scale WHERE act_scale IS NULL");
   sql::Stmt m(db.get(), db.path(), "UPDATE meta SET value = ? WHERE key = 'schema_version'");

@@ -21,7 +21,7 @@ namespace sql {
 class Db;
 }
 
-constexpr int kSchemaVersion = 2;  // docs/schema.md (2: act_scale, pca_solver, published_seed, weights_seed, softplus_threshold)
+constexpr int kSchemaVersion = 3;  // docs/schema.md (2: act_scale, pca_solver, published_seed, weights_seed, softplus_threshold; 3: gradient_evaluations)
 
 struct RunRow {
   int64_t id = -1;

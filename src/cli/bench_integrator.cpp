@@ -1,0 +1,196 @@
+// `lazyfeat bench integrator [--ptr N --pte N --L N --h LIST --sqrt-h-alpha LIST --seeds LIST
+//   --tol X --max-wall S] [--json]`: does --integrator lte follow the paper's trajectory, and at what
+// cost? For each configuration (FC softplus, MNIST, setup A: mu = 1000, hinge, full batch) three
+// runs: R (the paper's rule, df in [1e-4, 1e-2]), R_fine (the paper's rule ten times finer, df in
+// [1e-5, 1e-3]: the stand-in for the exact ODE) and N (lte at --tol). For R and N against R_fine:
+//   out    rms over test points of alpha (f - f0)_X - alpha (f - f0)_fine at the end, divided by
+//          the rms of alpha (f - f0)_fine
+//   t1, t2 |t_X - t_fine| / t_fine
+//   test error, weight change, kernel change (--delta-kernel): the values, and their relative
+//          differences to R_fine
+//   gradient evaluations (backward passes, rejected trials' forwards not included: see
+//   RunResult::gradient_evaluations), trials (forwards: steps + rejected), wall time.
+// Deliberately not: a test (speed and closeness are measured here, the tests check correctness),
+// synthetic data (the question is the paper's trajectories), the stochastic dynamics.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "cli/bench.h"
+#include "common/error.h"
+#include "common/npy.h"
+#include "common/options.h"
+#include "experiment/config.h"
+#include "experiment/from_config.h"
+#include "experiment/train.h"
+
+namespace lf::cli {
+namespace {
+
+std::vector<double> parse_list(const std::string& opt, const std::string& text) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(parse_double(opt, item));
+  require(!out.empty(), opt + " needs a comma-separated list of numbers");
+  return out;
+}
+
+// A finished run as the table needs it, kept in --cache DIR as <config_hash>.json and .npy (the
+// final test outputs f - f0), so that the expensive R_fine runs are made once.
+struct Run {
+  nlohmann::json s;  // the summary (RunResult::summary())
+  at::Tensor fd;     // [pte] f - f0 at the end
+  double get(const char* k) const { return s.contains(k) && s[k].is_number() ? s[k].get<double>() : NAN; }
+};
+
+Run run_cached(const RunConfig& c, const Dataset& data, const std::string& cache) {
+  const std::string base = cache.empty() ? "" : cache + "/" + config_hash(c);
+  if (!base.empty() && std::filesystem::exists(base + ".json") && std::filesystem::exists(base + ".npy")) {
+    std::ifstream in(base + ".json");
+    return {nlohmann::json::parse(in), read_npy(base + ".npy")};
+  }
+  TrainHooks hooks;
+  hooks.progress = false;
+  RunResult r = train_run(c, data, hooks);
+  Run out{r.summary(), r.test_f_delta.contiguous()};
+  if (!base.empty()) {
+    std::filesystem::create_directories(cache);
+    write_npy(base + ".npy", out.fd);
+    std::ofstream(base + ".json") << out.s.dump();
+  }
+  return out;
+}
+
+double rel(double x, double ref) { return std::fabs(x - ref) / std::fabs(ref); }
+
+nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
+int bench_integrator(const Args& args) {
+  int64_t ptr = 200, pte = 1000, L = 3;
+  std::vector<double> hs = {32}, shas = {1e-2, 1e3}, seeds = {0, 1};
+  double tol = RunConfig().integrator_tol, max_wall = 0;
+  bool json = false, kernel = true;
+  std::string cache;
+  OptionParser p(
+      "lazyfeat bench integrator [--ptr N --pte N --L N --h LIST --sqrt-h-alpha LIST --seeds LIST --tol X] [--json]",
+      "R (paper's rule), R_fine (ten times finer) and N (--integrator lte) on MNIST, FC softplus, setup A: "
+      "closeness of R and N to R_fine, gradient evaluations and wall time.");
+  p.value("ptr", "N", "training points (default 200; the issue's: 1000)",
+          [&](const std::string& v) { ptr = parse_int("--ptr", v); });
+  p.value("pte", "N", "test points (default 1000)", [&](const std::string& v) { pte = parse_int("--pte", v); });
+  p.value("L", "N", "hidden layers (default 3)", [&](const std::string& v) { L = parse_int("--L", v); });
+  p.value("h", "LIST", "widths (default 32; the issue's: 32,64)",
+          [&](const std::string& v) { hs = parse_list("--h", v); });
+  p.value("sqrt-h-alpha", "LIST", "sqrt(h) alpha values (default 1e-2,1e3)",
+          [&](const std::string& v) { shas = parse_list("--sqrt-h-alpha", v); });
+  p.value("seeds", "LIST", "seed-init values (default 0,1)", [&](const std::string& v) { seeds = parse_list("--seeds", v); });
+  p.value("tol", "X", "lte tolerance of N (default: --integrator-tol's default)",
+          [&](const std::string& v) { tol = parse_double("--tol", v); });
+  p.value("max-wall", "S", "wall-time budget of each run (default none)",
+          [&](const std::string& v) { max_wall = parse_double("--max-wall", v); });
+  p.value("cache", "DIR", "keep each finished run in DIR (by config hash) and reuse it (default: none)",
+          [&](const std::string& v) { cache = v; });
+  p.flag("kernel", "measure the kernel change (--delta-kernel; default on)", kernel);
+  p.flag("json", "print the figures as one JSON line", json);
+  p.parse(args);
+
+  RunConfig base;
+  base.ptr = ptr;
+  base.pte = pte;
+  base.L = L;
+  base.max_wall = max_wall;
+  base.delta_kernel = kernel;
+  {
+    RunConfig c = base;
+    finalize(c);
+    base.data_dir = c.data_dir;
+  }
+  RunConfig dc = base;
+  finalize(dc);
+  const Dataset data = load_dataset(dc);
+
+  struct Arm {
+    const char* name;
+    std::string integrator;
+    double df_min, df_max;
+  };
+  const Arm arms[] = {{"R_fine", "paper", 1e-5, 1e-3}, {"R", "paper", 1e-4, 1e-2}, {"N", "lte", 1e-4, 1e-2}};
+  nlohmann::json rows = nlohmann::json::array();
+  std::cout << std::setprecision(3);
+  std::cout << "config                     arm     status     out_rel   t1_rel    t2_rel    test_err  wchange   "
+               "kchange   grads     trials    wall_s\n";
+  for (double h : hs)
+    for (double sha : shas)
+      for (double seed : seeds) {
+        std::vector<Run> res;
+        for (const Arm& a : arms) {
+          RunConfig c = base;
+          c.h = int64_t(h);
+          c.sqrt_h_alpha = sha;
+          c.seed_init = uint64_t(seed);
+          c.integrator = a.integrator;
+          c.integrator_tol = tol;
+          c.df_min = a.df_min;
+          c.df_max = a.df_max;
+          finalize(c);
+          res.push_back(run_cached(c, data, cache));
+          std::cerr << "h " << h << " sqrt(h) alpha " << sha << " seed " << seed << " " << a.name << ": "
+                    << res.back().s.value("status", "") << " steps " << res.back().get("steps") << " wall "
+                    << res.back().get("wall_s") << "\n";
+        }
+        const Run& fine = res[0];
+        const at::Tensor ff = fine.fd;  // alpha cancels in the ratio
+        const double ff_rms = ff.pow(2).mean().sqrt().item<double>();
+        for (size_t i = 0; i < res.size(); ++i) {
+          const Run& r = res[i];
+          const double out = (r.fd - ff).pow(2).mean().sqrt().item<double>() / ff_rms;
+          const double steps = r.get("steps"), trials = steps + r.get("rejected");
+          nlohmann::json row = {{"h", int64_t(h)},
+                                {"sqrt_h_alpha", sha},
+                                {"seed", int64_t(seed)},
+                                {"arm", arms[i].name},
+                                {"status", r.s.value("status", "")},
+                                {"out_rel", num(out)},
+                                {"t1", num(r.get("t1"))},
+                                {"t2", num(r.get("t2"))},
+                                {"t1_rel", num(rel(r.get("t1"), fine.get("t1")))},
+                                {"t2_rel", num(rel(r.get("t2"), fine.get("t2")))},
+                                {"test_err", num(r.get("test_err"))},
+                                {"test_err_diff", num(r.get("test_err") - fine.get("test_err"))},
+                                {"weight_change", num(r.get("weight_change"))},
+                                {"weight_change_rel", num(rel(r.get("weight_change"), fine.get("weight_change")))},
+                                {"kernel_change", num(r.get("kernel_change"))},
+                                {"kernel_change_rel", num(rel(r.get("kernel_change"), fine.get("kernel_change")))},
+                                {"gradient_evaluations", num(r.get("gradient_evaluations"))},
+                                {"steps", num(steps)},
+                                {"rejected", num(r.get("rejected"))},
+                                {"trials", num(trials)},
+                                {"wall_s", num(r.get("wall_s"))}};
+          rows.push_back(row);
+          std::ostringstream cfgs;
+          cfgs << "h=" << h << " sha=" << sha << " seed=" << seed;
+          std::cout << std::left << std::setw(27) << cfgs.str() << std::setw(8) << arms[i].name << std::setw(11)
+                    << row["status"].get<std::string>() << std::setw(10) << out << std::setw(10)
+                    << rel(r.get("t1"), fine.get("t1")) << std::setw(10) << rel(r.get("t2"), fine.get("t2"))
+                    << std::setw(10) << r.get("test_err") << std::setw(10) << r.get("weight_change") << std::setw(10)
+                    << r.get("kernel_change") << std::setw(10) << r.get("gradient_evaluations") << std::setw(10)
+                    << trials << std::setw(10) << r.get("wall_s") << "\n"
+                    << std::flush;
+        }
+      }
+  nlohmann::json j = {{"benchmark", "integrator"}, {"ptr", ptr}, {"pte", pte}, {"L", L},
+                      {"tol", tol},                {"rows", rows}};
+  if (json) print_json_line(j.dump());
+  return 0;
+}
+
+Benchmark reg{"integrator", "R, R_fine and --integrator lte: closeness to R_fine and cost", bench_integrator};
+
+}  // namespace
+}  // namespace lf::cli
