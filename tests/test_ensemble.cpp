@@ -188,3 +188,30 @@ TEST(Ensemble, BatchedEnsembleResumedEqualsUninterrupted) {
     EXPECT_EQ(x.weight_change, y.weight_change);
   }
 }
+
+// --integrator lte on the batched engine (its step rule reads every output through the engine's
+// host views): the same decisions as on the sequential engine. lte's step sizes follow the second
+// difference of the outputs, which magnifies the two engines' rounding (1e-16) to ~1e-9 of dt
+// over 600 steps, so the numbers are compared to 1e-6.
+TEST(Ensemble, LteOnTheBatchedEngineMakesTheSequentialDecisions) {
+  Dataset d = synthetic(50, 30);
+  std::vector<RunConfig> cfgs = {member(0, 1e-2, 600), member(1, 1e3, 600)};
+  for (RunConfig& c : cfgs) {
+    c.integrator = "lte";
+    finalize(c);
+  }
+  std::vector<TrainHooks> hooks(2, lft::quiet());
+  std::vector<RunResult> a = train_ensemble(cfgs, d, hooks, EngineKind::Sequential);
+  std::vector<RunResult> b = train_ensemble(cfgs, d, hooks, EngineKind::Batched);
+  for (size_t k = 0; k < 2; ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    EXPECT_EQ(b[k].status, a[k].status);
+    EXPECT_EQ(b[k].steps, a[k].steps);
+    EXPECT_EQ(b[k].rejected, a[k].rejected);
+    EXPECT_EQ(b[k].gradient_evaluations, a[k].gradient_evaluations);
+    EXPECT_GT(a[k].rejected + a[k].steps, 100);
+    for (auto [x, y] : {std::pair<double, double>{a[k].t, b[k].t}, {a[k].train_loss, b[k].train_loss},
+                        {a[k].output_norm, b[k].output_norm}})
+      EXPECT_NEAR(x, y, 1e-6 * std::fabs(x));
+  }
+}
