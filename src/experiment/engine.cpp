@@ -15,9 +15,9 @@ namespace {
 
 class SequentialEngine final : public Engine {
  public:
-  SequentialEngine(int64_t K, bool fused, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
+  SequentialEngine(int64_t K, bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
                    at::TensorOptions opts)
-      : fused_(fused), n_(x_train.size(0)) {
+      : fused_(fused && lay.arch == "fc"), n_(x_train.size(0)) {
     for (int64_t k = 0; k < K; ++k) {
       models_.push_back(make_model(fused, act, lay, x_train, opts));
       v_.push_back(at::zeros_like(models_.back()->w));
@@ -67,6 +67,13 @@ class SequentialEngine final : public Engine {
   }
   void gradient(const std::vector<int64_t>& ks, const std::vector<const Fit*>& fits) override {
     for (size_t i = 0; i < ks.size(); ++i) models_[ks[i]]->gradient(fits[i]->rows, fits[i]->c);
+  }
+  void forward_rows(int64_t k, const std::vector<int64_t>& rows, std::vector<double>& f) override {
+    f.resize(rows.size());
+    models_.at(k)->forward_rows(rows, f.data());
+  }
+  void gradient_rows(int64_t k, const std::vector<int64_t>& rows, const std::vector<double>& c) override {
+    models_.at(k)->gradient_rows(rows, c);
   }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override { return models_.at(k)->evaluate(x); }
   std::string name() const override { return fused_ ? "fused" : "reference"; }
@@ -160,6 +167,8 @@ class BatchedEngine final : public Engine {
     leaf_ = at::Tensor();
     f_graph_ = at::Tensor();
   }
+  void forward_rows(int64_t, const std::vector<int64_t>&, std::vector<double>&) override { refuse_batches(); }
+  void gradient_rows(int64_t, const std::vector<int64_t>&, const std::vector<double>&) override { refuse_batches(); }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override {
     c10::NoGradGuard ng;
     at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
@@ -173,6 +182,9 @@ class BatchedEngine final : public Engine {
   std::string name() const override { return "batched"; }
 
  private:
+  [[noreturn]] static void refuse_batches() {
+    throw UsageError("the batched engine trains full-batch fc ensembles only (not the stochastic dynamics)");
+  }
   at::Tensor index(const std::vector<int64_t>& ks) const {
     return at::tensor(ks, at::TensorOptions().dtype(at::kLong)).to(opts_.device());
   }
@@ -192,9 +204,16 @@ class BatchedEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_sequential_engine(int64_t K, bool fused, const Activation& act, const FCLayout& lay,
+std::unique_ptr<Engine> make_sequential_engine(int64_t K, bool fused, const Activation& act, const NetLayout& lay,
                                                const at::Tensor& x_train, at::TensorOptions opts) {
   return std::make_unique<SequentialEngine>(K, fused, act, lay, x_train, opts);
+}
+
+std::unique_ptr<Engine> make_sequential_engine(int64_t K, bool fused, const Activation& act, const FCLayout& lay,
+                                               const at::Tensor& x_train, at::TensorOptions opts) {
+  NetLayout n;
+  n.fc = lay;
+  return std::make_unique<SequentialEngine>(K, fused, act, n, x_train, opts);
 }
 
 std::unique_ptr<Engine> make_batched_engine(int64_t K, const Activation& act, const FCLayout& lay,

@@ -1,5 +1,6 @@
 #include "experiment/member.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -20,8 +21,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k)
     : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)), loss_(Loss::make(cfg.loss)),
-      lay_(data.x_train.size(1), cfg.h, cfg.L), start_(Clock::now()), engine_(engine), k_(k),
-      progress_("train", hooks_.progress) {
+      lay_(NetLayout::of(cfg, data.x_train)), stochastic_(cfg.stochastic()), start_(Clock::now()), engine_(engine),
+      k_(k), progress_("train", hooks_.progress),
+      gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed_batch)) {
   x_train_ = data.x_train.to(at::kDouble).contiguous();
   const at::Tensor x_test = data.x_test.to(at::kDouble).contiguous();
   const int64_t n = x_train_.size(0), pte = x_test.size(0);
@@ -35,11 +37,12 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
     v.copy_(s_.v);
     g.copy_(s_.g);
     lf::fit(loss_, cfg.alpha, s_.f, s_.f0, y_, cur_);
+    if (stochastic_) gen_.set_state(s_.batch_rng);  // the same batch stream onwards
   } else {  // f0 and the first gradient come from the ensemble's first forward (init_outputs)
-    w.copy_(lay_.flatten(fc_init(lay_.d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
+    w.copy_(lay_.init(cfg.weights_seed()));  // protocol section 8
     v.zero_();
     s_.w0 = w.detach().clone();
-    s_.dt = cfg.dt0;
+    s_.dt = stochastic_ ? cfg.temperature : cfg.dt0;  // protocol section 4: the stochastic dt starts at T
     fresh_ = true;
   }
   s_.w = w;
@@ -61,10 +64,10 @@ void Member::start() {
   if (fresh_) {
     s_.f0_test = engine_.evaluate(k_, x_test);
     if (wants_kernels(cfg_))
-      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.views(s_.w0.to(at::kCPU, at::kDouble)));
+      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.fc.views(s_.w0.to(at::kCPU, at::kDouble)));
     fresh_ = false;
   }
-  observer_ = std::make_unique<TestObserver>(lay_, s_.w0, x_test, to_vector(data_.y_test), s_.f0_test);
+  observer_ = std::make_unique<TestObserver>(lay_.slices(), s_.w0, x_test, to_vector(data_.y_test), s_.f0_test);
   last_state_ = last_poll_ = Clock::now();
   if (s_.step == s_.next_ckpt && s_.last_ckpt < s_.step) {
     checkpoint();
@@ -77,6 +80,7 @@ double Member::wall() const { return s_.wall + seconds_since(start_); }
 std::string Member::state_bytes() const {
   RunState now = s_;  // s_.wall stays the wall time before this process; the state holds the total
   now.wall = wall();
+  if (stochastic_) now.batch_rng = gen_.get_state();
   return now.encode(cfg_, lay_);
 }
 
@@ -91,11 +95,35 @@ Checkpoint Member::train_side() const {
   return c;
 }
 
-void Member::checkpoint() {
+static int64_t diagnostic_points(const RunConfig& cfg) { return 10 * cfg.batch_max; }  // the published code's
+
+void Member::measure_train(bool all) {
+  const int64_t n = int64_t(y_.size()), m = all ? n : std::min(n, diagnostic_points(cfg_));
+  std::vector<int64_t> rows(size_t(m), 0);
+  for (int64_t i = 0; i < m; ++i) rows[i] = i;
+  std::vector<double> f;
+  engine_.forward_rows(k_, rows, f);
+  if (all) {
+    s_.f = f;
+    lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
+  } else {
+    const std::vector<double> f0(s_.f0.begin(), s_.f0.begin() + m), y(y_.begin(), y_.begin() + m);
+    lf::fit(loss_, cfg_.alpha, f, f0, y, cur_);
+  }
+  if (std::isnan(s_.t1) && cur_.loss2 < 0.5) s_.t1 = s_.t;  // protocol section 5, at checkpoints
+}
+
+void Member::checkpoint(bool final) {
+  const bool sub = stochastic_ && !final;
+  if (stochastic_) measure_train(final);
   Checkpoint c = train_side();
-  observer_->measure(engine_.w(k_), [this](const at::Tensor& x) { return engine_.evaluate(k_, x); }, c);
+  observer_->measure(engine_.w(k_), [this](const at::Tensor& x) { return engine_.evaluate(k_, x); }, c,
+                     sub ? diagnostic_points(cfg_) : -1);
   c.wall_s = wall();
+  // A final checkpoint at the step of a diagnostic one replaces it (the store's too).
+  if (!res_.checkpoints.empty() && res_.checkpoints.back().step == c.step) res_.checkpoints.pop_back();
   s_.last_ckpt = s_.step;
+  last_ckpt_full_ = !sub;
   res_.checkpoints.push_back(c);
   if (hooks_.on_checkpoint) hooks_.on_checkpoint(c);
 }
@@ -120,8 +148,9 @@ void Member::end(const char* status, const std::string& message) {
 
 bool Member::proceed() {
   if (!running()) return false;
-  // Stop checks (protocol section 4: zero loss; the budgets; a request).
-  if (cur_.unsatisfied == 0) {  // every point satisfied: zero hinge loss
+  // Stop checks (protocol section 4: zero loss; the budgets; a request). The stochastic variant
+  // finds zero loss when it draws its batch (draw_batch).
+  if (!stochastic_ && cur_.unsatisfied == 0) {  // every point satisfied: zero hinge loss
     if (std::isnan(s_.t2)) s_.t2 = s_.t;
     end("converged", "every training point satisfied (alpha F y >= 1)");
   } else if (cfg_.max_steps > 0 && s_.step >= cfg_.max_steps) {
@@ -137,16 +166,62 @@ bool Member::proceed() {
 
 double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
 
+double Member::step_cap() const {
+  if (!stochastic_) return cfg_.max_dt;
+  const double m = stochastic_max_dt(int64_t(y_.size()), cfg_.temperature, cfg_.batch_max);  // 0: none
+  if (cfg_.max_dt > 0) return m > 0 ? std::min(m, cfg_.max_dt) : cfg_.max_dt;
+  return m;
+}
+
+bool Member::draw_batch() {
+  const int64_t n = int64_t(y_.size());
+  const int64_t b = stochastic_batch_size(n, cfg_.temperature, s_.dt, cfg_.batch_min);
+  const at::Tensor perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));  // [n]
+  const int64_t* p = perm.data_ptr<int64_t>();
+  batch_.clear();
+  batch_f_.clear();
+  std::vector<int64_t> chunk;
+  std::vector<double> f;
+  for (int64_t s = 0; s < n && int64_t(batch_.size()) < b; s += cfg_.batch_max) {
+    chunk.assign(p + s, p + std::min(n, s + cfg_.batch_max));
+    engine_.forward_rows(k_, chunk, f);
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      const int64_t r = chunk[i];
+      if (cfg_.alpha * (f[i] - s_.f0[r]) * y_[r] < 1) {  // unsatisfied, in permutation order
+        batch_.push_back(r);
+        batch_f_.push_back(f[i]);
+      }
+    }
+  }
+  if (int64_t(batch_.size()) > b) {
+    batch_.resize(size_t(b));
+    batch_f_.resize(size_t(b));
+  }
+  if (batch_.empty()) {  // the whole training set was walked: every point satisfied
+    if (std::isnan(s_.t2)) s_.t2 = s_.t;
+    end("converged", "every training point satisfied (alpha F y >= 1)");
+    return false;
+  }
+  batch_c_.resize(batch_.size());  // dL/df of the batch loss (1 / (alpha^2 b)) sum l(F y)
+  for (size_t i = 0; i < batch_.size(); ++i) {
+    const int64_t r = batch_[i];
+    batch_c_[i] = loss_.slope(cfg_.alpha * (batch_f_[i] - s_.f0[r]) * y_[r]) * y_[r] / (cfg_.alpha * double(b));
+  }
+  if (hooks_.on_batch) hooks_.on_batch(s_.dt, b, int64_t(batch_.size()));
+  return true;
+}
+
 StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
   const int64_t n = int64_t(f_new.size());
+  const std::vector<double>& f_old = stochastic_ ? batch_f_ : s_.f;  // df on the batch, or on all points
   double df = 0;  // alpha max |f_new - f|, NaN if any output is not a number
   for (int64_t i = 0; i < n; ++i) {
-    const double a = std::fabs(f_new[i] - s_.f[i]);
+    const double a = std::fabs(f_new[i] - f_old[i]);
     if (!(a <= df)) df = (a > df) ? a : std::numeric_limits<double>::quiet_NaN();
     if (std::isnan(df)) break;
   }
   df_ = df * std::fabs(cfg_.alpha);
-  StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, cfg_.max_dt};
+  StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, step_cap()};
   const StepControl::Verdict verdict = sc.judge(df_);
   dt_trial_ = s_.dt;
   s_.dt = sc.dt;
@@ -161,12 +236,16 @@ StepControl::Verdict Member::judge(const std::vector<double>& f_new) {
 
 void Member::accept(std::vector<double>& f_new) {
   const double dt = dt_trial_;
-  if (cfg_.zdot && res_.zdot.empty() && df_ > cfg_.df_min) {
-    res_.zdot = measure_zdot(lay_, engine_.prev_w(k_), engine_.w(k_), dt, x_train_, act_);
+ if (cfg_.zdot && res_.zdot.empty() && df_ > cfg_.df_min) {
+    res_.zdot = measure_zdot(lay_.fc, engine_.prev_w(k_), engine_.w(k_), dt, x_train_, act_);
     s_.zdot = res_.zdot;
   }
   s_.t += dt;
   ++s_.step;
+  if (stochastic_) {  // the fit of the whole training set is measured at checkpoints only
+    if (!std::isfinite(s_.t) || !std::isfinite(s_.dt)) end("diverged", "non-finite time or step size");
+    return;
+  }
   std::swap(s_.f, f_new);
   lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
   if (!std::isfinite(cur_.loss2) || !std::isfinite(s_.t) || !std::isfinite(s_.dt))
@@ -189,8 +268,10 @@ void Member::after_step() {
 
 RunResult Member::finish() {
   const bool diverged = status_ == "diverged";
-  // A run resumed from its final state takes no step: its last checkpoint is made again.
-  if ((s_.last_ckpt != s_.step || res_.checkpoints.empty()) && !diverged) checkpoint();
+  // A run resumed from its final state takes no step: its last checkpoint is made again. The
+  // stochastic variant's last checkpoint measures every point.
+  if ((s_.last_ckpt != s_.step || res_.checkpoints.empty() || (stochastic_ && !last_ckpt_full_)) && !diverged)
+    checkpoint(true);
   if (diverged) {  // record what there is, without a test evaluation of broken weights
     Checkpoint c = train_side();
     c.wall_s = wall();
@@ -218,8 +299,8 @@ RunResult Member::finish() {
   res_.test_f0 = s_.f0_test;
   res_.test_f_delta = (observer_->f_test() - s_.f0_test).contiguous();
   if (wants_kernels(cfg_) && !diverged) {
-    FCParams p0 = lay_.views(s_.w0.to(at::kCPU, at::kDouble));
-    FCParams pw = lay_.views(engine_.w(k_).detach().to(at::kCPU, at::kDouble));
+    FCParams p0 = lay_.fc.views(s_.w0.to(at::kCPU, at::kDouble));
+    FCParams pw = lay_.fc.views(engine_.w(k_).detach().to(at::kCPU, at::kDouble));
     res_.kernel = measure_kernels_at_end(cfg_, data_, p0, pw, s_.kernel_init);
     if (res_.kernel.is_object() && res_.kernel.contains("change") && res_.kernel["change"].is_number())
       res_.kernel_change = res_.kernel["change"].get<double>();

@@ -1,4 +1,4 @@
-// One run under the paper's full-batch dynamics (protocol sections 3-5) as a state machine of
+// One run under the paper's dynamics (protocol sections 3-5), full batch or stochastic, as a state machine of
 // scalars: t, dt, the step rule's decisions, the fit of the training outputs, the checkpoint
 // schedule, the stop rules. Its weights live in an Engine (experiment/engine.h) at index k,
 // which does the tensor work of a whole ensemble at once; a single run is an ensemble of one.
@@ -12,7 +12,19 @@
 //   engine.gradient      g at the new weights (points with a non-zero loss derivative only)
 //   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
 // One forward and one backward per accepted step.
-// Deliberately not: the stochastic variant (temperature > 0), CNN/WRN networks; storage.
+// The stochastic variant (temperature T > 0, protocol section 4), one trial step:
+//   proceed()            the budgets and a request (no full-set check)
+//   draw_batch()         b from dt and T; a fresh randperm(n) of the batch generator walked in
+//                        chunks of b_max (engine.forward_rows at the current weights), keeping the
+//                        unsatisfied points until b are found; none at all: converged (the whole
+//                        training set was walked, so the check is exact, and costs n / b_max chunk
+//                        forwards only when fewer than b points are unsatisfied)
+//   engine.gradient_rows g on the batch: sum over it of l'(m) y / (alpha b) df/dw (b, not its size)
+//   engine.trial, engine.forward_rows on the batch, judge (df on the batch), accept or restore
+// A rejected trial draws a new batch at the next one. Checkpoints measure the training fit and
+// the test set on their first min(n, 10 b_max) and min(pte, 10 b_max) points (the published
+// code's diagnostic size), the last checkpoint on all of them; t1 is resolved at checkpoints.
+// Deliberately not: WRN networks; storage.
 #pragma once
 #include <chrono>
 #include <memory>
@@ -48,14 +60,21 @@ class Member {
   // The trial's verdict; after Reject or Diverge the engine restores the member's weights.
   StepControl::Verdict judge(const std::vector<double>& f_new);
   void accept(std::vector<double>& f_new);  // swaps f_new in; may end the run (non-finite loss)
-  bool needs_gradient() const { return running() && cur_.unsatisfied > 0; }
+  bool needs_gradient() const { return running() && !stochastic_ && cur_.unsatisfied > 0; }
+  // The stochastic variant (see above).
+  bool stochastic() const { return stochastic_; }
+  bool draw_batch();  // false: no unsatisfied point is left, the run has converged
+  const std::vector<int64_t>& batch() const { return batch_; }
+  const std::vector<double>& batch_coefficients() const { return batch_c_; }
   const Fit& fit() const { return cur_; }
   void after_step();
   // The final checkpoint and state, the end-of-run kernel measurements, the result. Once.
   RunResult finish();
 
  private:
-  void checkpoint();                 // a full checkpoint now (weights and test set)
+  void checkpoint(bool final = false);  // a checkpoint now (weights and test set; see above)
+  void measure_train(bool all);      // stochastic: cur_ from the outputs on the diagnostic points or all
+  double step_cap() const;           // max_dt of the step rule
   Checkpoint train_side() const;     // what a checkpoint knows without touching the weights
   void end(const char* status, const std::string& message);
   double wall() const;               // wall seconds of the run, earlier processes included
@@ -68,7 +87,8 @@ class Member {
   const TrainHooks hooks_;
   const Activation act_;
   const Loss loss_;
-  const FCLayout lay_;
+  const NetLayout lay_;
+  const bool stochastic_;
   const Clock::time_point start_;
   Engine& engine_;
   const int64_t k_;
@@ -83,6 +103,12 @@ class Member {
   int64_t step_at_start_ = 0;
   bool fresh_ = false;            // a new run, until start()
   Clock::time_point last_state_, last_poll_;
+  // The stochastic variant: the batch generator (seeded with seed_batch, protocol section 8), the
+  // batch of the trial step (training rows), its outputs at the current weights and dL/df there.
+  at::Generator gen_;
+  std::vector<int64_t> batch_;
+  std::vector<double> batch_f_, batch_c_;
+  bool last_ckpt_full_ = false;
   Progress progress_;
 };
 

@@ -20,16 +20,6 @@ std::vector<at::Tensor> preactivations(const FCParams& p, const at::Tensor& x, c
   return out;
 }
 
-// Per layer l = 0..L, the norm of (W_l, b_l): the layer's weights and bias together.
-std::vector<double> layer_norms(const FCParams& p) {
-  std::vector<double> out;
-  for (int64_t l = 0; l <= p.L(); ++l) {
-    const double w = p.W[l].norm().item<double>(), b = p.b[l].norm().item<double>();
-    out.push_back(std::sqrt(w * w + b * b));
-  }
-  return out;
-}
-
 at::Tensor cpu64(const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble); }
 
 }  // namespace
@@ -58,40 +48,52 @@ void fit(const Loss& loss, double alpha, const std::vector<double>& f, const std
   out.unsatisfied = unsat;
 }
 
-TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor x_test, std::vector<double> y_test,
-                           at::Tensor f0_test)
-    : lay_(lay), w0_(w0), x_test_(std::move(x_test)), f0_test_(f0_test), f_test_(f0_test),
+namespace {
+
+// Per layer, the squared norm of (W_l, b_l) in the flat w [P]: [layers] on w's device.
+std::vector<at::Tensor> layer_squares(const std::vector<ParamSlice>& layers, const at::Tensor& w) {
+  std::vector<at::Tensor> sq;
+  for (const ParamSlice& s : layers)
+    sq.push_back(w.narrow(0, s.w_offset, s.w_numel).pow(2).sum() + w.narrow(0, s.b_offset, s.b_numel).pow(2).sum());
+  return sq;
+}
+
+}  // namespace
+
+TestObserver::TestObserver(std::vector<ParamSlice> layers, const at::Tensor& w0, at::Tensor x_test,
+                           std::vector<double> y_test, at::Tensor f0_test)
+    : layers_(std::move(layers)), w0_(w0), x_test_(std::move(x_test)), f0_test_(f0_test), f_test_(f0_test),
       y_test_(std::move(y_test)) {
+  c10::NoGradGuard ng;
   w0_norm_ = w0.norm().item<double>();
-  w0_layer_norms_ = layer_norms(lay.views(cpu64(w0)));
+  for (double s : to_vector(at::stack(layer_squares(layers_, cpu64(w0))))) w0_layer_norms_.push_back(std::sqrt(s));
 }
 
 void TestObserver::measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate,
-                           Checkpoint& c) {
+                           Checkpoint& c, int64_t points) {
   c10::NoGradGuard ng;
   // The squared norms of every layer's change (W_l and b_l together) and of the whole change, in
   // one tensor: one transfer (one device sync) per checkpoint, whatever the depth.
   const at::Tensor dw = w.detach() - w0_;  // [P]
-  std::vector<at::Tensor> sq;
-  for (int64_t l = 0; l <= lay_.L; ++l)
-    sq.push_back(dw.narrow(0, lay_.w_offset[l], lay_.fan_out(l) * lay_.fan_in(l)).pow(2).sum() +
-                 dw.narrow(0, lay_.b_offset[l], lay_.fan_out(l)).pow(2).sum());
+  std::vector<at::Tensor> sq = layer_squares(layers_, dw);
   sq.push_back(dw.pow(2).sum());
   const std::vector<double> s = to_vector(at::stack(sq));
   c.w0_norm = w0_norm_;
   c.weight_change = std::sqrt(s.back()) / w0_norm_;
   c.layer_change.clear();
-  for (int64_t l = 0; l <= lay_.L; ++l) c.layer_change.push_back(std::sqrt(s[l]) / w0_layer_norms_[l]);
-  const int64_t pte = x_test_.size(0);
+  for (size_t l = 0; l < layers_.size(); ++l) c.layer_change.push_back(std::sqrt(s[l]) / w0_layer_norms_[l]);
+  const bool all = points < 0 || points >= x_test_.size(0);
+  const int64_t pte = all ? x_test_.size(0) : points;
   if (pte == 0) return;
-  f_test_ = evaluate(x_test_);
-  at::Tensor delta = f_test_ - f0_test_;  // f - f0 on the test set
+  const at::Tensor f = evaluate(all ? x_test_ : x_test_.narrow(0, 0, pte));
+  if (all) f_test_ = f;
+  at::Tensor delta = f - f0_test_.narrow(0, 0, pte);  // f - f0 on the test points
   const double* dp = delta.data_ptr<double>();
   int64_t errs = 0;
   for (int64_t i = 0; i < pte; ++i) errs += (dp[i] * y_test_[i] <= 0);  // F y <= 0
   c.test_err = double(errs) / double(pte);
   c.output_norm = delta.pow(2).mean().sqrt().item<double>();
-  c.f_norm = f_test_.pow(2).mean().sqrt().item<double>();
+  c.f_norm = f.pow(2).mean().sqrt().item<double>();
 }
 
 std::vector<double> measure_zdot(const FCLayout& lay, const at::Tensor& w_before, const at::Tensor& w_after,

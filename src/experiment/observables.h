@@ -30,18 +30,21 @@ void fit(const Loss& loss, double alpha, const std::vector<double>& f, const std
 
 class TestObserver {
  public:
-  // w0 [P] the initial weights (any device), x_test [pte, d] and y_test CPU float64.
-  TestObserver(const FCLayout& lay, const at::Tensor& w0, at::Tensor x_test, std::vector<double> y_test,
+  // layers: where each layer (W_l, b_l) sits in w (FCLayout::slices, CNNLayout::slices);
+  // w0 [P] the initial weights (any device), x_test [pte, ...] and y_test CPU float64.
+  TestObserver(std::vector<ParamSlice> layers, const at::Tensor& w0, at::Tensor x_test, std::vector<double> y_test,
                at::Tensor f0_test);
   // Fills c's weight_change, w0_norm, layer_change, and (pte > 0) test_err, output_norm, f_norm
   // from the weights w [P] and the network's outputs evaluate(x_test); the test outputs are kept
-  // in f_test().
-  void measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate, Checkpoint& c);
+  // in f_test(). points >= 0: the test quantities on the first `points` test points only (the
+  // stochastic dynamics' intermediate checkpoints); f_test() then keeps its previous value.
+  void measure(const at::Tensor& w, const std::function<at::Tensor(const at::Tensor&)>& evaluate, Checkpoint& c,
+               int64_t points = -1);
   const at::Tensor& f_test() const { return f_test_; }  // [pte] at the last measure (f0 before)
   const at::Tensor& f0_test() const { return f0_test_; }
 
  private:
-  FCLayout lay_;
+  std::vector<ParamSlice> layers_;
   at::Tensor w0_, x_test_, f0_test_, f_test_;
   std::vector<double> y_test_;
   double w0_norm_ = 0;

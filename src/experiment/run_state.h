@@ -1,6 +1,8 @@
 // The resumable state of one run, with named fields: everything the dynamics and the
 // observables need to continue a run so that it equals the uninterrupted one bit for bit.
-// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 1.
+// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2:
+// version 1 plus the network's shape under "arch" and, for the stochastic dynamics, the state of
+// the batch generator (tensor "batch_rng"); version-1 states (fc, full batch) still read.
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -11,7 +13,7 @@
 
 #include "experiment/config.h"
 #include "experiment/train.h"
-#include "models/fc_fused.h"
+#include "experiment/model.h"
 
 namespace lf {
 
@@ -31,8 +33,11 @@ struct RunState {
   nlohmann::json kernel_init;      // kernel measurements at w0 (experiment/kernels.h)
   std::vector<double> zdot;        // once measured
   std::string trainer;             // "fused" | "reference"
+  // The stochastic dynamics (protocol sections 4, 8): the batch generator's state (uint8, as
+  // at::Generator::get_state gives it) after the last accepted step; undefined in full batch.
+  at::Tensor batch_rng;
 
-  std::string encode(const RunConfig& cfg, const FCLayout& lay) const;
+  std::string encode(const RunConfig& cfg, const NetLayout& lay) const;
   // Checks that bytes are a state of cfg's run on n training and pte test points; tensors
   // w, v, g, w0 are put on opts. UsageError otherwise.
   static RunState decode(const std::string& bytes, const RunConfig& cfg, int64_t n, int64_t pte,

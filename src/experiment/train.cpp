@@ -20,13 +20,17 @@ nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlo
 }  // namespace
 
 void validate_train_config(const RunConfig& cfg) {
-  require(cfg.arch == "fc", "--arch " + cfg.arch + " cannot be trained yet (only fc networks are built)");
-  require(!cfg.stochastic(),
-          "--temperature > 0 (the stochastic dynamics of setup B) is not implemented yet; use the full-batch "
-          "dynamics (temperature 0)");
   auto finite = [](double v, const char* name) {
     require(std::isfinite(v), std::string("--") + name + " must be a finite number");
   };
+  require(cfg.arch == "fc" || cfg.arch == "cnn",
+          "--arch " + cfg.arch + " cannot be trained yet (fc and cnn networks are built)");
+  if (cfg.arch == "cnn") {
+    require(!cfg.zdot, "--zdot is measured for fc networks only");
+    require(!cfg.delta_kernel && !cfg.init_kernel && !cfg.final_kernel,
+            "--delta-kernel, --init-kernel and --final-kernel are measured for fc runs only (use lazyfeat ntk for cnn)");
+  }
+  finite(cfg.temperature, "temperature");
   finite(cfg.alpha, "alpha");
   finite(cfg.tau, "mu/--tau");
   finite(cfg.dt0, "dt0");
@@ -44,9 +48,11 @@ namespace {
 
 void validate(const RunConfig& cfg, const Dataset& data) {
   validate_train_config(cfg);
-  require(data.x_train.defined() && data.x_train.dim() == 2 && data.x_train.size(0) >= 1,
-          "the training set must be a non-empty [n, d] matrix");
-  require(data.x_test.defined() && data.x_test.dim() == 2, "the test set must be an [n, d] matrix");
+  const int64_t dims = cfg.arch == "cnn" ? 4 : 2;  // images [n, C, rows, cols] or vectors [n, d]
+  const char* shape = cfg.arch == "cnn" ? "[n, C, rows, cols] images" : "[n, d] matrix";
+  require(data.x_train.defined() && data.x_train.dim() == dims && data.x_train.size(0) >= 1,
+          std::string("the training set must be a non-empty ") + shape);
+  require(data.x_test.defined() && data.x_test.dim() == dims, std::string("the test set must be an ") + shape);
 }
 
 }  // namespace
@@ -89,31 +95,53 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   std::vector<const Fit*> fits;
   for (size_t k = 0; k < members.size(); ++k) live.push_back(int64_t(k));
   bool momentum = !members.empty() && members.front()->momentum();
+  const bool stochastic = !members.empty() && members.front()->stochastic();
   while (!live.empty()) {
-    step.clear(), x.clear(), dt.clear();
-    for (int64_t k : live)
-      if (members[k]->proceed()) {
-        step.push_back(k);
-        x.push_back(members[k]->decay());
-        dt.push_back(members[k]->dt());
+    if (stochastic) {  // protocol section 4: a batch per trial, its gradient, the trial, df on it
+      step.clear(), x.clear(), dt.clear();
+      for (int64_t k : live)
+        if (members[k]->proceed() && members[k]->draw_batch()) {
+          step.push_back(k);
+          x.push_back(members[k]->decay());
+          dt.push_back(members[k]->dt());
+        }
+      for (int64_t k : step) engine.gradient_rows(k, members[k]->batch(), members[k]->batch_coefficients());
+      engine.trial(step, x, dt, momentum);
+      f.resize(step.size());
+      restored.clear();
+      for (size_t i = 0; i < step.size(); ++i) {
+        Member& m = *members[step[i]];
+        engine.forward_rows(step[i], m.batch(), f[i]);
+        if (m.judge(f[i]) == StepControl::Verdict::Accept) m.accept(f[i]);
+        else restored.push_back(step[i]);
       }
-    engine.trial(step, x, dt, momentum);
-    engine.forward(step, f);
-    accepted.clear(), restored.clear();
-    for (size_t i = 0; i < step.size(); ++i)
-      (members[step[i]]->judge(f[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(int64_t(i));
-    for (int64_t& i : restored) i = step[i];
-    engine.restore(restored);
-    grads.clear(), fits.clear();
-    for (int64_t i : accepted) {
-      Member& m = *members[step[i]];
-      m.accept(f[i]);
-      if (m.needs_gradient()) {
-        grads.push_back(step[i]);
-        fits.push_back(&m.fit());
+      engine.restore(restored);
+    } else {
+      step.clear(), x.clear(), dt.clear();
+      for (int64_t k : live)
+        if (members[k]->proceed()) {
+          step.push_back(k);
+          x.push_back(members[k]->decay());
+          dt.push_back(members[k]->dt());
+        }
+      engine.trial(step, x, dt, momentum);
+      engine.forward(step, f);
+      accepted.clear(), restored.clear();
+      for (size_t i = 0; i < step.size(); ++i)
+        (members[step[i]]->judge(f[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(int64_t(i));
+      for (int64_t& i : restored) i = step[i];
+      engine.restore(restored);
+      grads.clear(), fits.clear();
+      for (int64_t i : accepted) {
+        Member& m = *members[step[i]];
+        m.accept(f[i]);
+        if (m.needs_gradient()) {
+          grads.push_back(step[i]);
+          fits.push_back(&m.fit());
+        }
       }
+      engine.gradient(grads, fits);
     }
-    engine.gradient(grads, fits);
     std::vector<int64_t> next;
     for (int64_t k : live) {
       members[k]->after_step();
@@ -165,12 +193,17 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   for (const RunConfig& c : cfgs) validate(c, data);
   const RunConfig& c0 = cfgs.front();
   const int64_t K = int64_t(cfgs.size());
-  const FCLayout lay(data.x_train.size(1), c0.h, c0.L);
+  const NetLayout lay = NetLayout::of(c0, data.x_train);
   const at::Tensor x_train = data.x_train.to(at::kDouble).contiguous();
-  if (kind == EngineKind::Auto) kind = c0.device == "cuda" ? EngineKind::Batched : EngineKind::Sequential;
-  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference;
+  // The batched engine: full-batch fc ensembles only (experiment/engine.h).
+  const bool batchable = c0.arch == "fc" && !c0.stochastic();
+  if (kind == EngineKind::Auto) kind = c0.device == "cuda" && batchable ? EngineKind::Batched : EngineKind::Sequential;
+  require(kind != EngineKind::Batched || batchable,
+          "the batched engine trains full-batch fc ensembles only (not --arch cnn, not --temperature > 0)");
+  // The fused FC kernels train full batches (the stochastic dynamics take plain LibTorch ops).
+  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference && batchable;
   std::unique_ptr<Engine> engine =
-      kind == EngineKind::Batched ? make_batched_engine(K, activation_of(c0), lay, x_train, run_options(c0))
+      kind == EngineKind::Batched ? make_batched_engine(K, activation_of(c0), lay.fc, x_train, run_options(c0))
                                   : make_sequential_engine(K, fused, activation_of(c0), lay, x_train, run_options(c0));
   std::vector<std::unique_ptr<Member>> members;
   for (int64_t k = 0; k < K; ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k], *engine, k));
