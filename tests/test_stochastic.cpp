@@ -117,8 +117,13 @@ TEST(CnnTrain, GradientMatchesFiniteDifferences) {
         ++checked;
       }
     EXPECT_EQ(checked, 20);
-    // The full-batch path (forward_train, then gradient) gives the same gradient.
+    // The batch path (forward_rows keeps its graph, gradient_rows runs through it) and the
+    // full-batch path (forward_train, then gradient) give the same gradient.
     model->w.copy_(w0);
+    std::vector<double> fb(6);
+    model->forward_rows({5, 0, 3, 2, 1, 4}, fb.data());
+    model->gradient_rows(rows, c);
+    EXPECT_LT((model->g - g).abs().max().item<double>(), 1e-13);
     std::vector<double> f(6);
     model->forward_train(f.data());
     model->gradient(rows, c);

@@ -2,6 +2,7 @@
 
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -136,16 +137,60 @@ class ReferenceModel final : public LibTorchModel {
 
 // The CNN: outputs in blocks without a graph; gradients through a forward on the listed points
 // only (in a full batch, the unsatisfied ones), so that memory stays bounded by the block.
+// forward_rows on at most one block keeps its autograd graph: when the next gradient_rows asks for
+// points of that forward at the same weights (the stochastic dynamics' batch, drawn from the
+// chunk just evaluated), the backward runs through it (the listed points weighted by c, the others
+// by 0) instead of a second forward.
 class CNNModel final : public LibTorchModel {
  public:
   using LibTorchModel::LibTorchModel;
   void forward_train(double* f) override {
     c10::NoGradGuard ng;
+    kept_ = at::Tensor();
     const int64_t n = x_.size(0);
     for (int64_t s = 0; s < n; s += kBlock) copy_out(net(w, x_.narrow(0, s, std::min(kBlock, n - s))), f + s);
   }
   // The weights have not moved since forward_train (trainer contract): the gradient at w.
   void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override { gradient_rows(rows, c); }
+  void forward_rows(const std::vector<int64_t>& rows, double* f) override {
+    kept_ = at::Tensor();
+    if (rows.empty()) return;
+    if (int64_t(rows.size()) > kBlock) return LibTorchModel::forward_rows(rows, f);
+    c10::AutoGradMode on(true);
+    leaf_ = w.detach().requires_grad_(true);
+    kept_ = net(leaf_, x_.index_select(0, row_index(rows, x_.device())));  // [r], with its graph
+    kept_rows_ = rows;
+    kept_version_ = w._version();
+    copy_out(kept_, f);
+  }
+  void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
+    std::vector<double> ck;  // c at the kept forward's positions
+    if (kept_.defined() && w._version() == kept_version_ && !rows.empty()) {
+      ck.assign(kept_rows_.size(), 0.0);
+      for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
+        const auto it = std::find(kept_rows_.begin(), kept_rows_.end(), rows[k]);
+        if (it == kept_rows_.end()) ck.clear();  // a point outside the kept forward
+        else ck[size_t(it - kept_rows_.begin())] += c[k];
+      }
+    }
+    if (ck.empty()) {
+      kept_ = at::Tensor();
+      return LibTorchModel::gradient_rows(rows, c);
+    }
+    {
+      c10::AutoGradMode on(true);
+      (kept_ * at::tensor(ck, at::TensorOptions().dtype(at::kDouble)).to(opts_)).sum().backward();
+    }
+    c10::NoGradGuard ng;
+    g.copy_(leaf_.grad());
+    kept_ = at::Tensor();
+    leaf_ = at::Tensor();
+  }
+
+ private:
+  at::Tensor leaf_, kept_;  // the flat weights as an autograd leaf, the outputs of the kept forward
+  std::vector<int64_t> kept_rows_;
+  int64_t kept_version_ = -1;
 };
 
 }  // namespace
