@@ -120,8 +120,8 @@ TEST(CnnTrain, GradientMatchesFiniteDifferences) {
     // The batch path (forward_rows keeps its graph, gradient_rows runs through it) and the
     // full-batch path (forward_train, then gradient) give the same gradient.
     model->w.copy_(w0);
-    std::vector<double> fb(6);
-    model->forward_rows({5, 0, 3, 2, 1, 4}, fb.data());
+    std::vector<double> fb(4);
+    model->forward_rows({5, 0, 3, 2}, fb.data());  // the rows, in another order
     model->gradient_rows(rows, c);
     EXPECT_LT((model->g - g).abs().max().item<double>(), 1e-13);
     std::vector<double> f(6);

@@ -139,8 +139,8 @@ class ReferenceModel final : public LibTorchModel {
 // only (in a full batch, the unsatisfied ones), so that memory stays bounded by the block.
 // forward_rows on at most one block keeps its autograd graph: when the next gradient_rows asks for
 // points of that forward at the same weights (the stochastic dynamics' batch, drawn from the
-// chunk just evaluated), the backward runs through it (the listed points weighted by c, the others
-// by 0) instead of a second forward.
+// chunk just evaluated) and for more than 2/3 of them, the backward runs through it (the listed
+// points weighted by c, the others by 0) instead of a second forward.
 class CNNModel final : public LibTorchModel {
  public:
   using LibTorchModel::LibTorchModel;
@@ -165,7 +165,9 @@ class CNNModel final : public LibTorchModel {
   }
   void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
     std::vector<double> ck;  // c at the kept forward's positions
-    if (kept_.defined() && w._version() == kept_version_ && !rows.empty()) {
+    // A backward over the kept forward's r points costs about 2 forwards of r; a new forward and
+    // backward over the listed points about 3 forwards of |rows|: reuse when 3 |rows| > 2 r.
+    if (kept_.defined() && w._version() == kept_version_ && 3 * rows.size() > 2 * kept_rows_.size()) {
       ck.assign(kept_rows_.size(), 0.0);
       for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
         const auto it = std::find(kept_rows_.begin(), kept_rows_.end(), rows[k]);
