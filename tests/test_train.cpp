@@ -195,7 +195,7 @@ TEST(Train, ZdotAndOtherLosses) {
 TEST(Train, UnsupportedConfigsAreUsageErrors) {
   Dataset d = synthetic(60, 100);
   RunConfig c = small_config();
-  c.temperature = 3e-4;
+  c.arch = "wrn";
   EXPECT_THROW(train_run(c, d, quiet()), UsageError);
   c = small_config();
   c.dt0 = std::numeric_limits<double>::infinity();
@@ -216,7 +216,6 @@ TEST(TrainCli, BadInputExit2) {
            {{"train", "--loss", "mse"}, "unknown loss 'mse' (expected hinge, softhinge or qhinge)"},
            {{"train", "--dt0", "inf"}, "--dt0 must be a finite number"},
            {{"train", "--df-max", "nan"}, "need 0 < --df-min < --df-max"},
-           {{"train", "--temperature", "3e-4"}, "--temperature > 0 (the stochastic dynamics of setup B) is not implemented yet"},
            {{"train", "--resume"}, "--resume needs --db FILE"},
            {{"train", "extra"}, "train takes no positional arguments (got 'extra')"}}) {
     auto r = lft::run_cli(c.args);

@@ -17,5 +17,7 @@ std::vector<Entry>& bench_registry();
 // linear function, no test set. No point is satisfied in the first steps of a run on it.
 Dataset bench_dataset(int64_t ptr);
 double median(std::vector<double> v);  // of a non-empty list
+// `bench train-step --arch cnn` (bench_train_cnn.cpp): setup B's step through the trainer.
+int bench_train_step_cnn(const Args& args);
 
 }  // namespace lf::cli

@@ -31,11 +31,15 @@ namespace lf::cli {
 namespace {
 
 int bench_train_step(const Args& args) {
+  for (size_t i = 0; i + 1 < args.size(); ++i)  // setup B's benchmark (bench_train_cnn.cpp)
+    if (args[i] == "--arch" && args[i + 1] == "cnn") return bench_train_step_cnn(args);
   int64_t h = 100, L = 5, ptr = 5000, steps = 100, ref_steps = 20, repeats = 3;
   bool json = false, no_ref = false;
   OptionParser p("lazyfeat bench train-step [--h N --L N --ptr N --steps N --ref-steps N --repeats R] [--json]",
                  "Accepted steps/s of setup A (FC softplus, d = 10, float64): the fused trainer and the plain "
                  "LibTorch reference trainer as baseline, medians over repeats.");
+  p.value("arch", "fc|cnn", "fc: setup A (default); cnn: setup B (see --arch cnn --help)",
+          [&](const std::string& v) { require(v == "fc", "bench train-step --arch: fc or cnn, got '" + v + "'"); });
   p.value("h", "N", "width (default 100)", [&](const std::string& v) { h = parse_int("--h", v); });
   p.value("L", "N", "hidden layers (default 5)", [&](const std::string& v) { L = parse_int("--L", v); });
   p.value("ptr", "N", "training points (default 5000)", [&](const std::string& v) { ptr = parse_int("--ptr", v); });

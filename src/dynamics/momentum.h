@@ -7,6 +7,8 @@
 //      tau = 0:            plain gradient flow, w <- w - dt g
 //  - the adaptive step: accept, reject (restore, dt /= 10) or accept and grow (dt *= 1.1, or
 //    *= 10 when df == 0), judged on df = alpha max_mu |f_new(x_mu) - f_old(x_mu)|.
+//  - the stochastic variant at fixed temperature T: the batch size that follows dt, and the cap
+//    max_dt on dt that keeps the batch at most b_max (stochastic_batch_size, stochastic_max_dt).
 // Deliberately not here: tensors. Trainers apply decay() to their own buffers.
 #pragma once
 #include <cmath>
@@ -83,6 +85,28 @@ inline void trial_restore(double* w, double* v, const double* w_prev, const doub
     w[i] = w_prev[i];
     v[i] = v_prev[i];
   }
+}
+
+// The stochastic variant (protocol section 4). With n training points, batch b and step dt the
+// effective temperature is
+//   T = (dt / b) (1 - (b - 1) / (n - 1))
+// so at fixed T the batch follows dt:
+//   b = max(b_min, round(n / ((T / dt) (n - 1) + 1)))        (round: to nearest, ties to even)
+// b is not capped directly: dt is capped at
+//   max_dt = b_max T / (1 - (b_max - 1) / (n - 1)),           where the formula gives b = b_max,
+// and no cap (0 here, as StepControl::max_dt) when b_max >= n.
+inline int64_t stochastic_batch_size(int64_t n, double T, double dt, int64_t b_min) {
+  const double b = double(n) / ((T / dt) * double(n - 1) + 1.0);
+  const double r = std::nearbyint(b);  // the default rounding mode: ties to even, as Python's round
+  return r > double(b_min) ? int64_t(r) : b_min;
+}
+inline double stochastic_max_dt(int64_t n, double T, int64_t b_max) {
+  if (b_max >= n) return 0.0;  // no cap: every dt gives b <= n <= b_max
+  return double(b_max) * T / (1.0 - double(b_max - 1) / double(n - 1));
+}
+// The effective temperature of a realised pair (dt, b) on n points (the first formula above).
+inline double effective_temperature(int64_t n, double dt, int64_t b) {
+  return (dt / double(b)) * (1.0 - double(b - 1) / double(n - 1));
 }
 
 // Why a run ends as diverged, in every trainer's words: all its trial steps were rejected, or

@@ -48,7 +48,7 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.seed_batch = parse_uint(opt("seed-batch"), v); }},
       {"arch", "fc|cnn|wrn", "network (default fc)",
        [](RunConfig& c, const std::string& v) { c.arch = v; }},
-      {"act", "NAME", "softplus | relu | tanh | swish, normalised (default softplus)",
+      {"act", "NAME", "softplus | relu | tanh | swish, normalised (default softplus; relu with --arch cnn)",
        [](RunConfig& c, const std::string& v) { c.act = v; }},
       {"softplus-beta", "B", "softplus sharpness (default 5)",
        [](RunConfig& c, const std::string& v) { c.softplus_beta = parse_double(opt("softplus-beta"), v); }},
@@ -183,6 +183,7 @@ void finalize(RunConfig& c) {
   require(one_of(c.dataset, {"mnist", "fashion", "cifar10"}),
           "unknown dataset '" + c.dataset + "' (expected mnist, fashion or cifar10)");
   require(one_of(c.arch, {"fc", "cnn", "wrn"}), "unknown arch '" + c.arch + "' (expected fc, cnn or wrn)");
+  if (c.act.empty()) c.act = c.arch == "fc" ? "softplus" : "relu";  // the paper's (protocol section 6)
   require(one_of(c.act, {"softplus", "relu", "tanh", "swish"}),
           "unknown activation '" + c.act + "' (expected softplus, relu, tanh or swish)");
   require(one_of(c.loss, {"hinge", "softhinge", "qhinge"}),

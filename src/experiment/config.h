@@ -31,7 +31,8 @@ struct RunConfig {
 
   // Network (protocol section 2).
   std::string arch = "fc";            // fc | cnn | wrn
-  std::string act = "softplus";       // softplus | relu | tanh | swish
+  std::string act;                    // softplus | relu | tanh | swish; "" = the architecture's
+                                      // (finalize: softplus for fc, relu for cnn, protocol section 6)
   double softplus_beta = 5.0;
   double softplus_threshold = 0.0;    // PyTorch's softplus cut-off (the published runs: 20); 0 = none
   double act_scale = 0.0;             // activation prefactor a; 0 = normalising constant by
@@ -51,7 +52,8 @@ struct RunConfig {
   int64_t batch_max = 64, batch_min = 1;
   double df_min = 1e-4, df_max = 1e-2;
   double dt0 = 1e-50;                 // initial step (full batch); the stochastic variant starts at T
-  double max_dt = 0.0;                // 0 = no cap (the stochastic variant computes its own)
+  double max_dt = 0.0;                // 0 = no cap (the stochastic variant computes its own,
+                                      // dynamics/momentum.h stochastic_max_dt; a smaller one here wins)
   std::string integrator = "paper";   // paper | lte (dynamics/integrator.h; protocol section 4)
   double integrator_tol = 1e-3;       // lte: local error tolerance on alpha (f - f0)
 

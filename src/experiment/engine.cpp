@@ -36,9 +36,9 @@ Fit scalars(const Fit& f) {
 
 class SequentialEngine final : public Engine {
  public:
-  SequentialEngine(FitSpec spec, bool fused, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
+  SequentialEngine(FitSpec spec, bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
                    at::TensorOptions opts)
-      : spec_(std::move(spec)), fused_(fused), lay_(lay), n_(x_train.size(0)) {
+      : spec_(std::move(spec)), fused_(fused && lay.arch == "fc"), slices_(lay.slices()), n_(x_train.size(0)) {
     const size_t K = spec_.alpha.size();
     out_.resize(K);
     for (size_t k = 0; k < K; ++k) {
@@ -126,12 +126,19 @@ class SequentialEngine final : public Engine {
   void gradient(const std::vector<int64_t>& ks) override {
     for (int64_t k : ks) models_[k]->gradient(out_[k].fit.rows, out_[k].fit.c);
   }
+  void forward_rows(int64_t k, const std::vector<int64_t>& rows, std::vector<double>& f) override {
+    f.resize(rows.size());
+    models_.at(k)->forward_rows(rows, f.data());
+  }
+  void gradient_rows(int64_t k, const std::vector<int64_t>& rows, const std::vector<double>& c) override {
+    models_.at(k)->gradient_rows(rows, c);
+  }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override { return models_.at(k)->evaluate(x); }
   void observe(const std::vector<int64_t>& ks, const at::Tensor& x, std::vector<ChangeNorms>& norms,
                std::vector<at::Tensor>& f) override {
     norms.clear(), f.clear();
     for (int64_t k : ks) {
-      norms.push_back(change_norms(lay_, (models_[k]->w.detach() - w0_[k]).unsqueeze(0)).at(0));
+      norms.push_back(change_norms(slices_, (models_[k]->w.detach() - w0_[k]).unsqueeze(0)).at(0));
       f.push_back(x.size(0) > 0 ? models_[k]->evaluate(x) : at::Tensor());
     }
   }
@@ -150,7 +157,7 @@ class SequentialEngine final : public Engine {
 
   FitSpec spec_;
   bool fused_;
-  FCLayout lay_;
+  std::vector<ParamSlice> slices_;  // per layer (W_l, b_l) in w
   int64_t n_;
   std::vector<std::unique_ptr<Model>> models_;
   std::vector<at::Tensor> w0_, v_, w_prev_, v_prev_;
@@ -292,6 +299,8 @@ class BatchedEngine final : public Engine {
     if (!direct) G_.index_copy_(0, index(ks), Gk.index_select(0, index(pos)));
     z_.clear(), pre_.clear(), Wl_.clear();
   }
+  void forward_rows(int64_t, const std::vector<int64_t>&, std::vector<double>&) override { refuse_batches(); }
+  void gradient_rows(int64_t, const std::vector<int64_t>&, const std::vector<double>&) override { refuse_batches(); }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override {
     c10::NoGradGuard ng;
     at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
@@ -309,7 +318,7 @@ class BatchedEngine final : public Engine {
     c10::NoGradGuard ng;
     const at::Tensor idx = index(ks);
     const at::Tensor Wk = W_.index_select(0, idx);  // [K', P]
-    norms = change_norms(lay_, Wk - W0_.index_select(0, idx));
+    norms = change_norms(lay_.slices(), Wk - W0_.index_select(0, idx));
     const int64_t N = x.size(0), K = Wk.size(0);
     if (N == 0) {
       f.assign(ks.size(), at::Tensor());
@@ -415,6 +424,9 @@ class BatchedEngine final : public Engine {
     if (!opts_.device().is_cuda()) return host.to(opts_.device());
     return host.pin_memory().to(at::TensorOptions().device(opts_.device()), /*non_blocking=*/true, /*copy=*/false);
   }
+  [[noreturn]] static void refuse_batches() {
+    throw UsageError("the batched engine trains full-batch fc ensembles only (not the stochastic dynamics)");
+  }
   at::Tensor index(const std::vector<int64_t>& ks) const {
     return upload(at::tensor(ks, at::TensorOptions().dtype(at::kLong)));
   }
@@ -440,7 +452,7 @@ class BatchedEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const FCLayout& lay,
+std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const NetLayout& lay,
                                                const at::Tensor& x_train, at::TensorOptions opts) {
   return std::make_unique<SequentialEngine>(std::move(spec), fused, act, lay, x_train, opts);
 }

@@ -5,13 +5,17 @@
 // scalar state machines (experiment/member.h: t, dt, decisions, checkpoints) see numbers only.
 // Two implementations:
 //  - SequentialEngine: one Model per member (experiment/model.h: the fused CPU float64 kernels,
-//    or the plain LibTorch reference), one member after another; outputs, df and the fit on the
-//    host. Each member gets exactly the numbers of its run alone. Cost: K times one run's.
+//    the plain LibTorch reference, or the CNN), one member after another; outputs, df and the
+//    fit on the host. Each member gets exactly the numbers of its run alone. Cost: K times one
+//    run's. The only engine of CNN ensembles and of the stochastic dynamics (forward_rows,
+//    gradient_rows).
 //  - BatchedEngine: the members' weights as [K, P] tensors on one device; one batched forward
 //    (batched matrix products over [K, n, h]) keeping the preactivations, df and the fit as
 //    [K', n] tensor reductions on the device (one transfer of 4 numbers a member a step), and a
 //    hand-written batched backward (two batched products a layer and one elementwise pass).
-//    Members that left (converged, stopped, diverged) are not computed. The GPU path.
+//    Members that left (converged, stopped, diverged) are not computed. The GPU path of
+//    full-batch FC ensembles; it refuses batch work (forward_rows, gradient_rows) and other
+//    networks.
 // Deliberately not: the step rule, stop rules, observables (experiment/member.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -79,6 +83,10 @@ class Engine {
   // from the fit of those outputs: sum_mu dL/df_mu df(w, x_mu)/dw over the points with a
   // non-zero loss derivative. Every ks[i] was in that forward.
   virtual void gradient(const std::vector<int64_t>& ks) = 0;
+  // The stochastic dynamics (protocol section 4), member by member at its current weights:
+  // f[i] <- f(w_k, x_train[rows[i]]); and g(k) <- sum_i c[i] d f(w_k, x_train[rows[i]]) / dw.
+  virtual void forward_rows(int64_t k, const std::vector<int64_t>& rows, std::vector<double>& f) = 0;
+  virtual void gradient_rows(int64_t k, const std::vector<int64_t>& rows, const std::vector<double>& c) = 0;
   // f of member k on a CPU float64 [N, d] set: [N] CPU float64.
   virtual at::Tensor evaluate(int64_t k, const at::Tensor& x) = 0;
   // What checkpoints of members ks measure of their weights now: norms[i] the ChangeNorms of
@@ -90,8 +98,9 @@ class Engine {
   virtual std::string name() const = 0;  // "fused" | "reference" | "batched"
 };
 
-// fused: the CPU float64 kernels; else the reference model, on opts' dtype and device.
-std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const FCLayout& lay,
+// fused: the CPU float64 FC kernels; else plain LibTorch (models of make_model), on opts' dtype
+// and device.
+std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const NetLayout& lay,
                                                const at::Tensor& x_train, at::TensorOptions opts);
 std::unique_ptr<Engine> make_batched_engine(FitSpec spec, const Activation& act, const FCLayout& lay,
                                             const at::Tensor& x_train, at::TensorOptions opts);

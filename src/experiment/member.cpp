@@ -1,5 +1,6 @@
 #include "experiment/member.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -20,12 +21,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k)
-    : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)),
-      lay_(data.x_train.size(1), cfg.h, cfg.L), start_(Clock::now()), engine_(engine), k_(k),
-      progress_("train", hooks_.progress) {
+    : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)), loss_(Loss::make(cfg.loss)),
+      lay_(NetLayout::of(cfg, data.x_train)), stochastic_(cfg.stochastic()), start_(Clock::now()), engine_(engine),
+      k_(k), progress_("train", hooks_.progress), gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed_batch)) {
   x_train_ = data.x_train.to(at::kDouble).contiguous();
   x_test_ = data.x_test.to(at::kDouble).contiguous();
-  if (cfg.integrator == "lte") y_ = to_vector(data.y_train);
+  y_ = to_vector(data.y_train);
   const int64_t n = x_train_.size(0), pte = x_test_.size(0);
   const at::Tensor w = engine.w(k), v = engine.v(k), g = engine.g(k);
   res_.trainer = engine.name();
@@ -37,12 +38,13 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
     g.copy_(s_.g);
     engine.w0(k).copy_(s_.w0);
     cur_ = engine.set_outputs(k, s_.f, s_.f0);
-    s_.f.clear(), s_.f0.clear();  // the engine keeps them
+    if (stochastic_) gen_.set_state(s_.batch_rng);  // the same batch stream onwards
+    else s_.f.clear(), s_.f0.clear();             // the engine keeps them
   } else {  // f0 and the first gradient come from the ensemble's first forward (init_outputs)
-    w.copy_(lay_.flatten(fc_init(lay_.d, cfg.h, cfg.L, cfg.weights_seed())));  // protocol section 8
+    w.copy_(lay_.init(cfg.weights_seed()));  // protocol section 8
     v.zero_();
     engine.w0(k).copy_(w);
-    s_.dt = cfg.dt0;
+    s_.dt = stochastic_ ? cfg.temperature : cfg.dt0;  // protocol section 4: the stochastic dt starts at T
     fresh_ = true;
   }
   s_.w = w;
@@ -56,6 +58,7 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
 
 void Member::init_outputs(const Fit& fit0) {
   cur_ = fit0;
+  if (stochastic_) engine_.outputs(k_, s_.f, s_.f0);  // its batches need f0 on every point
   if (needs_gradient()) ++s_.gradient_evaluations;  // the engine's first backward (train.cpp)
 }
 
@@ -63,10 +66,10 @@ void Member::start() {
   if (fresh_) {
     s_.f0_test = engine_.evaluate(k_, x_test_);
     if (wants_kernels(cfg_))
-      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.views(s_.w0.to(at::kCPU, at::kDouble)));
+      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.fc.views(s_.w0.to(at::kCPU, at::kDouble)));
     fresh_ = false;
   }
-  observer_ = std::make_unique<TestObserver>(lay_, s_.w0, to_vector(data_.y_test), s_.f0_test);
+  observer_ = std::make_unique<TestObserver>(lay_.slices(), s_.w0, to_vector(data_.y_test), s_.f0_test);
   last_state_ = last_poll_ = Clock::now();
   if (s_.step == s_.next_ckpt && s_.last_ckpt < s_.step) {
     checkpoint();
@@ -79,7 +82,8 @@ double Member::wall() const { return s_.wall + seconds_since(start_); }
 std::string Member::state_bytes() const {
   RunState now = s_;  // s_.wall stays the wall time before this process; the state holds the total
   now.wall = wall();
-  engine_.outputs(k_, now.f, now.f0);
+  if (stochastic_) now.batch_rng = gen_.get_state();
+  else engine_.outputs(k_, now.f, now.f0);
   return now.encode(cfg_, lay_);
 }
 
@@ -94,18 +98,45 @@ Checkpoint Member::train_side() const {
   return c;
 }
 
-void Member::checkpoint() {
-  std::vector<ChangeNorms> norms;
-  std::vector<at::Tensor> f;
-  engine_.observe({k_}, x_test_, norms, f);
-  checkpoint(norms.at(0), f.at(0));
+static int64_t diagnostic_points(const RunConfig& cfg) { return 10 * cfg.batch_max; }  // the published code's
+
+void Member::measure_train(bool all) {
+  const int64_t n = int64_t(y_.size()), m = all ? n : std::min(n, diagnostic_points(cfg_));
+  std::vector<int64_t> rows(size_t(m), 0);
+  for (int64_t i = 0; i < m; ++i) rows[i] = i;
+  std::vector<double> f;
+  engine_.forward_rows(k_, rows, f);
+  if (all) {
+    s_.f = f;
+    lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
+    engine_.set_outputs(k_, s_.f, s_.f0);
+  } else {
+    const std::vector<double> f0(s_.f0.begin(), s_.f0.begin() + m), y(y_.begin(), y_.begin() + m);
+    lf::fit(loss_, cfg_.alpha, f, f0, y, cur_);
+  }
+  if (std::isnan(s_.t1) && cur_.loss2 < 0.5) s_.t1 = s_.t;  // protocol section 5, at checkpoints
 }
 
-void Member::checkpoint(const ChangeNorms& norms, const at::Tensor& f_test) {
+void Member::checkpoint(bool final) {
+  // The stochastic variant's intermediate checkpoints: the first diagnostic_points test points.
+  const bool sub = stochastic_ && !final;
+  const at::Tensor x = sub ? x_test_.narrow(0, 0, std::min(x_test_.size(0), diagnostic_points(cfg_))) : x_test_;
+  std::vector<ChangeNorms> norms;
+  std::vector<at::Tensor> f;
+  engine_.observe({k_}, x, norms, f);
+  checkpoint(norms.at(0), f.at(0), final);
+}
+
+void Member::checkpoint(const ChangeNorms& norms, const at::Tensor& f_test, bool final) {
+  const bool sub = stochastic_ && !final;
+  if (stochastic_) measure_train(final);
   Checkpoint c = train_side();
   observer_->measure(norms, f_test, c);
   c.wall_s = wall();
+  // A final checkpoint at the step of a diagnostic one replaces it (the store's too).
+  if (!res_.checkpoints.empty() && res_.checkpoints.back().step == c.step) res_.checkpoints.pop_back();
   s_.last_ckpt = s_.step;
+  last_ckpt_full_ = !sub;
   res_.checkpoints.push_back(c);
   if (hooks_.on_checkpoint) hooks_.on_checkpoint(c);
 }
@@ -130,8 +161,9 @@ void Member::end(const char* status, const std::string& message) {
 
 bool Member::proceed() {
   if (!running()) return false;
-  // Stop checks (protocol section 4: zero loss; the budgets; a request).
-  if (cur_.unsatisfied == 0) {  // every point satisfied: zero hinge loss
+  // Stop checks (protocol section 4: zero loss; the budgets; a request). The stochastic variant
+  // finds zero loss when it draws its batch (draw_batch).
+  if (!stochastic_ && cur_.unsatisfied == 0) {  // every point satisfied: zero hinge loss
     if (std::isnan(s_.t2)) s_.t2 = s_.t;
     end("converged", "every training point satisfied (alpha F y >= 1)");
   } else if (cfg_.max_steps > 0 && s_.step >= cfg_.max_steps) {
@@ -147,22 +179,84 @@ bool Member::proceed() {
 
 double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
 
+double Member::step_cap() const {
+  if (!stochastic_) return cfg_.max_dt;
+  const double m = stochastic_max_dt(int64_t(y_.size()), cfg_.temperature, cfg_.batch_max);  // 0: none
+  if (cfg_.max_dt > 0) return m > 0 ? std::min(m, cfg_.max_dt) : cfg_.max_dt;
+  return m;
+}
+
+bool Member::draw_batch() {
+  const int64_t n = int64_t(y_.size());
+  const int64_t b = stochastic_batch_size(n, cfg_.temperature, s_.dt, cfg_.batch_min);
+  const at::Tensor perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));  // [n]
+  const int64_t* p = perm.data_ptr<int64_t>();
+  batch_.clear();
+  batch_f_.clear();
+  std::vector<int64_t> chunk;
+  std::vector<double> f;
+  for (int64_t s = 0; s < n && int64_t(batch_.size()) < b; s += cfg_.batch_max) {
+    chunk.assign(p + s, p + std::min(n, s + cfg_.batch_max));
+    engine_.forward_rows(k_, chunk, f);
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      const int64_t r = chunk[i];
+      if (cfg_.alpha * (f[i] - s_.f0[r]) * y_[r] < 1) {  // unsatisfied, in permutation order
+        batch_.push_back(r);
+        batch_f_.push_back(f[i]);
+      }
+    }
+  }
+  if (int64_t(batch_.size()) > b) {
+    batch_.resize(size_t(b));
+    batch_f_.resize(size_t(b));
+  }
+  if (batch_.empty()) {  // the whole training set was walked: every point satisfied
+    if (std::isnan(s_.t2)) s_.t2 = s_.t;
+    end("converged", "every training point satisfied (alpha F y >= 1)");
+    return false;
+  }
+  batch_c_.resize(batch_.size());  // dL/df of the batch loss (1 / (alpha^2 b)) sum l(F y)
+  for (size_t i = 0; i < batch_.size(); ++i) {
+    const int64_t r = batch_[i];
+    batch_c_[i] = loss_.slope(cfg_.alpha * (batch_f_[i] - s_.f0[r]) * y_[r]) * y_[r] / (cfg_.alpha * double(b));
+  }
+  if (hooks_.on_batch) hooks_.on_batch(s_.dt, b, int64_t(batch_.size()));
+  return true;
+}
+
+StepControl::Verdict Member::judge_batch(const std::vector<double>& f_new) {
+  double df = 0;  // alpha max |f_new - f| over the batch, NaN if any output is not a number
+  for (size_t i = 0; i < f_new.size(); ++i) {
+    const double a = std::fabs(f_new[i] - batch_f_[i]);
+    if (!(a <= df)) df = (a > df) ? a : std::numeric_limits<double>::quiet_NaN();
+    if (std::isnan(df)) break;
+  }
+  df_ = df * std::fabs(cfg_.alpha);
+  trial_fit_ = cur_;  // the fit of the whole training set is measured at checkpoints only
+  f_before_ = nullptr;
+  return verdict(df_);
+}
+
 StepControl::Verdict Member::judge(const Trial& trial) {
   df_ = trial.df;
   trial_fit_ = trial.fit;
   f_before_ = trial.f;
   if (cfg_.integrator == "lte") return judge_lte(trial);
-  StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, cfg_.max_dt};
-  const StepControl::Verdict verdict = sc.judge(df_);
+  return verdict(df_);
+}
+
+StepControl::Verdict Member::verdict(double df) {
+  StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, step_cap()};
+  const StepControl::Verdict v = sc.judge(df);
   dt_trial_ = s_.dt;
   s_.dt = sc.dt;
-  if (verdict == StepControl::Verdict::Diverge) {
+  if (v == StepControl::Verdict::Diverge) {
     end("diverged", kNanStep);  // protocol section 4
-  } else if (verdict == StepControl::Verdict::Reject) {
+  } else if (v == StepControl::Verdict::Reject) {
     ++s_.rejected;
     if (!(s_.dt > 0)) end("diverged", kStepUnderflow);
   }
-  return verdict;
+  return v;
 }
 
 // The lte integrator's verdict (dynamics/integrator.h): the error estimate needs every output
@@ -191,11 +285,15 @@ StepControl::Verdict Member::judge_lte(const Trial& trial) {
 void Member::accept() {
   const double dt = dt_trial_;
   if (cfg_.zdot && res_.zdot.empty() && df_ > cfg_.df_min) {
-    res_.zdot = measure_zdot(lay_, engine_.prev_w(k_), engine_.w(k_), dt, x_train_, act_);
+    res_.zdot = measure_zdot(lay_.fc, engine_.prev_w(k_), engine_.w(k_), dt, x_train_, act_);
     s_.zdot = res_.zdot;
   }
   s_.t += dt;
   ++s_.step;
+  if (stochastic_) {  // the fit of the whole training set is measured at checkpoints only
+    if (!std::isfinite(s_.t) || !std::isfinite(s_.dt)) end("diverged", "non-finite time or step size");
+    return;
+  }
   const double loss_before = cur_.loss2;
   cur_ = std::move(trial_fit_);
   if (cfg_.integrator == "lte") {  // the history of the error estimate: the outputs before this step
@@ -230,8 +328,10 @@ void Member::after_step(const ChangeNorms* norms, const at::Tensor* f_test) {
 
 RunResult Member::finish() {
   const bool diverged = status_ == "diverged";
-  // A run resumed from its final state takes no step: its last checkpoint is made again.
-  if ((s_.last_ckpt != s_.step || res_.checkpoints.empty()) && !diverged) checkpoint();
+  // A run resumed from its final state takes no step: its last checkpoint is made again. The
+  // stochastic variant's last checkpoint measures every point.
+  if ((s_.last_ckpt != s_.step || res_.checkpoints.empty() || (stochastic_ && !last_ckpt_full_)) && !diverged)
+    checkpoint(true);
   if (diverged) {  // record what there is, without a test evaluation of broken weights
     Checkpoint c = train_side();
     c.wall_s = wall();
@@ -260,8 +360,8 @@ RunResult Member::finish() {
   res_.test_f0 = s_.f0_test;
   res_.test_f_delta = (observer_->f_test() - s_.f0_test).contiguous();
   if (wants_kernels(cfg_) && !diverged) {
-    FCParams p0 = lay_.views(s_.w0.to(at::kCPU, at::kDouble));
-    FCParams pw = lay_.views(engine_.w(k_).detach().to(at::kCPU, at::kDouble));
+    FCParams p0 = lay_.fc.views(s_.w0.to(at::kCPU, at::kDouble));
+    FCParams pw = lay_.fc.views(engine_.w(k_).detach().to(at::kCPU, at::kDouble));
     res_.kernel = measure_kernels_at_end(cfg_, data_, p0, pw, s_.kernel_init);
     if (res_.kernel.is_object() && res_.kernel.contains("change") && res_.kernel["change"].is_number())
       res_.kernel_change = res_.kernel["change"].get<double>();

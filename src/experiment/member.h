@@ -1,4 +1,4 @@
-// One run under the paper's full-batch dynamics (protocol sections 3-5) as a state machine of
+// One run under the paper's dynamics (protocol sections 3-5), full batch or stochastic, as a state machine of
 // scalars: t, dt, the step rule's decisions, the fit of the training outputs, the checkpoint
 // schedule, the stop rules. Its weights live in an Engine (experiment/engine.h) at index k,
 // which does the tensor work of a whole ensemble at once; a single run is an ensemble of one.
@@ -13,7 +13,19 @@
 //   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
 // One forward and one backward per accepted step. judge() applies the --integrator's step rule
 // (dynamics/integrator.h): the paper's, or lte (which keeps the outputs of the previous step).
-// Deliberately not: the stochastic variant (temperature > 0), CNN/WRN networks; storage.
+// The stochastic variant (temperature T > 0, protocol section 4), one trial step:
+//   proceed()            the budgets and a request (no full-set check)
+//   draw_batch()         b from dt and T; a fresh randperm(n) of the batch generator walked in
+//                        chunks of b_max (engine.forward_rows at the current weights), keeping the
+//                        unsatisfied points until b are found; none at all: converged (the whole
+//                        training set was walked, so the check is exact, and costs n / b_max chunk
+//                        forwards only when fewer than b points are unsatisfied)
+//   engine.gradient_rows g on the batch: sum over it of l'(m) y / (alpha b) df/dw (b, not its size)
+//   engine.trial, engine.forward_rows on the batch, judge_batch (df on the batch), accept or restore
+// A rejected trial draws a new batch at the next one. Checkpoints measure the training fit and
+// the test set on their first min(n, 10 b_max) and min(pte, 10 b_max) points (the published
+// code's diagnostic size), the last checkpoint on all of them; t1 is resolved at checkpoints.
+// Deliberately not: WRN networks; storage.
 #pragma once
 #include <chrono>
 #include <memory>
@@ -49,7 +61,14 @@ class Member {
   // The trial's verdict; after Reject or Diverge the engine restores the member's weights.
   StepControl::Verdict judge(const Trial& trial);
   void accept();  // after engine.accept; may end the run (non-finite loss)
-  bool needs_gradient() const { return running() && cur_.unsatisfied > 0; }
+  bool needs_gradient() const { return running() && !stochastic_ && cur_.unsatisfied > 0; }
+  // The stochastic variant (see above).
+  bool stochastic() const { return stochastic_; }
+  bool draw_batch();  // false: no unsatisfied point is left, the run has converged
+  const std::vector<int64_t>& batch() const { return batch_; }
+  const std::vector<double>& batch_coefficients() const { return batch_c_; }
+  // The trial's verdict from the batch's outputs after it (df on the batch); then accept().
+  StepControl::Verdict judge_batch(const std::vector<double>& f_new);
   const Fit& fit() const { return cur_; }
   // A checkpoint is due after this step (engine.observe gives what it measures of the weights).
   bool checkpoint_due() const { return running() && s_.step >= s_.next_ckpt; }
@@ -61,9 +80,13 @@ class Member {
 
  private:
   StepControl::Verdict judge_lte(const Trial& trial);  // --integrator lte
-  // A full checkpoint now (weights and test set), from engine.observe's numbers of this member.
-  void checkpoint(const ChangeNorms& norms, const at::Tensor& f_test);
-  void checkpoint();                 // the same, observing this member alone
+  StepControl::Verdict verdict(double df);  // the paper's rule on df (already times alpha)
+  // A checkpoint now (weights and test set; see above), from engine.observe's numbers of this
+  // member (final: a stochastic run's last, on every point).
+  void checkpoint(const ChangeNorms& norms, const at::Tensor& f_test, bool final = false);
+  void checkpoint(bool final = false);  // the same, observing this member alone
+  void measure_train(bool all);      // stochastic: cur_ from the outputs on the diagnostic points or all
+  double step_cap() const;           // max_dt of the step rule
   Checkpoint train_side() const;     // what a checkpoint knows without touching the weights
   void end(const char* status, const std::string& message);
   double wall() const;               // wall seconds of the run, earlier processes included
@@ -75,23 +98,32 @@ class Member {
   const Dataset& data_;
   const TrainHooks hooks_;
   const Activation act_;
-    const FCLayout lay_;
+  const Loss loss_;
+  const NetLayout lay_;
+  const bool stochastic_;
   const Clock::time_point start_;
   Engine& engine_;
   const int64_t k_;
   at::Tensor x_train_, x_test_;
   RunState s_;                    // s_.w, s_.v, s_.g are the engine's views of member k; s_.f, s_.f0
-                                  // live in the engine (filled for a saved state only)
+                                  // live in the engine (filled for a saved state only; a
+                                  // stochastic member keeps them: its batches need f0)
   double df_ = 0, dt_trial_ = 0;  // of the trial being judged
   Fit cur_, trial_fit_;
   const double* f_before_ = nullptr;  // lte: the outputs before the trial being judged (engine's)
-  std::vector<double> y_;             // lte: the training labels
+  std::vector<double> y_;             // the training labels (lte, the stochastic dynamics)
   std::unique_ptr<TestObserver> observer_;
   RunResult res_;
   std::string status_, message_;
   int64_t step_at_start_ = 0;
   bool fresh_ = false;            // a new run, until start()
   Clock::time_point last_state_, last_poll_;
+  // The stochastic variant: the batch generator (seeded with seed_batch, protocol section 8), the
+  // batch of the trial step (training rows), its outputs at the current weights and dL/df there.
+  at::Generator gen_;
+  std::vector<int64_t> batch_;
+  std::vector<double> batch_f_, batch_c_;
+  bool last_ckpt_full_ = false;
   Progress progress_;
 };
 

@@ -2,12 +2,27 @@
 
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
+#include "common/error.h"
+#include "experiment/config.h"
 #include "models/fc.h"
 
 namespace lf {
 namespace {
+
+constexpr int64_t kBlock = 256;  // points per block of the plain-LibTorch forward passes
+
+at::Tensor row_index(const std::vector<int64_t>& rows, at::Device device) {
+  return at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(device);
+}
+
+void copy_out(const at::Tensor& t, double* f) {
+  at::Tensor c = t.detach().to(at::kCPU, at::kDouble).contiguous();
+  std::memcpy(f, c.data_ptr<double>(), sizeof(double) * c.numel());
+}
 
 class FusedModel final : public Model {
  public:
@@ -27,6 +42,14 @@ class FusedModel final : public Model {
   void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
     net_.backward(pw_, x_, rows.data(), c.data(), int64_t(rows.size()), pg_);
   }
+  void forward_rows(const std::vector<int64_t>& rows, double* f) override {
+    copy_out(net_.evaluate(pw_, x_.index_select(0, row_index(rows, at::kCPU))), f);
+  }
+  void gradient_rows(const std::vector<int64_t>&, const std::vector<double>&) override {
+    // The fused backward needs the activations of all n points (forward_train): batch
+    // gradients go through the reference model (the trainer picks it for stochastic runs).
+    throw std::logic_error("FusedModel::gradient_rows: the fused kernels train full batches only");
+  }
   at::Tensor evaluate(const at::Tensor& x) override { return net_.evaluate(pw_, x.contiguous()); }
   bool raw() const override { return true; }
 
@@ -36,19 +59,65 @@ class FusedModel final : public Model {
   FCParams pw_, pg_;
 };
 
-class ReferenceModel final : public Model {
+// The plain-LibTorch models: the network's reference forward over the flat weights, any dtype and
+// device. forward_train keeps the autograd graph over all n points (FC) for gradient().
+class LibTorchModel : public Model {
  public:
-  ReferenceModel(const Activation& act, const FCLayout& lay, const at::Tensor& x, at::TensorOptions opts)
-      : act_(act), lay_(lay), opts_(opts), x_(x.to(opts)) {
-    w = at::zeros({lay.size}, opts);
-    g = at::zeros({lay.size}, opts);
+  LibTorchModel(const NetLayout& lay, const Activation& act, const at::Tensor& x, at::TensorOptions opts)
+      : lay_(lay), act_(act), opts_(opts), x_(x.to(opts)) {
+    w = at::zeros({lay.size()}, opts);
+    g = at::zeros({lay.size()}, opts);
   }
+  void forward_rows(const std::vector<int64_t>& rows, double* f) override {
+    c10::NoGradGuard ng;
+    if (rows.empty()) return;
+    copy_out(net(w, x_.index_select(0, row_index(rows, x_.device()))), f);
+  }
+  void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
+    c10::AutoGradMode on(true);
+    at::Tensor leaf = w.detach().requires_grad_(true);
+    const at::Tensor cs = at::tensor(c, at::TensorOptions().dtype(at::kDouble)).to(opts_);
+    for (size_t s = 0; s < rows.size(); s += size_t(kBlock)) {  // gradients accumulate in leaf.grad()
+      const size_t r = std::min(rows.size() - s, size_t(kBlock));
+      const std::vector<int64_t> part(rows.begin() + long(s), rows.begin() + long(s + r));
+      at::Tensor f = net(leaf, x_.index_select(0, row_index(part, x_.device())));  // [r]
+      (f * cs.narrow(0, int64_t(s), int64_t(r))).sum().backward();
+    }
+    c10::NoGradGuard ng;
+    if (leaf.grad().defined()) g.copy_(leaf.grad());
+    else g.zero_();
+  }
+  at::Tensor evaluate(const at::Tensor& x) override {
+    c10::NoGradGuard ng;
+    at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
+    for (int64_t s = 0; s < x.size(0); s += kBlock) {
+      const int64_t r = std::min<int64_t>(kBlock, x.size(0) - s);
+      out.narrow(0, s, r).copy_(net(w, x.narrow(0, s, r).to(opts_)).to(at::kCPU, at::kDouble));
+    }
+    return out;
+  }
+  bool raw() const override { return false; }
+
+ protected:
+  // f(w, x) [N] through the network's reference forward, differentiable in w.
+  at::Tensor net(const at::Tensor& flat, const at::Tensor& x) const {
+    if (lay_.arch == "cnn") return cnn_forward_reference(lay_.cnn.views(flat), x, act_);
+    return fc_forward_reference(lay_.fc.views(flat), x, act_);
+  }
+  NetLayout lay_;
+  Activation act_;
+  at::TensorOptions opts_;
+  at::Tensor x_;
+};
+
+class ReferenceModel final : public LibTorchModel {
+ public:
+  using LibTorchModel::LibTorchModel;
   void forward_train(double* f) override {
     c10::AutoGradMode on(true);
     w.set_requires_grad(true);
-    f_graph_ = fc_forward_reference(lay_.views(w), x_, act_);
-    at::Tensor fc = f_graph_.detach().to(at::kCPU, at::kDouble).contiguous();
-    std::memcpy(f, fc.data_ptr<double>(), sizeof(double) * fc.numel());
+    f_graph_ = net(w, x_);
+    copy_out(f_graph_, f);
   }
   void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
     c10::AutoGradMode on(true);
@@ -61,31 +130,110 @@ class ReferenceModel final : public Model {
     w.mutable_grad() = at::Tensor();
     f_graph_ = at::Tensor();
   }
-  at::Tensor evaluate(const at::Tensor& x) override {
-    c10::NoGradGuard ng;
-    at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
-    FCParams p = lay_.views(w.detach());
-    for (int64_t s = 0; s < x.size(0); s += 8192) {
-      int64_t r = std::min<int64_t>(8192, x.size(0) - s);
-      out.narrow(0, s, r).copy_(fc_forward_reference(p, x.narrow(0, s, r).to(opts_), act_).to(at::kCPU));
-    }
-    return out;
-  }
-  bool raw() const override { return false; }
 
  private:
-  Activation act_;
-  FCLayout lay_;
-  at::TensorOptions opts_;
-  at::Tensor x_, f_graph_;
+  at::Tensor f_graph_;
+};
+
+// The CNN: outputs in blocks without a graph; gradients through a forward on the listed points
+// only (in a full batch, the unsatisfied ones), so that memory stays bounded by the block.
+// forward_rows on at most one block keeps its autograd graph: when the next gradient_rows asks for
+// points of that forward at the same weights (the stochastic dynamics' batch, drawn from the
+// chunk just evaluated) and for more than 2/3 of them, the backward runs through it (the listed
+// points weighted by c, the others by 0) instead of a second forward.
+class CNNModel final : public LibTorchModel {
+ public:
+  using LibTorchModel::LibTorchModel;
+  void forward_train(double* f) override {
+    c10::NoGradGuard ng;
+    kept_ = at::Tensor();
+    const int64_t n = x_.size(0);
+    for (int64_t s = 0; s < n; s += kBlock) copy_out(net(w, x_.narrow(0, s, std::min(kBlock, n - s))), f + s);
+  }
+  // The weights have not moved since forward_train (trainer contract): the gradient at w.
+  void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override { gradient_rows(rows, c); }
+  void forward_rows(const std::vector<int64_t>& rows, double* f) override {
+    kept_ = at::Tensor();
+    if (rows.empty()) return;
+    if (int64_t(rows.size()) > kBlock) return LibTorchModel::forward_rows(rows, f);
+    c10::AutoGradMode on(true);
+    leaf_ = w.detach().requires_grad_(true);
+    kept_ = net(leaf_, x_.index_select(0, row_index(rows, x_.device())));  // [r], with its graph
+    kept_rows_ = rows;
+    kept_version_ = w._version();
+    copy_out(kept_, f);
+  }
+  void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
+    std::vector<double> ck;  // c at the kept forward's positions
+    // A backward over the kept forward's r points costs about 2 forwards of r; a new forward and
+    // backward over the listed points about 3 forwards of |rows|: reuse when 3 |rows| > 2 r.
+    if (kept_.defined() && w._version() == kept_version_ && 3 * rows.size() > 2 * kept_rows_.size()) {
+      ck.assign(kept_rows_.size(), 0.0);
+      for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
+        const auto it = std::find(kept_rows_.begin(), kept_rows_.end(), rows[k]);
+        if (it == kept_rows_.end()) ck.clear();  // a point outside the kept forward
+        else ck[size_t(it - kept_rows_.begin())] += c[k];
+      }
+    }
+    if (ck.empty()) {
+      kept_ = at::Tensor();
+      return LibTorchModel::gradient_rows(rows, c);
+    }
+    {
+      c10::AutoGradMode on(true);
+      (kept_ * at::tensor(ck, at::TensorOptions().dtype(at::kDouble)).to(opts_)).sum().backward();
+    }
+    c10::NoGradGuard ng;
+    g.copy_(leaf_.grad());
+    kept_ = at::Tensor();
+    leaf_ = at::Tensor();
+  }
+
+ private:
+  at::Tensor leaf_, kept_;  // the flat weights as an autograd leaf, the outputs of the kept forward
+  std::vector<int64_t> kept_rows_;
+  int64_t kept_version_ = -1;
 };
 
 }  // namespace
 
+NetLayout NetLayout::of(const RunConfig& cfg, const at::Tensor& x_train) {
+  NetLayout n;
+  n.arch = cfg.arch;
+  if (cfg.arch == "cnn") {
+    require(x_train.dim() == 4, "--arch cnn needs images [n, C, rows, cols] (no PCA)");
+    n.cnn = CNNLayout(x_train.size(1), cfg.h);
+  } else {
+    require(x_train.dim() == 2, "--arch fc needs inputs [n, d]");
+    n.fc = FCLayout(x_train.size(1), cfg.h, cfg.L);
+  }
+  return n;
+}
+
+at::Tensor NetLayout::init(uint64_t seed) const {
+  if (arch == "cnn") return cnn.flatten(cnn_init(cnn.channels, cnn.h, seed));
+  return fc.flatten(fc_init(fc.d, fc.h, fc.L, seed));
+}
+
+std::vector<ParamSlice> NetLayout::slices() const { return arch == "cnn" ? cnn.slices() : fc.slices(); }
+
+nlohmann::json NetLayout::shape() const {
+  if (arch == "cnn") return {{"arch", "cnn"}, {"channels", cnn.channels}, {"h", cnn.h}};
+  return {{"arch", "fc"}, {"d", fc.d}, {"h", fc.h}, {"L", fc.L}};
+}
+
+std::unique_ptr<Model> make_model(bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
+                                  at::TensorOptions opts) {
+  if (lay.arch == "cnn") return std::make_unique<CNNModel>(lay, act, x_train, opts);
+  if (fused) return std::make_unique<FusedModel>(act, lay.fc, x_train);
+  return std::make_unique<ReferenceModel>(lay, act, x_train, opts);
+}
+
 std::unique_ptr<Model> make_model(bool fused, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
                                   at::TensorOptions opts) {
-  if (fused) return std::make_unique<FusedModel>(act, lay, x_train);
-  return std::make_unique<ReferenceModel>(act, lay, x_train, opts);
+  NetLayout n;
+  n.fc = lay;
+  return make_model(fused, act, n, x_train, opts);
 }
 
 }  // namespace lf

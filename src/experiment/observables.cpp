@@ -20,16 +20,6 @@ std::vector<at::Tensor> preactivations(const FCParams& p, const at::Tensor& x, c
   return out;
 }
 
-// Per layer l = 0..L, the norm of (W_l, b_l): the layer's weights and bias together.
-std::vector<double> layer_norms(const FCParams& p) {
-  std::vector<double> out;
-  for (int64_t l = 0; l <= p.L(); ++l) {
-    const double w = p.W[l].norm().item<double>(), b = p.b[l].norm().item<double>();
-    out.push_back(std::sqrt(w * w + b * b));
-  }
-  return out;
-}
-
 at::Tensor cpu64(const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble); }
 
 }  // namespace
@@ -58,20 +48,33 @@ void fit(const Loss& loss, double alpha, const std::vector<double>& f, const std
   out.unsatisfied = unsat;
 }
 
-TestObserver::TestObserver(const FCLayout& lay, const at::Tensor& w0, std::vector<double> y_test, at::Tensor f0_test)
-    : lay_(lay), f0_test_(f0_test), f_test_(f0_test), y_test_(std::move(y_test)) {
-  w0_norm_ = w0.norm().item<double>();
-  w0_layer_norms_ = layer_norms(lay.views(cpu64(w0)));
+namespace {
+
+// Per layer, the squared norm of (W_l, b_l) in the flat w [P]: [layers] on w's device.
+std::vector<at::Tensor> layer_squares(const std::vector<ParamSlice>& layers, const at::Tensor& w) {
+  std::vector<at::Tensor> sq;
+  for (const ParamSlice& s : layers)
+    sq.push_back(w.narrow(0, s.w_offset, s.w_numel).pow(2).sum() + w.narrow(0, s.b_offset, s.b_numel).pow(2).sum());
+  return sq;
 }
 
-std::vector<ChangeNorms> change_norms(const FCLayout& lay, const at::Tensor& dw) {
+}  // namespace
+
+TestObserver::TestObserver(std::vector<ParamSlice> layers, const at::Tensor& w0, std::vector<double> y_test,
+                           at::Tensor f0_test)
+    : layers_(std::move(layers)), f0_test_(f0_test), f_test_(f0_test), y_test_(std::move(y_test)) {
+  c10::NoGradGuard ng;
+  w0_norm_ = w0.norm().item<double>();
+  for (double s : to_vector(at::stack(layer_squares(layers_, cpu64(w0))))) w0_layer_norms_.push_back(std::sqrt(s));
+}
+
+std::vector<ChangeNorms> change_norms(const std::vector<ParamSlice>& layers, const at::Tensor& dw) {
   c10::NoGradGuard ng;
   std::vector<at::Tensor> sq;  // [K] each
-  for (int64_t l = 0; l <= lay.L; ++l)
-    sq.push_back(dw.narrow(1, lay.w_offset[l], lay.fan_out(l) * lay.fan_in(l)).pow(2).sum(1) +
-                 dw.narrow(1, lay.b_offset[l], lay.fan_out(l)).pow(2).sum(1));
+  for (const ParamSlice& s : layers)
+    sq.push_back(dw.narrow(1, s.w_offset, s.w_numel).pow(2).sum(1) + dw.narrow(1, s.b_offset, s.b_numel).pow(2).sum(1));
   sq.push_back(dw.pow(2).sum(1));
-  const at::Tensor all = at::stack(sq, 1).to(at::kCPU, at::kDouble).contiguous();  // [K, L + 2]: one transfer
+  const at::Tensor all = at::stack(sq, 1).to(at::kCPU, at::kDouble).contiguous();  // [K, layers + 1]: one transfer
   std::vector<ChangeNorms> out;
   const int64_t m = all.size(1);
   for (int64_t k = 0; k < all.size(0); ++k)
@@ -84,17 +87,17 @@ void TestObserver::measure(const ChangeNorms& s, const at::Tensor& f_test, Check
   c.w0_norm = w0_norm_;
   c.weight_change = std::sqrt(s.back()) / w0_norm_;
   c.layer_change.clear();
-  for (int64_t l = 0; l <= lay_.L; ++l) c.layer_change.push_back(std::sqrt(s[l]) / w0_layer_norms_[l]);
-  const int64_t pte = int64_t(y_test_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) c.layer_change.push_back(std::sqrt(s[l]) / w0_layer_norms_[l]);
+  const int64_t pte = f_test.defined() ? f_test.size(0) : 0;
   if (pte == 0) return;
-  f_test_ = f_test;
-  const at::Tensor delta = f_test_ - f0_test_;  // f - f0 on the test set
+  if (pte == int64_t(y_test_.size())) f_test_ = f_test;
+  const at::Tensor delta = f_test - f0_test_.narrow(0, 0, pte);  // f - f0 on the test points
   const double* dp = delta.data_ptr<double>();
   int64_t errs = 0;
   for (int64_t i = 0; i < pte; ++i) errs += (dp[i] * y_test_[i] <= 0);  // F y <= 0
   c.test_err = double(errs) / double(pte);
   c.output_norm = delta.pow(2).mean().sqrt().item<double>();
-  c.f_norm = f_test_.pow(2).mean().sqrt().item<double>();
+  c.f_norm = f_test.pow(2).mean().sqrt().item<double>();
 }
 
 std::vector<double> measure_zdot(const FCLayout& lay, const at::Tensor& w_before, const at::Tensor& w_after,

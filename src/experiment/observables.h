@@ -29,30 +29,33 @@ void fit(const Loss& loss, double alpha, const std::vector<double>& f, const std
          const std::vector<double>& y, Fit& out);
 
 // The squared norms of a member's weight change w - w0 that a checkpoint needs: per layer
-// l = 0..L (W_l and b_l together), then of the whole change (L + 2 numbers).
+// l (W_l and b_l together), then of the whole change (layers + 1 numbers).
 using ChangeNorms = std::vector<double>;
 
 class TestObserver {
  public:
+  // layers: where each layer (W_l, b_l) sits in w (FCLayout::slices, CNNLayout::slices);
   // w0 [P] the initial weights (any device), y_test and f0_test [pte] CPU float64.
-  TestObserver(const FCLayout& lay, const at::Tensor& w0, std::vector<double> y_test, at::Tensor f0_test);
+  TestObserver(std::vector<ParamSlice> layers, const at::Tensor& w0, std::vector<double> y_test, at::Tensor f0_test);
   // Fills c's weight_change, w0_norm, layer_change from sq (the engine's ChangeNorms of the
   // weights now) and, when pte > 0, test_err, output_norm, f_norm from the test outputs f_test
-  // [pte] CPU float64, which are kept in f_test().
+  // CPU float64: on all pte test points (kept in f_test()), or on its first f_test.size(0) points
+  // only (the stochastic dynamics' intermediate checkpoints; f_test() keeps its previous value).
   void measure(const ChangeNorms& sq, const at::Tensor& f_test, Checkpoint& c);
   const at::Tensor& f_test() const { return f_test_; }  // [pte] at the last measure (f0 before)
   const at::Tensor& f0_test() const { return f0_test_; }
 
  private:
-  FCLayout lay_;
+  std::vector<ParamSlice> layers_;
   at::Tensor f0_test_, f_test_;
   std::vector<double> y_test_;
   double w0_norm_ = 0;
   std::vector<double> w0_layer_norms_;
 };
 
-// ChangeNorms of each row of dw [K, P] (the weight changes of K members) in one transfer.
-std::vector<ChangeNorms> change_norms(const FCLayout& lay, const at::Tensor& dw);
+// ChangeNorms of each row of dw [K, P] (the weight changes of K members; layers: where each
+// layer sits in w) in one transfer.
+std::vector<ChangeNorms> change_norms(const std::vector<ParamSlice>& layers, const at::Tensor& dw);
 
 // |dz/dt| per layer over the step from w_before to w_after of length dt (protocol section 5):
 // rms over the points of x and the neurons of (pre_l(w_after) - pre_l(w_before)) / dt, for the

@@ -6,12 +6,15 @@
 
 namespace lf {
 
-std::string RunState::encode(const RunConfig& cfg, const FCLayout& lay) const {
+std::string RunState::encode(const RunConfig& cfg, const NetLayout& lay) const {
   TrainState s;
   s.header = {{"format", "lazyfeat-train-state"}, {"version", 2}, {"config_hash", config_hash(cfg)},
-              {"d", lay.d}, {"h", lay.h}, {"L", lay.L}, {"n", int64_t(f.size())}, {"pte", f0_test.numel()},
+              {"n", int64_t(f.size())}, {"pte", f0_test.numel()},
               {"step", step}, {"rejected", rejected}, {"next_ckpt", next_ckpt}, {"last_ckpt", last_ckpt},
               {"kernel_init", kernel_init}, {"trainer", trainer}};
+  const nlohmann::json shape = lay.shape();  // arch, and d, h, L or channels, h
+  for (const auto& [k, v] : shape.items()) s.header[k] = v;
+  if (batch_rng.defined()) s.tensors["batch_rng"] = batch_rng;
   if (!zdot.empty()) s.header["zdot"] = zdot;
   s.header["gradient_evaluations"] = gradient_evaluations;
   s.tensors["dt_prev"] = to_tensor({dt_prev});
@@ -31,6 +34,7 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
                           at::TensorOptions opts) {
   TrainState s = TrainState::decode(bytes);
   const auto& hd = s.header;
+  require(hd.value("version", 0) >= 1 && hd.value("version", 0) <= 2, "training state: unknown format version");
   require(hd.value("config_hash", "") == config_hash(cfg), "the saved training state belongs to another run configuration");
   require(hd.at("n").get<int64_t>() == n && hd.at("pte").get<int64_t>() == pte,
           "the saved training state was made on another dataset size");
@@ -55,18 +59,22 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
   r.kernel_init = hd.value("kernel_init", nlohmann::json());
   if (hd.contains("zdot")) r.zdot = hd["zdot"].get<std::vector<double>>();
   r.trainer = hd.value("trainer", "");
-  if (hd.value("version", 1) >= 2) {
+  if (hd.contains("gradient_evaluations")) {
     r.gradient_evaluations = hd.at("gradient_evaluations").get<int64_t>();
     r.dt_prev = to_vector(s.tensor("dt_prev")).at(0);
     if (s.tensors.count("f_prev")) r.f_prev = to_vector(s.tensor("f_prev"));
   } else {  // version 1: one backward at w0 and one after each accepted step of a run in progress
     r.gradient_evaluations = r.step + 1;
   }
+  if (s.tensors.count("batch_rng")) r.batch_rng = s.tensor("batch_rng").clone();
+  require(!cfg.stochastic() || r.batch_rng.defined(), "the saved training state has no batch generator state");
   return r;
 }
 
 FCParams fc_params_from_state(const std::string& bytes) {
   TrainState s = TrainState::decode(bytes);
+  require(s.header.value("arch", "fc") == "fc",
+          "the training state is of a " + s.header.value("arch", std::string("?")) + " network, not an fc one");
   FCLayout lay(s.header.at("d").get<int64_t>(), s.header.at("h").get<int64_t>(), s.header.at("L").get<int64_t>());
   at::Tensor w = s.tensor("w").to(at::kDouble);
   require(w.numel() == lay.size, "training state: weights of the wrong size");

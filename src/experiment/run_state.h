@@ -1,8 +1,10 @@
 // The resumable state of one run, with named fields: everything the dynamics and the
 // observables need to continue a run so that it equals the uninterrupted one bit for bit.
-// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2
-// (2 added gradient_evaluations and the lte integrator's history f_prev, dt_prev; version 1 bytes
-// still decode: no history, and gradient_evaluations = step + 1, exact for a run in progress).
+// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2:
+// version 1 plus the network's shape under "arch", gradient_evaluations, the lte integrator's
+// history (f_prev, dt_prev) and, for the stochastic dynamics, the state of the batch generator
+// (tensor "batch_rng"). Version-1 states (fc, full batch) still read: no history, and
+// gradient_evaluations = step + 1, exact for a run in progress.
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -13,7 +15,7 @@
 
 #include "experiment/config.h"
 #include "experiment/train.h"
-#include "models/fc_fused.h"
+#include "experiment/model.h"
 
 namespace lf {
 
@@ -37,8 +39,11 @@ struct RunState {
   int64_t gradient_evaluations = 0;  // backward passes so far (the first gradient at w0 included)
   std::vector<double> f_prev;        // lte: [n] outputs before the last accepted step (empty: none)
   double dt_prev = 0;                // lte: that step's length
+  // The stochastic dynamics (protocol sections 4, 8): the batch generator's state (uint8, as
+  // at::Generator::get_state gives it) after the last accepted step; undefined in full batch.
+  at::Tensor batch_rng;
 
-  std::string encode(const RunConfig& cfg, const FCLayout& lay) const;
+  std::string encode(const RunConfig& cfg, const NetLayout& lay) const;
   // Checks that bytes are a state of cfg's run on n training and pte test points; tensors
   // w, v, g, w0 are put on opts. UsageError otherwise.
   static RunState decode(const std::string& bytes, const RunConfig& cfg, int64_t n, int64_t pte,

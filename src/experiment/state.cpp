@@ -14,6 +14,7 @@ at::ScalarType dtype_from_name(const std::string& s) {
   if (s == "float64") return at::kDouble;
   if (s == "float32") return at::kFloat;
   if (s == "int64") return at::kLong;
+  if (s == "uint8") return at::kByte;
   throw UsageError("training state: unknown dtype '" + s + "'");
 }
 std::string dtype_name(at::ScalarType t) {
@@ -21,6 +22,7 @@ std::string dtype_name(at::ScalarType t) {
     case at::kDouble: return "float64";
     case at::kFloat: return "float32";
     case at::kLong: return "int64";
+    case at::kByte: return "uint8";
     default: throw std::runtime_error("training state: unsupported dtype");
   }
 }

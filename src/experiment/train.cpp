@@ -20,13 +20,17 @@ nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlo
 }  // namespace
 
 void validate_train_config(const RunConfig& cfg) {
-  require(cfg.arch == "fc", "--arch " + cfg.arch + " cannot be trained yet (only fc networks are built)");
-  require(!cfg.stochastic(),
-          "--temperature > 0 (the stochastic dynamics of setup B) is not implemented yet; use the full-batch "
-          "dynamics (temperature 0)");
   auto finite = [](double v, const char* name) {
     require(std::isfinite(v), std::string("--") + name + " must be a finite number");
   };
+  require(cfg.arch == "fc" || cfg.arch == "cnn",
+          "--arch " + cfg.arch + " cannot be trained yet (fc and cnn networks are built)");
+  if (cfg.arch == "cnn") {
+    require(!cfg.zdot, "--zdot is measured for fc networks only");
+    require(!cfg.delta_kernel && !cfg.init_kernel && !cfg.final_kernel,
+            "--delta-kernel, --init-kernel and --final-kernel are measured for fc runs only (use lazyfeat ntk for cnn)");
+  }
+  finite(cfg.temperature, "temperature");
   finite(cfg.alpha, "alpha");
   finite(cfg.tau, "mu/--tau");
   finite(cfg.dt0, "dt0");
@@ -44,9 +48,11 @@ namespace {
 
 void validate(const RunConfig& cfg, const Dataset& data) {
   validate_train_config(cfg);
-  require(data.x_train.defined() && data.x_train.dim() == 2 && data.x_train.size(0) >= 1,
-          "the training set must be a non-empty [n, d] matrix");
-  require(data.x_test.defined() && data.x_test.dim() == 2, "the test set must be an [n, d] matrix");
+  const int64_t dims = cfg.arch == "cnn" ? 4 : 2;  // images [n, C, rows, cols] or vectors [n, d]
+  const char* shape = cfg.arch == "cnn" ? "[n, C, rows, cols] images" : "[n, d] matrix";
+  require(data.x_train.defined() && data.x_train.dim() == dims && data.x_train.size(0) >= 1,
+          std::string("the training set must be a non-empty ") + shape);
+  require(data.x_test.defined() && data.x_test.dim() == dims, std::string("the test set must be an ") + shape);
 }
 
 }  // namespace
@@ -87,37 +93,61 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   std::vector<int64_t> live, step, accepted, restored, grads, due;
   std::vector<double> x, dt;
   std::vector<Trial> trials;
+  std::vector<std::vector<double>> f;  // the stochastic dynamics: a batch's outputs
   std::vector<ChangeNorms> norms;
   std::vector<at::Tensor> f_test;
   for (size_t k = 0; k < members.size(); ++k) live.push_back(int64_t(k));
   bool momentum = !members.empty() && members.front()->momentum();
+  const bool stochastic = !members.empty() && members.front()->stochastic();
   while (!live.empty()) {
-    step.clear(), x.clear(), dt.clear();
-    for (int64_t k : live)
-      if (members[k]->proceed()) {
-        step.push_back(k);
-        x.push_back(members[k]->decay());
-        dt.push_back(members[k]->dt());
+    if (stochastic) {  // protocol section 4: a batch per trial, its gradient, the trial, df on it
+      step.clear(), x.clear(), dt.clear();
+      for (int64_t k : live)
+        if (members[k]->proceed() && members[k]->draw_batch()) {
+          step.push_back(k);
+          x.push_back(members[k]->decay());
+          dt.push_back(members[k]->dt());
+        }
+      for (int64_t k : step) engine.gradient_rows(k, members[k]->batch(), members[k]->batch_coefficients());
+      engine.trial(step, x, dt, momentum);
+      f.resize(step.size());
+      restored.clear();
+      for (size_t i = 0; i < step.size(); ++i) {
+        Member& m = *members[step[i]];
+        engine.forward_rows(step[i], m.batch(), f[i]);
+        if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
+        else restored.push_back(step[i]);
       }
-    engine.trial(step, x, dt, momentum);
-    engine.forward(step, trials);
-    accepted.clear(), restored.clear();
-    for (size_t i = 0; i < step.size(); ++i)
-      (members[step[i]]->judge(trials[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(step[i]);
-    engine.restore(restored);
-    engine.accept(accepted);
-    grads.clear();
-    for (int64_t k : accepted) {
-      Member& m = *members[k];
-      m.accept();
-      if (m.needs_gradient()) grads.push_back(k);
+      engine.restore(restored);
+      due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
+    } else {
+      step.clear(), x.clear(), dt.clear();
+      for (int64_t k : live)
+        if (members[k]->proceed()) {
+          step.push_back(k);
+          x.push_back(members[k]->decay());
+          dt.push_back(members[k]->dt());
+        }
+      engine.trial(step, x, dt, momentum);
+      engine.forward(step, trials);
+      accepted.clear(), restored.clear();
+      for (size_t i = 0; i < step.size(); ++i)
+        (members[step[i]]->judge(trials[i]) == StepControl::Verdict::Accept ? accepted : restored).push_back(step[i]);
+      engine.restore(restored);
+      engine.accept(accepted);
+      grads.clear();
+      for (int64_t k : accepted) {
+        Member& m = *members[k];
+        m.accept();
+        if (m.needs_gradient()) grads.push_back(k);
+      }
+      engine.gradient(grads);
+      // The checkpoints due after this step: the members' weights observed together.
+      due.clear();
+      for (int64_t k : live)
+        if (members[k]->checkpoint_due()) due.push_back(k);
+      engine.observe(due, x_test, norms, f_test);
     }
-    engine.gradient(grads);
-    // The checkpoints due after this step: the members' weights observed together.
-    due.clear();
-    for (int64_t k : live)
-      if (members[k]->checkpoint_due()) due.push_back(k);
-    engine.observe(due, x_test, norms, f_test);
     std::vector<int64_t> next;
     for (size_t i = 0, j = 0; i < live.size(); ++i) {
       const int64_t k = live[i];
@@ -172,15 +202,20 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   for (const RunConfig& c : cfgs) validate(c, data);
   const RunConfig& c0 = cfgs.front();
   const int64_t K = int64_t(cfgs.size());
-  const FCLayout lay(data.x_train.size(1), c0.h, c0.L);
+  const NetLayout lay = NetLayout::of(c0, data.x_train);
   const at::Tensor x_train = data.x_train.to(at::kDouble).contiguous();
-  if (kind == EngineKind::Auto) kind = c0.device == "cuda" ? EngineKind::Batched : EngineKind::Sequential;
-  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference;
+  // The batched engine: full-batch fc ensembles only (experiment/engine.h).
+  const bool batchable = c0.arch == "fc" && !c0.stochastic();
+  if (kind == EngineKind::Auto) kind = c0.device == "cuda" && batchable ? EngineKind::Batched : EngineKind::Sequential;
+  require(kind != EngineKind::Batched || batchable,
+          "the batched engine trains full-batch fc ensembles only (not --arch cnn, not --temperature > 0)");
+  // The fused FC kernels train full batches (the stochastic dynamics take plain LibTorch ops).
+  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference && batchable;
   FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator == "lte"};
   for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
   std::unique_ptr<Engine> engine =
       kind == EngineKind::Batched
-          ? make_batched_engine(std::move(spec), activation_of(c0), lay, x_train, run_options(c0))
+          ? make_batched_engine(std::move(spec), activation_of(c0), lay.fc, x_train, run_options(c0))
           : make_sequential_engine(std::move(spec), fused, activation_of(c0), lay, x_train, run_options(c0));
   std::vector<std::unique_ptr<Member>> members;
   for (int64_t k = 0; k < K; ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k], *engine, k));

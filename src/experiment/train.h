@@ -78,6 +78,10 @@ struct TrainHooks {
   std::function<bool()> should_stop;                        // polled; true ends the run as "stopped"
   bool progress = true;                                     // progress on stderr
   bool reference = false;  // use the plain LibTorch trainer even where the fused one applies
+  // The stochastic dynamics: each batch drawn, with the step dt it was drawn for, its size b from
+  // the temperature rule (protocol section 4) and the points it holds (b, or fewer when fewer are
+  // unsatisfied).
+  std::function<void(double dt, int64_t b, int64_t points)> on_batch;
 };
 
 // Trains the run of a finalized config on its dataset: an ensemble of one. Never throws for a
@@ -92,7 +96,8 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
 // On the CPU the members step through the fused float64 kernels one after another (the
 // sequential engine), which gives each member exactly the numbers of its run alone; on cuda
 // through one batched forward and backward (the batched engine). Results in the order of cfgs.
-// Engines (experiment/engine.h): Auto is Batched on cuda, Sequential elsewhere.
+// Engines (experiment/engine.h): Auto is Batched for full-batch fc ensembles on cuda, Sequential
+// elsewhere (CNN members, the stochastic dynamics, the CPU); Batched for those is a UsageError.
 enum class EngineKind { Auto, Sequential, Batched };
 std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& data,
                                       const std::vector<TrainHooks>& hooks, EngineKind kind = EngineKind::Auto);
@@ -101,8 +106,8 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
 std::string lockstep_key(const RunConfig& cfg);
 void validate_ensemble(const std::vector<RunConfig>& cfgs);
 
-// The checks train_run makes on the config alone (arch, temperature, non-finite numbers,
-// device): UsageError naming the problem. Cheap; call it before loading data.
+// The checks train_run makes on the config alone (arch, options an arch does not support,
+// non-finite numbers, device): UsageError naming the problem. Cheap; call it before loading data.
 void validate_train_config(const RunConfig& cfg);
 
 // The weights stored in a resumable state (TrainHooks::on_state), as CPU float64 FCParams.

@@ -8,6 +8,49 @@
 
 namespace lf {
 
+CNNLayout::CNNLayout(int64_t channels_, int64_t h_) : channels(channels_), h(h_) {
+  int64_t c_in = channels, off = 0;
+  for (int64_t l = 0; l < kCnnConvs; ++l) {
+    w_shape.push_back({h, c_in, kCnnKernel, kCnnKernel});
+    c_in = h;
+  }
+  w_shape.push_back({1, h});
+  for (int64_t l = 0; l <= kCnnConvs; ++l) {
+    w_offset.push_back(off);
+    off += w_numel(l);
+    b_offset.push_back(off);
+    off += fan_out(l);
+  }
+  size = off;
+}
+
+int64_t CNNLayout::w_numel(int64_t l) const {
+  int64_t n = 1;
+  for (int64_t s : w_shape[l]) n *= s;
+  return n;
+}
+
+CNNParams CNNLayout::views(const at::Tensor& flat) const {
+  CNNParams p;
+  for (int64_t l = 0; l <= kCnnConvs; ++l) {
+    p.W.push_back(flat.narrow(0, w_offset[l], w_numel(l)).view(w_shape[l]));
+    p.b.push_back(flat.narrow(0, b_offset[l], fan_out(l)));
+  }
+  return p;
+}
+
+at::Tensor CNNLayout::flatten(const CNNParams& p) const {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& t : p.flat()) parts.push_back(t.reshape({-1}));
+  return at::cat(parts);
+}
+
+std::vector<ParamSlice> CNNLayout::slices() const {
+  std::vector<ParamSlice> out;
+  for (int64_t l = 0; l <= kCnnConvs; ++l) out.push_back({w_offset[l], w_numel(l), b_offset[l], fan_out(l)});
+  return out;
+}
+
 CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed, at::TensorOptions opts) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto cpu = at::TensorOptions().dtype(at::kDouble);

@@ -5,8 +5,9 @@
 //   f   = W_4 . mean_positions(z_4) / sqrt(h) + b_4     (a scalar per point)
 // Weights N(0,1), biases 0; the 1/sqrt(fan_in) stays in the forward pass.
 // This header: the parameters, the seed-compatible initialisation (protocol section 8) and the
-// plain autograd reference forward. Deliberately not: training (a later issue), the NTK
-// (ntk/ntk.h takes the per-layer pieces from cnn_layers()).
+// plain autograd reference forward, and the layout of all parameters in one flat vector (the
+// trainer's view, experiment/model.h). Deliberately not: the training step (experiment/), the
+// NTK (ntk/ntk.h takes the per-layer pieces from cnn_forward_layers()).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -28,6 +29,22 @@ constexpr std::array<int64_t, 4> kCnnStrides = {2, 1, 2, 1};  // 28 -> 13 -> 11 
 struct CNNParams : LayeredParams<CNNParams> {
   int64_t h() const { return W[0].size(0); }
   int64_t channels() const { return W[0].size(1); }
+};
+
+// All parameters in one flat vector, in CNNParams::flat() order: W_0 [h, C, 5, 5], b_0 [h],
+// W_1 [h, h, 5, 5], b_1, W_2, b_2, W_3, b_3, W_4 [1, h], b_4 [1].
+struct CNNLayout {
+  int64_t channels = 0, h = 0;
+  std::vector<std::vector<int64_t>> w_shape;  // 5 shapes
+  std::vector<int64_t> w_offset, b_offset;    // 5 each
+  int64_t size = 0;                           // total number of parameters
+  CNNLayout() = default;
+  CNNLayout(int64_t channels, int64_t h);
+  int64_t fan_out(int64_t l) const { return w_shape[l][0]; }
+  int64_t w_numel(int64_t l) const;
+  CNNParams views(const at::Tensor& flat) const;  // views into flat [size] (any dtype/device)
+  at::Tensor flatten(const CNNParams& p) const;   // a flat [size] copy
+  std::vector<ParamSlice> slices() const;         // layer l = 0..4
 };
 
 // Protocol section 8: on a generator seeded like manual_seed(seed), for each convolution in

@@ -61,6 +61,12 @@ FCParams FCLayout::views(const at::Tensor& flat) const {
   return p;
 }
 
+std::vector<ParamSlice> FCLayout::slices() const {
+  std::vector<ParamSlice> out;
+  for (int64_t l = 0; l <= L; ++l) out.push_back({w_offset[l], fan_out(l) * fan_in(l), b_offset[l], fan_out(l)});
+  return out;
+}
+
 at::Tensor FCLayout::flatten(const FCParams& p) const {
   std::vector<at::Tensor> parts;
   for (auto& t : p.flat()) parts.push_back(t.reshape({-1}));

@@ -35,6 +35,7 @@ struct FCLayout {
   FCParams views(const at::Tensor& flat) const;
   // A flat [size] copy of p.
   at::Tensor flatten(const FCParams& p) const;
+  std::vector<ParamSlice> slices() const;  // layer l = 0..L
 };
 
 // Elementwise kernels, exposed for tests: z <- phi(z) in place over n values; when dphi is not

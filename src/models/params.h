@@ -8,6 +8,12 @@
 
 namespace lf {
 
+// Where layer l's weight and bias sit in a flat parameter vector [P] (FCLayout, CNNLayout):
+// the observables' per-layer slices (protocol section 5: theta_l = (W_l, b_l)).
+struct ParamSlice {
+  int64_t w_offset = 0, w_numel = 0, b_offset = 0, b_numel = 0;
+};
+
 template <class Derived>
 struct LayeredParams {
   std::vector<at::Tensor> W;  // W[l], forward order
