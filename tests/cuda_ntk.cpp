@@ -17,7 +17,7 @@ using namespace lf;
 
 namespace {
 
-const auto kCpu = at::TensorOptions().dtype(at::kDouble);
+const auto kCpu = at::TensorOptions().dtype(at::kDouble).device(at::kCPU);
 const auto kGpu = at::TensorOptions().dtype(at::kDouble).device(at::kCUDA);
 
 // max |a - b| / max |b| over the entries of two Grams.

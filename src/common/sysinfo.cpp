@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/api/include/torch/version.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -23,6 +24,15 @@ std::string loaded_blas_library() {
     if (path.find("libblas") != std::string::npos || path.find("libmkl") != std::string::npos)
       found = path;
   }
+  if (found.empty()) {  // a BLAS linked into another library (PyTorch's libtorch_cpu bundles MKL)
+    Dl_info info;
+    void* dgemm = dlsym(RTLD_DEFAULT, "dgemm_");
+    if (dgemm && dladdr(dgemm, &info) && info.dli_fname) {
+      found = std::string(info.dli_fname) + " (dgemm_";
+      if (dlsym(RTLD_DEFAULT, "mkl_set_num_threads_local")) found += ", MKL";
+      found += ")";
+    }
+  }
   return found;
 }
 
@@ -32,7 +42,7 @@ nlohmann::json build_info() {
   j["libtorch"] = TORCH_VERSION;
   std::string blas = loaded_blas_library();
   char real[4096];
-  ssize_t n = blas.empty() ? -1 : readlink(blas.c_str(), real, sizeof real - 1);
+  ssize_t n = blas.empty() || blas.find(" (") != std::string::npos ? -1 : readlink(blas.c_str(), real, sizeof real - 1);
   if (n > 0) {
     real[n] = 0;
     blas += std::string(" -> ") + real;
