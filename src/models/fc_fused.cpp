@@ -239,9 +239,6 @@ struct Blas {
   DgemmFn dgemm = nullptr;
   void (*set_threads)(int) = nullptr;
   int (*get_threads)() = nullptr;
-  // MKL (PyTorch's LibTorch bundles it and exports dgemm_): the calling thread's thread count,
-  // returning the previous one.
-  int (*mkl_local)(int) = nullptr;
   Blas() {
     // LAZYFEAT_FUSED_ATEN_MM=1: behave as on a LibTorch without dgemm_ (tests/test_train.cpp).
     const char* aten = std::getenv("LAZYFEAT_FUSED_ATEN_MM");
@@ -250,7 +247,6 @@ struct Blas {
     set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
     if (!set_threads || !get_threads) set_threads = nullptr, get_threads = nullptr;
-    mkl_local = reinterpret_cast<int (*)(int)>(dlsym(RTLD_DEFAULT, "mkl_set_num_threads_local"));
   }
 };
 const Blas& blas() {
@@ -258,18 +254,15 @@ const Blas& blas() {
   return b;
 }
 
-// The BLAS single-threaded for the scope (our two threads call it concurrently), then restored:
-// OpenBLAS's global count; MKL's count of this thread (the pool's worker sets its own once). Else
-// each call would start a team of all the cores' threads from each of our two threads.
+// OpenBLAS single-threaded for the scope (our two threads call it concurrently), then restored.
+// (MKL, as PyTorch's LibTorch bundles it: not yet; see docs/benchmarks.md "ensemble".)
 struct BlasOneThread {
-  int prev = 1, mkl_prev = 0;
+  int prev = 1;
   BlasOneThread() {
     if (blas().get_threads && (prev = blas().get_threads()) != 1) blas().set_threads(1);
-    if (blas().mkl_local) mkl_prev = blas().mkl_local(1);
   }
   ~BlasOneThread() {
     if (blas().set_threads && prev != 1) blas().set_threads(prev);
-    if (blas().mkl_local) blas().mkl_local(mkl_prev);
   }
 };
 
@@ -402,7 +395,6 @@ class FCFused::Pool {
     }
   }
   void loop() {
-    if (blas().mkl_local) blas().mkl_local(1);  // this thread's MKL calls single-threaded (BlasOneThread)
     uint64_t seen = 0;
     for (;;) {
       auto t0 = std::chrono::steady_clock::now();
