@@ -14,14 +14,7 @@ using namespace lf;
 namespace {
 
 RunConfig member(uint64_t seed, double sqrt_h_alpha, const char* device) {
-  RunConfig c;
-  c.h = 16;
-  c.L = 2;
-  c.ptr = 50;
-  c.pte = 30;
-  c.seed_init = seed;
-  c.sqrt_h_alpha = sqrt_h_alpha;
-  c.max_steps = 2000;
+  RunConfig c = lft::small_member(seed, sqrt_h_alpha, 2000);
   c.device = device;
   // From dt = 1e-50 the paper's rule grows dt tenfold while df is exactly 0 and by 1.1 once it is
   // not: whether a step of 1e-18 moves an output by one ulp or not depends on how the products

@@ -22,16 +22,24 @@ const auto kD = at::TensorOptions().dtype(at::kDouble);
 
 // The protocol's dynamics (tau = t/1000, df in [1e-4, 1e-2], dt from 1e-50) on a small net.
 RunConfig member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps) {
-  RunConfig c;
-  c.h = 16;
-  c.L = 2;
-  c.ptr = 50;
-  c.pte = 30;
-  c.seed_init = seed;
-  c.sqrt_h_alpha = sqrt_h_alpha;
-  c.max_steps = max_steps;
-  finalize(c);
-  return c;
+  return lft::small_member(seed, sqrt_h_alpha, max_steps);
+}
+
+// The same ensemble on the sequential and on the batched engine, with every member's checkpoints.
+struct TwoEngines {
+  std::vector<RunResult> seq, bat;
+  std::vector<lft::Recorded> seq_rec, bat_rec;
+};
+TwoEngines on_both_engines(const std::vector<RunConfig>& cfgs, const Dataset& d) {
+  TwoEngines e;
+  e.seq_rec.resize(cfgs.size());
+  e.bat_rec.resize(cfgs.size());
+  std::vector<TrainHooks> hs, hb;
+  for (auto& r : e.seq_rec) hs.push_back(lft::recording(r));
+  for (auto& r : e.bat_rec) hb.push_back(lft::recording(r));
+  e.seq = train_ensemble(cfgs, d, hs, EngineKind::Sequential);
+  e.bat = train_ensemble(cfgs, d, hb, EngineKind::Batched);
+  return e;
 }
 
 }  // namespace
@@ -106,22 +114,17 @@ TEST(Ensemble, MembersMustShareAllButSeedAndAlpha) {
 TEST(Ensemble, BatchedEngineEqualsSequentialEngine) {
   Dataset d = synthetic(50, 30);
   std::vector<RunConfig> cfgs = {member(0, 1e-2, 2000), member(1, 1e3, 2000), member(2, 1e-2, 2000)};
-  std::vector<lft::Recorded> seq(3), bat(3);
-  std::vector<TrainHooks> hs, hb;
-  for (auto& r : seq) hs.push_back(lft::recording(r));
-  for (auto& r : bat) hb.push_back(lft::recording(r));
-  std::vector<RunResult> a = train_ensemble(cfgs, d, hs, EngineKind::Sequential);
-  std::vector<RunResult> b = train_ensemble(cfgs, d, hb, EngineKind::Batched);
+  const TwoEngines e = on_both_engines(cfgs, d);
   for (size_t k = 0; k < cfgs.size(); ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
-    EXPECT_EQ(a[k].trainer, "fused");
-    EXPECT_EQ(b[k].trainer, "batched");
-    lft::expect_same_run(b[k], bat[k], a[k], seq[k]);
+    EXPECT_EQ(e.seq[k].trainer, "fused");
+    EXPECT_EQ(e.bat[k].trainer, "batched");
+    lft::expect_same_run(e.bat[k], e.bat_rec[k], e.seq[k], e.seq_rec[k]);
   }
 }
 
 // The batched engine's hand-written backward and on-device fit for the other activations
-// (the generic derivative path) and losses, against the sequential reference model.
+// (the generic derivative path) and losses, against the sequential engine.
 TEST(Ensemble, BatchedEngineEqualsSequentialForEveryActivationAndLoss) {
   Dataset d = synthetic(50, 30);
   for (auto [act, loss] : {std::pair<const char*, const char*>{"relu", "hinge"}, {"tanh", "softhinge"},
@@ -134,18 +137,13 @@ TEST(Ensemble, BatchedEngineEqualsSequentialForEveryActivationAndLoss) {
       if (std::string(act) == "softplus") c.softplus_threshold = 20;  // the cut-off inside the backward too
       finalize(c);
     }
-    std::vector<lft::Recorded> seq(2), bat(2);
-    std::vector<TrainHooks> hs, hb;
-    for (auto& r : seq) hs.push_back(lft::recording(r));
-    for (auto& r : bat) hb.push_back(lft::recording(r));
-    std::vector<RunResult> a = train_ensemble(cfgs, d, hs, EngineKind::Sequential);
-    std::vector<RunResult> b = train_ensemble(cfgs, d, hb, EngineKind::Batched);
+    TwoEngines e = on_both_engines(cfgs, d);
     for (size_t k = 0; k < cfgs.size(); ++k) {
       SCOPED_TRACE("member " + std::to_string(k));
-      EXPECT_GT(a[k].steps, 100);
+      EXPECT_GT(e.seq[k].steps, 100);
       // qhinge starts at alpha^2 L = 0.5 exactly, t1's threshold: its t1 is a tie that rounding breaks.
-      if (std::string(loss) == "qhinge") a[k].t1 = b[k].t1 = kNaN;
-      lft::expect_same_run(b[k], bat[k], a[k], seq[k]);
+      if (std::string(loss) == "qhinge") e.seq[k].t1 = e.bat[k].t1 = kNaN;
+      lft::expect_same_run(e.bat[k], e.bat_rec[k], e.seq[k], e.seq_rec[k]);
     }
   }
 }

@@ -333,25 +333,16 @@ TEST(LteNetwork, ResumeEqualsUninterrupted) {
   ASSERT_EQ(probe.status, "converged");
   ASSERT_GT(probe.steps, 20);
   const int64_t cut = probe.steps / 2;
-
-  std::string end_full, mid, end_resumed;
-  h.on_state = [&](const std::string& s) { end_full = s; };
-  RunResult full = train_run(c, d, h);
-  RunConfig c1 = c;
-  c1.max_steps = cut;
-  h.on_state = [&](const std::string& s) { mid = s; };
-  RunResult first = train_run(c1, d, h);
-  ASSERT_EQ(first.steps, cut);
-  h.on_state = [&](const std::string& s) { end_resumed = s; };
-  h.resume_state = mid;
-  RunResult second = train_run(c, d, h);
+  const lft::ResumedRun r = lft::train_and_resume(c, d, cut);
+  const RunResult &full = r.full, &second = r.second;
+  ASSERT_EQ(r.first.steps, cut);
   EXPECT_EQ(full.steps, second.steps);
   EXPECT_EQ(full.rejected, second.rejected);
   EXPECT_EQ(full.gradient_evaluations, second.gradient_evaluations);
   EXPECT_EQ(full.t, second.t);
   EXPECT_EQ(full.t2, second.t2);
   EXPECT_TRUE(at::equal(full.test_f_delta, second.test_f_delta));
-  FCParams pa = fc_params_from_state(end_full), pb = fc_params_from_state(end_resumed);
+  FCParams pa = fc_params_from_state(r.end_full), pb = fc_params_from_state(r.end_resumed);
   for (size_t i = 0; i < pa.W.size(); ++i) EXPECT_TRUE(at::equal(pa.W[i], pb.W[i]));
 }
 

@@ -19,6 +19,7 @@
 #include "testing.h"
 
 using namespace lf;
+using lft::numbers;
 
 namespace {
 
@@ -42,12 +43,6 @@ Dataset images(int64_t n, int64_t pte, uint64_t seed = 5) {
   return d;
 }
 
-nlohmann::json numbers(const RunResult& r) {
-  nlohmann::json j = r.summary();
-  j.erase("wall_s");
-  j.erase("steps_per_s");
-  return j;
-}
 
 RunConfig cnn_config(int64_t n, int64_t pte) {
   RunConfig c;
@@ -212,35 +207,20 @@ TEST(Stochastic, ResumeEqualsUninterrupted) {
     RunConfig c = stochastic_config(arch, n);
     c.max_steps = arch == "cnn" ? 120 : 300;
     const int64_t cut = c.max_steps / 2 - 7;
-    std::string end_full, mid, end_resumed;
-    TrainHooks h = lft::quiet();
-    h.on_state = [&](const std::string& s) { end_full = s; };
-    RunResult full = train_run(c, d, h);
+    const lft::ResumedRun r = lft::train_and_resume(c, d, cut);
+    const RunResult &full = r.full, &second = r.second;
     ASSERT_EQ(full.status, "stopped") << arch;
-
-    RunConfig c1 = c;
-    c1.max_steps = cut;
-    h.on_state = [&](const std::string& s) { mid = s; };
-    RunResult first = train_run(c1, d, h);
-    ASSERT_EQ(first.steps, cut);
-
-    h.on_state = [&](const std::string& s) { end_resumed = s; };
-    h.resume_state = mid;
-    RunResult second = train_run(c, d, h);
+    ASSERT_EQ(r.first.steps, cut);
     EXPECT_EQ(numbers(full).dump(), numbers(second).dump()) << arch;
     EXPECT_TRUE(at::equal(full.test_f_delta, second.test_f_delta)) << arch;
-    std::vector<nlohmann::json> tail_full, tail_res;
-    for (auto& k : full.checkpoints)
-      if (k.step > cut) { auto j = k.to_json(); j.erase("wall_s"); tail_full.push_back(j); }
-    for (auto& k : second.checkpoints)
-      if (k.step > cut) { auto j = k.to_json(); j.erase("wall_s"); tail_res.push_back(j); }
-    EXPECT_EQ(nlohmann::json(tail_full).dump(), nlohmann::json(tail_res).dump()) << arch;
+    const nlohmann::json tail_full = lft::checkpoints_after(full, cut);
+    EXPECT_EQ(tail_full.dump(), lft::checkpoints_after(second, cut).dump()) << arch;
     EXPECT_FALSE(tail_full.empty());
     // Another batch seed: another run.
     RunConfig other = c;
     other.seed_batch = 1;
     EXPECT_NE(numbers(train_run(other, d, lft::quiet())).dump(), numbers(full).dump()) << arch;
-    if (arch == "cnn") EXPECT_THROW(fc_params_from_state(end_full), UsageError);
+    if (arch == "cnn") EXPECT_THROW(fc_params_from_state(r.end_full), UsageError);
   }
 }
 

@@ -18,6 +18,7 @@ using namespace lf;
 
 namespace {
 
+using lft::numbers;
 using lft::quiet;
 using lft::synthetic;
 
@@ -35,13 +36,6 @@ RunConfig small_config() {
   c.df_max = 1e-1;
   finalize(c);
   return c;
-}
-
-nlohmann::json numbers(const RunResult& r) {
-  nlohmann::json j = r.summary();
-  j.erase("wall_s");
-  j.erase("steps_per_s");
-  return j;
 }
 
 }  // namespace
@@ -122,21 +116,11 @@ TEST(Train, ResumeEqualsUninterrupted) {
   Dataset d = synthetic(60, 100);
   RunConfig c = small_config();
   c.max_steps = 400;
-  std::string end_full, mid, end_resumed;
-  TrainHooks h = quiet();
-  h.on_state = [&](const std::string& s) { end_full = s; };
-  RunResult full = train_run(c, d, h);
+  const lft::ResumedRun r = lft::train_and_resume(c, d, 150);
+  const RunResult &full = r.full, &second = r.second;
+  const std::string &end_full = r.end_full, &end_resumed = r.end_resumed;
   ASSERT_EQ(full.status, "stopped");
-
-  RunConfig c1 = c;
-  c1.max_steps = 150;
-  h.on_state = [&](const std::string& s) { mid = s; };
-  RunResult first = train_run(c1, d, h);
-  ASSERT_EQ(first.steps, 150);
-
-  h.on_state = [&](const std::string& s) { end_resumed = s; };
-  h.resume_state = mid;
-  RunResult second = train_run(c, d, h);
+  ASSERT_EQ(r.first.steps, 150);
   EXPECT_EQ(numbers(full).dump(), numbers(second).dump());
   EXPECT_TRUE(at::equal(full.test_f_delta, second.test_f_delta));
   // Identical weights, and the checkpoints after the interruption are the same.
@@ -145,16 +129,14 @@ TEST(Train, ResumeEqualsUninterrupted) {
     EXPECT_TRUE(at::equal(pa.W[i], pb.W[i]));
     EXPECT_TRUE(at::equal(pa.b[i], pb.b[i]));
   }
-  std::vector<nlohmann::json> tail_full, tail_res;
-  for (auto& k : full.checkpoints)
-    if (k.step > 150) { auto j = k.to_json(); j.erase("wall_s"); tail_full.push_back(j); }
-  for (auto& k : second.checkpoints)
-    if (k.step > 150) { auto j = k.to_json(); j.erase("wall_s"); tail_res.push_back(j); }
-  EXPECT_EQ(nlohmann::json(tail_full).dump(), nlohmann::json(tail_res).dump());
+  const nlohmann::json tail_full = lft::checkpoints_after(full, 150);
+  EXPECT_EQ(tail_full.dump(), lft::checkpoints_after(second, 150).dump());
   EXPECT_FALSE(tail_full.empty());
   // A state of another configuration is refused.
   RunConfig other = c;
   other.seed_init = 9;
+  TrainHooks h = quiet();
+  h.resume_state = r.mid;
   EXPECT_THROW(train_run(other, d, h), UsageError);
   EXPECT_THROW(fc_params_from_state("garbage"), UsageError);
 }

@@ -227,4 +227,50 @@ void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunRe
   }
 }
 
+nlohmann::json numbers(const lf::RunResult& r) {
+  nlohmann::json j = r.summary();
+  j.erase("wall_s");
+  j.erase("steps_per_s");
+  return j;
+}
+
+nlohmann::json checkpoints_after(const lf::RunResult& r, int64_t after) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const lf::Checkpoint& c : r.checkpoints)
+    if (c.step > after) {
+      nlohmann::json j = c.to_json();
+      j.erase("wall_s");
+      out.push_back(j);
+    }
+  return out;
+}
+
+ResumedRun train_and_resume(const lf::RunConfig& cfg, const lf::Dataset& d, int64_t cut) {
+  ResumedRun r;
+  lf::TrainHooks h = quiet();
+  h.on_state = [&](const std::string& s) { r.end_full = s; };
+  r.full = lf::train_run(cfg, d, h);
+  lf::RunConfig c1 = cfg;
+  c1.max_steps = cut;
+  h.on_state = [&](const std::string& s) { r.mid = s; };
+  r.first = lf::train_run(c1, d, h);
+  h.on_state = [&](const std::string& s) { r.end_resumed = s; };
+  h.resume_state = r.mid;
+  r.second = lf::train_run(cfg, d, h);
+  return r;
+}
+
+lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps) {
+  lf::RunConfig c;
+  c.h = 16;
+  c.L = 2;
+  c.ptr = 50;
+  c.pte = 30;
+  c.seed_init = seed;
+  c.sqrt_h_alpha = sqrt_h_alpha;
+  c.max_steps = max_steps;
+  lf::finalize(c);
+  return c;
+}
+
 }  // namespace lft

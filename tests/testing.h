@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "data/dataset.h"
 #include "experiment/train.h"
 
@@ -59,5 +61,23 @@ lf::TrainHooks recording(Recorded& r);  // quiet(), plus on_checkpoint into r
 // to 1e-9 relative: t, t1, test error and every checkpoint (quantities that start at 0, the
 // weight and output change, within the rounding floor of two implementations: 1e-14, 1e-13).
 void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunResult& b, const Recorded& cb);
+
+// A run's summary without its timings (wall_s, steps_per_s): what two runs of the same numbers share.
+nlohmann::json numbers(const lf::RunResult& r);
+// The run's checkpoints after step `after`, as JSON without wall_s.
+nlohmann::json checkpoints_after(const lf::RunResult& r, int64_t after);
+
+// A run trained in one go (to cfg's budget or convergence), and the same run stopped after `cut`
+// accepted steps and resumed from the state it saved then (mid): the three results and the
+// final states of the whole run and of the resumed one.
+struct ResumedRun {
+  lf::RunResult full, first, second;
+  std::string end_full, mid, end_resumed;
+};
+ResumedRun train_and_resume(const lf::RunConfig& cfg, const lf::Dataset& d, int64_t cut);
+
+// The ensembles' small member: FC h = 16, L = 2, 50 training and 30 test points, the protocol's
+// dynamics, seed_init seed, sqrt(h) alpha, a step budget (finalized).
+lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps);
 
 }  // namespace lft

@@ -316,9 +316,10 @@ class BatchedEngine final : public Engine {
     norms.clear(), f.clear();
     if (ks.empty()) return;
     c10::NoGradGuard ng;
-    const at::Tensor idx = index(ks);
-    const at::Tensor Wk = W_.index_select(0, idx);  // [K', P]
-    norms = change_norms(lay_.slices(), Wk - W0_.index_select(0, idx));
+    const bool all = everyone(ks);
+    const at::Tensor idx = all ? at::Tensor() : index(ks);
+    const at::Tensor Wk = all ? W_ : W_.index_select(0, idx);  // [K', P]
+    norms = change_norms(lay_.slices(), Wk - (all ? W0_ : W0_.index_select(0, idx)));
     const int64_t N = x.size(0), K = Wk.size(0);
     if (N == 0) {
       f.assign(ks.size(), at::Tensor());

@@ -69,7 +69,6 @@ class Member {
   const std::vector<double>& batch_coefficients() const { return batch_c_; }
   // The trial's verdict from the batch's outputs after it (df on the batch); then accept().
   StepControl::Verdict judge_batch(const std::vector<double>& f_new);
-  const Fit& fit() const { return cur_; }
   // A checkpoint is due after this step (engine.observe gives what it measures of the weights).
   bool checkpoint_due() const { return running() && s_.step >= s_.next_ckpt; }
   // After a step: the checkpoint when due, from this member's engine.observe (norms and test
