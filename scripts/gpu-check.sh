@@ -7,8 +7,9 @@
 #    test on 16 cores oversubscribes the machine).
 #  - Benchmarks, on the 2 remaining cores while the tests run: bench ensemble --device cuda at
 #    setup A (K = 1, 10, 100, 1000) and one network at h = 1000, against the device's float64
-#    matrix rate measured in the same call; bench ntk --device cuda, both methods. Then, on all
-#    cores, bench train-step: the CPU trainer on this LibTorch (MKL inside).
+#    matrix rate measured in the same call; bench ntk --device cuda, both methods. Then setup B's
+#    CNN on cuda (one network at h = 32; 50 members), and, on all cores, bench train-step: the CPU
+#    trainer on this LibTorch (MKL inside).
 # Logs (each benchmark's ends with its JSON line) under ${OUT:-/tmp/gpu-check}. Data: data/mnist (carried gzipped in .gpu/).
 # Usage: scripts/gpu-check.sh [build-dir]
 set -uo pipefail
@@ -37,6 +38,11 @@ bench ensemble-steady ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --
 bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0
 wait $tests
 tail -25 "$out/ctest.log"
-# The CPU trainer on this LibTorch (MKL inside, no dgemm_ exported), all 16 cores, default threads.
+# Setup B on cuda (docs/benchmarks.md "setup B on the GPU"), after the tests: the CNN step at h = 32
+# and an ensemble of 5 alphas x 10 seeds against its runs alone.
+bench cnn-h32 train-step --arch cnn --device cuda --h 32 --steps 500 --ref-steps 200 --repeats 3
+bench cnn-ensemble50 ensemble --arch cnn --device cuda --h 32 --steps 50 --repeats 1 --alone-max 50
+# The CPU trainer on this LibTorch (MKL inside libtorch_cpu.so, its dgemm_ exported but its threads
+# not settable: the fused kernels' two threads run as an ATen parallel region), all 16 cores.
 $lf bench train-step --h 100 --L 5 --ptr 5000 --steps 30 --ref-steps 10 --repeats 3 2>&1 | tail -4
 echo "total: ${SECONDS} s"

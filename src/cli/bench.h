@@ -16,6 +16,9 @@ std::vector<Entry>& bench_registry();
 // The benchmarks' training set: x ~ N(0,1) [ptr, 10] (seeded), labels the sign of a fixed random
 // linear function, no test set. No point is satisfied in the first steps of a run on it.
 Dataset bench_dataset(int64_t ptr);
+// Setup B's (bench_train_cnn.cpp): images x ~ N(0,1) [ptr, 1, 28, 28] (seeded) rescaled to norm 28
+// as the real data, labels the sign of a fixed smooth pattern, no test set.
+Dataset bench_images(int64_t ptr);
 double median(std::vector<double> v);  // of a non-empty list
 // `bench train-step --arch cnn` (bench_train_cnn.cpp): setup B's step through the trainer.
 int bench_train_step_cnn(const Args& args);

@@ -8,6 +8,10 @@
 // each ensemble and each sequence of runs from its start (the setup included), and the
 // ensemble's loop alone (from the moment every member is set up). The engine is the
 // ensemble's default: sequential fused kernels on the CPU, batched on cuda.
+// With --arch cnn: setup B (the CNN of protocol section 2 at --h, default 32, under the stochastic
+// dynamics at T = 3e-4, tau = 10, batches of at most 64; synthetic images) as one ensemble of
+// |--alphas| x --seeds members (default 5 x 10 = 50), each member --steps accepted steps; these run
+// on the sequential engine (experiment/engine.h), member after member within each round.
 // Deliberately not: a test (speed is measured here only), MNIST.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -52,19 +56,113 @@ double matrix_rate(const std::string& device, int64_t ptr, int64_t h) {
   return median(rates);
 }
 
+// Member-steps/s of cfgs trained as one ensemble (train_ensemble) over repeats: from its start
+// (together) and in the loop alone (from the last member's step-0 checkpoint to the last
+// checkpoint of all); with alone, of the same runs one after another (train_run).
+struct EnsembleRates {
+  std::vector<double> together, loop, apart;
+};
+EnsembleRates time_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& data, int64_t repeats, bool alone) {
+  TrainHooks quiet;
+  quiet.progress = false;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point loop_start, loop_end;
+  std::vector<TrainHooks> hooks(cfgs.size(), quiet);
+  for (auto& hk : hooks)
+    hk.on_checkpoint = [&](const Checkpoint& c) {
+      const auto now = Clock::now();
+      if (c.step == 0) loop_start = std::max(loop_start, now);
+      loop_end = std::max(loop_end, now);
+    };
+  EnsembleRates out;
+  for (int64_t r = 0; r < repeats; ++r) {
+    int64_t done = 0;
+    loop_start = loop_end = Clock::time_point();
+    double s = seconds_of([&] {
+      for (const RunResult& res : train_ensemble(cfgs, data, hooks)) done += res.steps;
+    });
+    out.together.push_back(double(done) / s);
+    out.loop.push_back(double(done) / std::chrono::duration<double>(loop_end - loop_start).count());
+    if (alone) {
+      done = 0;
+      s = seconds_of([&] {
+        for (const RunConfig& c : cfgs) done += train_run(c, data, quiet).steps;
+      });
+      out.apart.push_back(double(done) / s);
+    }
+    std::cerr << "K=" << cfgs.size() << " repeat " << r << ": ensemble " << out.together.back() << " member-steps/s";
+    if (!out.apart.empty()) std::cerr << ", runs alone " << out.apart.back();
+    std::cerr << "\n";
+  }
+  return out;
+}
+
+std::vector<double> parse_list(const std::string& name, const std::string& v) {
+  std::vector<double> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(parse_double(name, item));
+  require(!out.empty(), name + " needs at least one value");
+  return out;
+}
+
+// --arch cnn: one ensemble of alphas x seeds members of setup B.
+int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_t steps, int64_t repeats,
+                       const std::vector<double>& alphas, int64_t seeds, bool alone, bool json) {
+  std::vector<RunConfig> cfgs;
+  for (double a : alphas)
+    for (int64_t s = 0; s < seeds; ++s) {
+      RunConfig c;
+      c.arch = "cnn";
+      c.h = h;
+      c.ptr = ptr;
+      c.pte = 0;
+      c.tau = 10;
+      c.temperature = 3e-4;
+      c.batch_max = 64;
+      c.alpha = a;
+      c.seed_init = uint64_t(s);
+      c.device = device;
+      c.max_steps = steps;
+      finalize(c);
+      cfgs.push_back(c);
+    }
+  const EnsembleRates r = time_ensemble(cfgs, bench_images(ptr), repeats, alone);
+  nlohmann::json j = {{"benchmark", "ensemble"}, {"arch", "cnn"}, {"device", device}, {"h", h}, {"ptr", ptr},
+                      {"K", cfgs.size()}, {"alphas", alphas}, {"seeds", seeds}, {"steps", steps}, {"repeats", repeats},
+                      {"member_steps_per_s", median(r.together)}, {"all", r.together},
+                      {"loop_member_steps_per_s", median(r.loop)}, {"intra_op_threads", at::get_num_threads()}};
+  std::cout << "ensemble cnn K=" << cfgs.size() << " h=" << h << " ptr=" << ptr << " " << device << ": "
+            << median(r.together) << " member-steps/s (" << median(r.loop) << " in the loop)";
+  if (alone) {
+    j["alone_member_steps_per_s"] = median(r.apart);
+    j["ratio"] = median(r.together) / median(r.apart);
+    std::cout << ", runs alone " << median(r.apart) << " (x" << j["ratio"].get<double>() << ")";
+  }
+  std::cout << "\n";
+  if (json) print_json_line(j.dump());
+  return 0;
+}
+
 int bench_ensemble(const Args& args) {
-  int64_t h = 64, L = 3, ptr = 1000, steps = 200, repeats = 3, alone_max = 16;
-  std::string device = "cpu", ks = "1,4,16";
+  int64_t h = -1, L = 3, ptr = -1, steps = 200, repeats = 3, alone_max = 16, seeds = 10;
+  std::string device = "cpu", ks = "1,4,16", arch = "fc", alphas = "1e-2,1e-1,1,10,100";
   bool json = false;
   OptionParser p("lazyfeat bench ensemble [--device cpu|cuda] [--K 1,4,16] [--h N --L N --ptr N --steps N "
                  "--repeats R] [--json]",
                  "Member-steps/s of ensembles of K members (train_ensemble) against the same K runs one after "
                  "another (train_run), medians over repeats.");
   p.value("device", "cpu|cuda", "device (default cpu)", [&](const std::string& v) { device = v; });
+  p.value("arch", "fc|cnn", "fc: setup A's network (default); cnn: setup B, one ensemble of alphas x seeds",
+          [&](const std::string& v) { arch = v; });
+  p.value("alphas", "A1,A2,..", "cnn: the members' alphas (default 1e-2,1e-1,1,10,100)",
+          [&](const std::string& v) { alphas = v; });
+  p.value("seeds", "N", "cnn: seeds per alpha (default 10)", [&](const std::string& v) { seeds = parse_int("--seeds", v); });
   p.value("K", "K1,K2,..", "ensemble sizes (default 1,4,16)", [&](const std::string& v) { ks = v; });
-  p.value("h", "N", "width (default 64)", [&](const std::string& v) { h = parse_int("--h", v); });
+  p.value("h", "N", "width (default 64; cnn 32)", [&](const std::string& v) { h = parse_int("--h", v); });
   p.value("L", "N", "hidden layers (default 3)", [&](const std::string& v) { L = parse_int("--L", v); });
-  p.value("ptr", "N", "training points (default 1000)", [&](const std::string& v) { ptr = parse_int("--ptr", v); });
+  p.value("ptr", "N", "training points (default 1000; cnn 5000)",
+          [&](const std::string& v) { ptr = parse_int("--ptr", v); });
   p.value("steps", "N", "accepted steps per member (default 200)",
           [&](const std::string& v) { steps = parse_int("--steps", v); });
   p.value("repeats", "R", "repeats (default 3)", [&](const std::string& v) { repeats = parse_int("--repeats", v); });
@@ -72,6 +170,21 @@ int bench_ensemble(const Args& args) {
           [&](const std::string& v) { alone_max = parse_int("--alone-max", v); });
   p.flag("json", "print the figures as one JSON line", json);
   p.parse(args);
+  require(arch == "fc" || arch == "cnn", "--arch: fc or cnn");
+  if (h < 0) h = arch == "cnn" ? 32 : 64;
+  if (ptr < 0) ptr = arch == "cnn" ? 5000 : 1000;
+  {
+    RunConfig c;
+    c.device = device;
+    validate_train_config(c);  // --device cuda without CUDA: one message
+  }
+  if (arch == "cnn") {
+    require(h >= 1 && ptr >= 2 && steps >= 1 && repeats >= 1 && seeds >= 1,
+            "--h, --steps, --repeats and --seeds must be >= 1, --ptr >= 2");
+    const std::vector<double> as = parse_list("--alphas", alphas);
+    return bench_ensemble_cnn(device, h, ptr, steps, repeats, as, seeds,
+                              int64_t(as.size()) * seeds <= alone_max, json);
+  }
   require(h >= 1 && L >= 1 && ptr >= 1 && steps >= 1 && repeats >= 1,
           "--h, --L, --ptr, --steps and --repeats must be >= 1");
   std::vector<int64_t> Ks;
@@ -112,39 +225,8 @@ int bench_ensemble(const Args& args) {
       finalize(c);
       cfgs.push_back(c);
     }
-    TrainHooks quiet;
-    quiet.progress = false;
-    // The loop's time: from the last member's step-0 checkpoint (every member set up) to the
-    // last checkpoint of all (every member at its step budget).
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point loop_start, loop_end;
-    std::vector<TrainHooks> hooks(size_t(K), quiet);
-    for (auto& hk : hooks)
-      hk.on_checkpoint = [&](const Checkpoint& c) {
-        const auto now = Clock::now();
-        if (c.step == 0) loop_start = std::max(loop_start, now);
-        loop_end = std::max(loop_end, now);
-      };
-    std::vector<double> together, apart, loop;
-    for (int64_t r = 0; r < repeats; ++r) {
-      int64_t done = 0;
-      loop_start = loop_end = Clock::time_point();
-      double s = seconds_of([&] {
-        for (const RunResult& res : train_ensemble(cfgs, data, hooks)) done += res.steps;
-      });
-      together.push_back(double(done) / s);
-      loop.push_back(double(done) / std::chrono::duration<double>(loop_end - loop_start).count());
-      if (K <= alone_max) {
-        done = 0;
-        s = seconds_of([&] {
-          for (const RunConfig& c : cfgs) done += train_run(c, data, quiet).steps;
-        });
-        apart.push_back(double(done) / s);
-      }
-      std::cerr << "K=" << K << " repeat " << r << ": ensemble " << together.back() << " member-steps/s";
-      if (!apart.empty()) std::cerr << ", runs alone " << apart.back();
-      std::cerr << "\n";
-    }
+    const EnsembleRates r = time_ensemble(cfgs, data, repeats, K <= alone_max);
+    const std::vector<double>&together = r.together, &apart = r.apart, &loop = r.loop;
     const double tflops = median(loop) * flops / 1e12;  // the loop's rate of matrix work
     nlohmann::json row = {{"K", K}, {"member_steps_per_s", median(together)}, {"all", together},
                           {"loop_member_steps_per_s", median(loop)}, {"loop_tflops", tflops},

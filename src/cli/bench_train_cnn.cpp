@@ -1,10 +1,10 @@
-// `lazyfeat bench train-step --arch cnn [--h 32 --ptr 5000 --batch-max 64 --temperature 3e-4 --tau 10
-//  --alpha 1 --steps N --ref-steps M --repeats R] [--json]`: trial steps per second of setup B (the CNN
+// `lazyfeat bench train-step --arch cnn [--device cpu|cuda] [--h 32 --ptr 5000 --batch-max 64
+//  --temperature 3e-4 --tau 10 --alpha 1 --steps N --ref-steps M --repeats R] [--json]`: trial steps per second of setup B (the CNN
 // of protocol section 2 under the stochastic dynamics of protocol section 4, float64) through
 // lazyfeat's trainer, next to a plain LibTorch autograd loop doing the same work (the published
 // algorithm: the batch drawn by chunk forwards, f(batch) with a graph, backward, the momentum step,
 // f(batch) again for df), and LibTorch's own conv2d forward and backward for the four layers'
-// shapes at b_max images, all in the same call. Synthetic images (x ~ N(0,1) [ptr, 1, 28, 28]
+// shapes at b_max images, all in the same call, on the device asked (cuda: cuDNN on both sides). Synthetic images (x ~ N(0,1) [ptr, 1, 28, 28]
 // rescaled to norm 28 as the real data, labels the sign of a fixed pattern), no test set.
 // The same work includes the checkpoint observables: both sides evaluate the first
 // min(ptr, 10 b_max) training points at the log-spaced checkpoint steps (protocol section 4;
@@ -34,21 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-Dataset bench_images(int64_t ptr) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234);
-  auto o = at::TensorOptions().dtype(at::kDouble);
-  Dataset d;
-  d.name = "synthetic-images";
-  at::Tensor x = at::randn({ptr, 1, 28, 28}, gen, o);
-  x = x * (28.0 / x.flatten(1).norm(2, {1}).view({ptr, 1, 1, 1}));  // norm sqrt(784), protocol section 1.4
-  at::Tensor r = at::arange(28, o);
-  at::Tensor u = at::sin(r / 4.0).unsqueeze(1) * at::cos(r / 5.0).unsqueeze(0);
-  d.x_train = x;
-  d.y_train = at::where((x.squeeze(1) * u).sum({1, 2}) > 0, 1.0, -1.0).to(at::kDouble);
-  d.x_test = at::empty({0, 1, 28, 28}, o);
-  d.y_test = at::empty({0}, o);
-  return d;
-}
 
 // The published algorithm in plain LibTorch autograd (protocol section 4): per trial step, a batch
 // of b unsatisfied points from chunk forwards over a random permutation, the batch loss with a
@@ -58,14 +43,14 @@ Dataset bench_images(int64_t ptr) {
 double plain_loop(const RunConfig& cfg, const Dataset& data, int64_t steps) {
   const Activation act = activation_of(cfg);
   const int64_t n = data.x_train.size(0), bmax = cfg.batch_max;
-  CNNParams p = cnn_init(1, cfg.h, cfg.weights_seed());
+  const at::Device dev(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
+  CNNParams p = cnn_init(1, cfg.h, cfg.weights_seed(), at::TensorOptions().dtype(at::kDouble).device(dev));
   std::vector<at::Tensor> params = p.flat(), vel;
   for (auto& t : params) {
     t.requires_grad_(true);
     vel.push_back(at::zeros_like(t));
   }
-  const at::Tensor& x = data.x_train;
-  const at::Tensor& y = data.y_train;
+  const at::Tensor x = data.x_train.to(dev), y = data.y_train.to(dev);
   at::Tensor f0;
   {
     c10::NoGradGuard ng;
@@ -88,7 +73,7 @@ double plain_loop(const RunConfig& cfg, const Dataset& data, int64_t steps) {
   int64_t accepted = 0, next = next_checkpoint(0);
   for (int64_t trial = 0; accepted < steps && trial < 10 * steps; ++trial) {
     const int64_t b = stochastic_batch_size(n, cfg.temperature, sc.dt, cfg.batch_min);
-    at::Tensor perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
+    at::Tensor perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong)).to(dev);
     std::vector<at::Tensor> picked;
     int64_t got = 0;
     {
@@ -138,8 +123,9 @@ double plain_loop(const RunConfig& cfg, const Dataset& data, int64_t steps) {
 
 // LibTorch's conv2d alone for the four layers at bmax images: forward, and forward + backward
 // (grad of weight and input), medians of 11 calls in ms.
-nlohmann::json conv_timings(int64_t h, int64_t bmax) {
-  auto o = at::TensorOptions().dtype(at::kDouble);
+nlohmann::json conv_timings(int64_t h, int64_t bmax, const std::string& device) {
+  auto o = at::TensorOptions().dtype(at::kDouble).device(device == "cuda" ? at::kCUDA : at::kCPU);
+  auto sync = [&](const at::Tensor& t) { (void)t.sum().item<double>(); };  // an asynchronous device timed to completion
   nlohmann::json out = nlohmann::json::array();
   int64_t c = 1, s = 28;
   for (int64_t l = 0; l < kCnnConvs; ++l) {
@@ -151,11 +137,12 @@ nlohmann::json conv_timings(int64_t h, int64_t bmax) {
       auto t0 = Clock::now();
       {
         c10::NoGradGuard ng;
-        at::conv2d(x, w, b, st, pad);
+        sync(at::conv2d(x, w, b, st, pad));
       }
       fw.push_back(ms_since(t0));
       t0 = Clock::now();
       at::conv2d(x, w, b, st, pad).sum().backward();
+      sync(w.grad());
       fb.push_back(ms_since(t0));
     }
     const int64_t so = (s + 2 * kCnnPadding - kCnnKernel) / kCnnStrides[l] + 1;
@@ -169,16 +156,33 @@ nlohmann::json conv_timings(int64_t h, int64_t bmax) {
 
 }  // namespace
 
+Dataset bench_images(int64_t ptr) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1234);
+  auto o = at::TensorOptions().dtype(at::kDouble);
+  Dataset d;
+  d.name = "synthetic-images";
+  at::Tensor x = at::randn({ptr, 1, 28, 28}, gen, o);
+  x = x * (28.0 / x.flatten(1).norm(2, {1}).view({ptr, 1, 1, 1}));  // norm sqrt(784), protocol section 1.4
+  at::Tensor r = at::arange(28, o);
+  at::Tensor u = at::sin(r / 4.0).unsqueeze(1) * at::cos(r / 5.0).unsqueeze(0);
+  d.x_train = x;
+  d.y_train = at::where((x.squeeze(1) * u).sum({1, 2}) > 0, 1.0, -1.0).to(at::kDouble);
+  d.x_test = at::empty({0, 1, 28, 28}, o);
+  d.y_test = at::empty({0}, o);
+  return d;
+}
+
 int bench_train_step_cnn(const Args& args) {
   int64_t h = 32, ptr = 5000, steps = 200, ref_steps = 40, repeats = 3, batch_max = 64;
   double temperature = 3e-4, tau = 10, alpha = 1;
   bool json = false, no_ref = false;
-  std::string arch;
-  OptionParser p("lazyfeat bench train-step --arch cnn [--h N --ptr N --batch-max B --temperature T --tau T "
+  std::string arch, device = "cpu";
+  OptionParser p("lazyfeat bench train-step --arch cnn [--device cpu|cuda] [--h N --ptr N --batch-max B --temperature T --tau T "
                  "--alpha A --steps N --ref-steps M --repeats R] [--json]",
                  "Trial steps/s of setup B (CNN, stochastic dynamics, float64) through the trainer, next to a plain "
                  "LibTorch autograd loop of the same work and conv2d alone, medians.");
   p.value("arch", "cnn", "the network (cnn here)", [&](const std::string& v) { arch = v; });
+  p.value("device", "cpu|cuda", "device of both loops (default cpu)", [&](const std::string& v) { device = v; });
   p.value("h", "N", "channels (default 32)", [&](const std::string& v) { h = parse_int("--h", v); });
   p.value("ptr", "N", "training points (default 5000)", [&](const std::string& v) { ptr = parse_int("--ptr", v); });
   p.value("batch-max", "B", "largest batch (default 64)",
@@ -208,7 +212,9 @@ int bench_train_step_cnn(const Args& args) {
   cfg.temperature = temperature;
   cfg.batch_max = batch_max;
   cfg.alpha = alpha;
+  cfg.device = device;
   finalize(cfg);
+  validate_train_config(cfg);  // --device cuda without CUDA: one message
   Dataset data = bench_images(ptr);
 
   std::vector<double> rates, run_rates;
@@ -232,14 +238,14 @@ int bench_train_step_cnn(const Args& args) {
       ref_rates.push_back(plain_loop(cfg, data, ref_steps));
       std::cerr << "plain loop repeat " << r << ": " << ref_rates.back() << " steps/s\n";
     }
-  const nlohmann::json conv = conv_timings(h, batch_max);
+  const nlohmann::json conv = conv_timings(h, batch_max, device);
   std::cerr << "conv2d: " << conv.dump() << "\n";
   const double rate = median(rates);
-  nlohmann::json j = {{"benchmark", "train-step"}, {"arch", "cnn"}, {"h", h}, {"ptr", ptr}, {"batch_max", batch_max},
+  nlohmann::json j = {{"benchmark", "train-step"}, {"arch", "cnn"}, {"device", device}, {"h", h}, {"ptr", ptr}, {"batch_max", batch_max},
                       {"temperature", temperature}, {"tau", tau}, {"alpha", alpha}, {"steps", steps},
                       {"repeats", repeats}, {"steps_per_s", rate}, {"steps_per_s_all", rates}, {"run_steps_per_s_all", run_rates},
                       {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv}};
-  std::cout << "train-step cnn h=" << h << " ptr=" << ptr << " batch-max=" << batch_max << ": trainer " << rate
+  std::cout << "train-step cnn " << device << " h=" << h << " ptr=" << ptr << " batch-max=" << batch_max << ": trainer " << rate
             << " steps/s";
   if (!no_ref) {
     const double ref_rate = median(ref_rates);

@@ -195,8 +195,14 @@ bool Member::draw_batch() {
   batch_f_.clear();
   std::vector<int64_t> chunk;
   std::vector<double> f;
-  for (int64_t s = 0; s < n && int64_t(batch_.size()) < b; s += cfg_.batch_max) {
-    chunk.assign(p + s, p + std::min(n, s + cfg_.batch_max));
+  // The walk over the permutation forwards chunks of b_max points, on cuda doubling up to 16 b_max:
+  // late in a run few points are unsatisfied and the walk covers the whole training set, where one
+  // device call per 64 images (each ending in a host sync) would dominate the step. The batch (the
+  // first b unsatisfied points in permutation order) does not depend on the chunks.
+  const int64_t growth = cfg_.device == "cuda" ? 16 : 1;
+  for (int64_t s = 0, c = cfg_.batch_max; s < n && int64_t(batch_.size()) < b;
+       s += c, c = std::min(2 * c, growth * cfg_.batch_max)) {
+    chunk.assign(p + s, p + std::min(n, s + c));
     engine_.forward_rows(k_, chunk, f);
     for (size_t i = 0; i < chunk.size(); ++i) {
       const int64_t r = chunk[i];
@@ -221,6 +227,7 @@ bool Member::draw_batch() {
     batch_c_[i] = loss_.slope(cfg_.alpha * (batch_f_[i] - s_.f0[r]) * y_[r]) * y_[r] / (cfg_.alpha * double(b));
   }
   if (hooks_.on_batch) hooks_.on_batch(s_.dt, b, int64_t(batch_.size()));
+  ++s_.gradient_evaluations;  // every drawn batch gets its backward (gradient_rows), rejected trials included
   return true;
 }
 

@@ -9,8 +9,10 @@
 // (__attribute__((target))) and chosen at run time, so the default build runs on any x86-64.
 // Threads: the caller and one persistent worker share fixed tasks (blocks of rows in the forward,
 // contiguous chunks of the listed points in the backward) through an atomic counter; the BLAS
-// (dgemm_ of the loaded library, looked up once) runs single-threaded inside them; without a
-// dgemm_ (MKL inside LibTorch) the products go through at::mm inside an ATen parallel region.
+// (dgemm_ of the loaded library, looked up once) runs single-threaded inside them. Where its threads
+// cannot be set (no openblas_set_num_threads: MKL inside PyTorch's LibTorch) the two threads run as
+// an ATen parallel region, inside which MKL starts no threads of its own; without a dgemm_ at all
+// the products go through at::mm there.
 // Deliberately not: other activations in SIMD (relu is cheap, tanh/swish are not in setup A),
 // a general thread pool.
 #include "models/fc_fused.h"
@@ -241,13 +243,18 @@ struct Blas {
   int (*get_threads)() = nullptr;
   Blas() {
     // LAZYFEAT_FUSED_ATEN_MM=1: behave as on a LibTorch without dgemm_ (tests/test_train.cpp).
+    // LAZYFEAT_FUSED_BLAS_THREADS=fixed: behave as on a BLAS whose threads cannot be set (MKL).
     const char* aten = std::getenv("LAZYFEAT_FUSED_ATEN_MM");
     if (aten && std::string(aten) == "1") return;
     dgemm = reinterpret_cast<DgemmFn>(dlsym(RTLD_DEFAULT, "dgemm_"));
+    const char* fixed = std::getenv("LAZYFEAT_FUSED_BLAS_THREADS");
+    if (fixed && std::string(fixed) == "fixed") return;
     set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
     if (!set_threads || !get_threads) set_threads = nullptr, get_threads = nullptr;
   }
+  // The two threads may call dgemm_ directly, each keeping the BLAS to one thread.
+  bool own_threads() const { return dgemm && set_threads; }
 };
 const Blas& blas() {
   static const Blas b;
@@ -255,7 +262,7 @@ const Blas& blas() {
 }
 
 // OpenBLAS single-threaded for the scope (our two threads call it concurrently), then restored.
-// (MKL, as PyTorch's LibTorch bundles it: not yet; see docs/benchmarks.md "ensemble".)
+// (MKL, as PyTorch's LibTorch bundles it, has no such call here: Pool::run's ATen region.)
 struct BlasOneThread {
   int prev = 1;
   BlasOneThread() {
@@ -352,11 +359,12 @@ class FCFused::Pool {
       for (int64_t i = 0; i < k; ++i) fn(i, 0);
       return;
     }
-    if (!blas().dgemm) {
-      // No dgemm_ to call (a LibTorch that bundles MKL without exporting it): the products go
-      // through at::mm. The two threads then run as an ATen parallel region, inside which ATen
-      // and MKL start no threads of their own: two threads, not two times the intra-op threads
-      // spinning on the same cores. Same tasks, same scratch per thread, same numbers.
+    if (!blas().own_threads()) {
+      // A BLAS whose threads we cannot set (MKL inside LibTorch: dgemm_ called directly), or no
+      // dgemm_ at all (the products through at::mm). The two threads then run as an ATen parallel
+      // region, inside which ATen and MKL start no threads of their own: two threads, not two
+      // times the intra-op threads spinning on the same cores (measured: 8.5 steps/s against the
+      // reference trainer's 57 on 16 cores before). Same tasks, same scratch per thread, same numbers.
       std::atomic<int64_t> next{0};
       at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
         for (int64_t t = b; t < e; ++t)
