@@ -234,6 +234,8 @@ TEST(Stochastic, ConvergesToZeroUnsatisfied) {
   EXPECT_EQ(r.train_loss, 0.0);
   EXPECT_EQ(r.t2, r.t);
   EXPECT_EQ(r.checkpoints.back().unsatisfied, 0);
+  // One backward per drawn batch, rejected trials included; none at w0 (no full-batch gradient).
+  EXPECT_EQ(r.gradient_evaluations, r.steps + r.rejected);
 }
 
 TEST(Stochastic, UnsupportedConfigsAreUsageErrors) {
