@@ -1,6 +1,6 @@
 // Kernel measurements of a run (see kernels.h; protocol sections 4, 5). Theta is taken with the
 // structured method in float64 on the run's device (cuda runs on the GPU), whatever the run's
-// dtype; its statistics and frozen-kernel training then run on the CPU. Cost at the protocol's defaults (FC L=5, h=100, 5,000 kernel points): one
+// dtype; its statistics run on the CPU, frozen-kernel training's products on the run's device. Cost at the protocol's defaults (FC L=5, h=100, 5,000 kernel points): one
 // symmetric Gram (~25 GFLOP) per kernel; a frozen-kernel run adds the training Gram, the
 // dynamics (2 n |B| flops a step), a least-squares solve (O(n^3)) and Theta_test,train c in
 // blocks of test points (memory bounded).
@@ -40,7 +40,7 @@ nlohmann::json stats_on_test_points(const RunConfig& cfg, const Dataset& data, c
 // Frozen-kernel training with the kernel of `net` (protocol section 4), test error on the test set.
 nlohmann::json frozen_run(const RunConfig& cfg, const Dataset& data, const Net& net) {
   at::Tensor x_train = on_device(cfg, data.x_train), x_test = on_device(cfg, data.x_test);
-  FrozenResult r = frozen_kernel_train(cpu64(ntk(net, x_train)), cpu64(data.y_train), frozen_options(cfg));
+  FrozenResult r = frozen_kernel_train(ntk(net, x_train), cpu64(data.y_train), frozen_options(cfg));
   const int64_t m = x_test.size(0);
   at::Tensor u_test = at::empty({m}, at::TensorOptions().dtype(at::kDouble));
   const at::Tensor c = on_device(cfg, r.c);

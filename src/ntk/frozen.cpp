@@ -1,7 +1,8 @@
-// Frozen-kernel training (see frozen.h). Cost: O(n) per trial step, plus one [n, |B|] x [|B|]
-// product (2 n |B| flops) each time the unsatisfied set B changes (hinge), or one [n, n] x [n]
-// product (2 n^2 flops) after every accepted step (softhinge, qhinge); at the end one
-// least-squares solve (QR with pivoting, O(n^3)).
+// Frozen-kernel training (see frozen.h). Cost: O(n) per trial step on the host, plus one
+// [n, |B|] x [|B|] product (2 n |B| flops) each time the unsatisfied set B changes (hinge), or one
+// [n, n] x [n] product (2 n^2 flops) after every accepted step (softhinge, qhinge), on the device
+// Theta is given on (cuda: the GPU, and one [n] transfer back); at the end one least-squares solve
+// on the CPU (QR with pivoting, O(n^3)).
 #include "ntk/frozen.h"
 
 #include <chrono>
@@ -25,8 +26,9 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = K_in.size(0);
   require(K_in.dim() == 2 && K_in.size(1) == n && y_in.numel() == n, "frozen kernel: Theta must be [n, n] and y [n]");
-  at::Tensor K = K_in.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)).contiguous();
-  at::Tensor yt = y_in.to(K.options()).reshape({n}).contiguous();
+  const at::TensorOptions cpu = at::TensorOptions().dtype(at::kDouble).device(at::kCPU);
+  const at::Tensor K = K_in.to(at::kDouble).contiguous();  // [n, n] where it was computed: the products there
+  at::Tensor yt = y_in.to(cpu).reshape({n}).contiguous();
   const double* y = yt.data_ptr<double>();
   const double alpha = opt.alpha;
   StepControl ctl = opt.control;
@@ -93,13 +95,13 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
         if (inB[i]) idx.push_back(i);
       at::Tensor gt;  // [n]
       if (hinge) {  // Theta[:, B] l'_B: B is usually a small part of the points late in training
-        at::Tensor B = at::tensor(idx, at::kLong);
-        at::Tensor lpB = at::tensor(lp, K.options()).index_select(0, B);  // l'_B  [|B|]
+        at::Tensor B = at::tensor(idx, at::kLong).to(K.device());
+        at::Tensor lpB = at::tensor(lp, cpu).to(K.device()).index_select(0, B);  // l'_B  [|B|]
         gt = at::mv(K.index_select(1, B), lpB);
       } else {      // l' = 0 outside B: Theta l', without copying columns of Theta every step
-        gt = at::mv(K, at::tensor(lp, K.options()));
+        gt = at::mv(K, at::tensor(lp, cpu).to(K.device()));
       }
-      gt = gt.div_(double(idx.size())).contiguous();
+      gt = gt.div_(double(idx.size())).to(cpu).contiguous();
       std::copy(gt.data_ptr<double>(), gt.data_ptr<double>() + n, g.begin());
     }
     while (true) {  // trial steps until one is accepted (dynamics/momentum.h, as the network's)
@@ -148,16 +150,16 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
     if (r.status == "diverged") break;
   }
   r.t = t;
-  r.u_train = at::tensor(u, K.options());
+  r.u_train = at::tensor(u, cpu);
   int64_t wrong = 0;
   for (int64_t i = 0; i < n; ++i) wrong += alpha * u[i] * y[i] <= 0;
   r.train_err = double(wrong) / double(n);
   // Least squares Theta c = u (QR with column pivoting: Theta may be singular). A diverged run
   // has no predictor (and LAPACK builds differ on NaN input: MKL's gelsy refuses it).
   if (r.status == "diverged")
-    r.c = at::full({n}, std::numeric_limits<double>::quiet_NaN(), K.options());
-  else
-    r.c = std::get<0>(at::linalg_lstsq(K, r.u_train.unsqueeze(1), c10::nullopt, std::string("gelsy"))).squeeze(1);
+    r.c = at::full({n}, std::numeric_limits<double>::quiet_NaN(), cpu);
+  else  // on the CPU: cuda's lstsq has no pivoting QR (gelsy)
+    r.c = std::get<0>(at::linalg_lstsq(K.to(cpu), r.u_train.unsqueeze(1), c10::nullopt, std::string("gelsy"))).squeeze(1);
   r.wall_s = wall();
   return r;
 }

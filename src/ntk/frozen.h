@@ -52,7 +52,8 @@ struct FrozenResult {
   nlohmann::json to_json() const;  // status, message, steps, rejected, gradient_evaluations, t, t2, ...
 };
 
-// Runs the dynamics on K_train [n, n] with labels y_train [n] (+-1).
+// Runs the dynamics on K_train [n, n] (any device: its products run there) with labels y_train [n]
+// (+-1). u_train and c come back on the CPU, float64.
 FrozenResult frozen_kernel_train(const at::Tensor& K_train, const at::Tensor& y_train, const FrozenOptions& opt);
 
 // u_test = Theta_test,train c, and the test error of sign(u_test) against y_test.
