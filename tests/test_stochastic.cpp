@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
 
@@ -222,6 +223,44 @@ TEST(Stochastic, ResumeEqualsUninterrupted) {
     EXPECT_NE(numbers(train_run(other, d, lft::quiet())).dump(), numbers(full).dump()) << arch;
     if (arch == "cnn") EXPECT_THROW(fc_params_from_state(r.end_full), UsageError);
   }
+}
+
+// An ensemble of stochastic members (2 seeds x 2 alphas, one in each regime; fc and cnn) trained
+// in lockstep, its members' trials on 2 threads (train.cpp), gives each member exactly the run it
+// makes alone: every number and checkpoint, bit for bit (the sequential engine, the members' own
+// batch generators).
+TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const std::string arch : {"fc", "cnn"}) {
+    const int64_t n = arch == "cnn" ? 48 : 200;
+    Dataset d = arch == "cnn" ? images(n, 50) : lft::synthetic(n, 50);
+    std::vector<RunConfig> cfgs;
+    for (double alpha : {1e-2, 1e2})
+      for (uint64_t seed : {0, 1}) {
+        RunConfig c = stochastic_config(arch, n);
+        c.alpha = alpha;
+        c.seed_init = seed;
+        c.max_steps = arch == "cnn" ? 30 : 120;
+        finalize(c);
+        cfgs.push_back(c);
+      }
+    std::vector<lft::Recorded> rec(cfgs.size());
+    std::vector<TrainHooks> hooks;
+    for (auto& r : rec) hooks.push_back(lft::recording(r));
+    const std::vector<RunResult> together = train_ensemble(cfgs, d, hooks);
+    for (size_t k = 0; k < cfgs.size(); ++k) {
+      SCOPED_TRACE(arch + " member " + std::to_string(k));
+      lft::Recorded alone_rec;
+      const RunResult alone = train_run(cfgs[k], d, lft::recording(alone_rec));
+      EXPECT_EQ(numbers(together[k]).dump(), numbers(alone).dump());
+      EXPECT_TRUE(at::equal(together[k].test_f_delta, alone.test_f_delta));
+      EXPECT_EQ(lft::checkpoints_after(together[k], -1).dump(), lft::checkpoints_after(alone, -1).dump());
+      EXPECT_GT(together[k].steps, 10);
+    }
+    EXPECT_NE(numbers(together[0]).dump(), numbers(together[2]).dump()) << "the alphas give other runs";
+  }
+  at::set_num_threads(threads);
 }
 
 TEST(Stochastic, ConvergesToZeroUnsatisfied) {

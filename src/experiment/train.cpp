@@ -2,6 +2,8 @@
 // Member (experiment/member.h) that advances one trial step at a time.
 #include "experiment/train.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <memory>
 
@@ -100,25 +102,25 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   bool momentum = !members.empty() && members.front()->momentum();
   const bool stochastic = !members.empty() && members.front()->stochastic();
   while (!live.empty()) {
-    if (stochastic) {  // protocol section 4: a batch per trial, its gradient, the trial, df on it
-      step.clear(), x.clear(), dt.clear();
-      for (int64_t k : live)
-        if (members[k]->proceed() && members[k]->draw_batch()) {
-          step.push_back(k);
-          x.push_back(members[k]->decay());
-          dt.push_back(members[k]->dt());
+    if (stochastic) {
+      // Protocol section 4: each member's batch, its gradient, the trial, df on the batch, the
+      // verdict. These dynamics run on the sequential engine, whose members share nothing: the
+      // members' trials run side by side on ATen's intra-op threads (on cuda this overlaps their
+      // kernel launches and host syncs: one member's step is launch-bound), each with the numbers
+      // of its run alone. Checkpoints and hooks stay on this thread (after_step, below).
+      f.resize(live.size());
+      at::parallel_for(0, int64_t(live.size()), 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t k = live[size_t(i)];
+          Member& m = *members[k];
+          if (!m.proceed() || !m.draw_batch()) continue;
+          engine.gradient_rows(k, m.batch(), m.batch_coefficients());
+          engine.trial({k}, {m.decay()}, {m.dt()}, momentum);
+          engine.forward_rows(k, m.batch(), f[size_t(i)]);
+          if (m.judge_batch(f[size_t(i)]) == StepControl::Verdict::Accept) m.accept();
+          else engine.restore({k});
         }
-      for (int64_t k : step) engine.gradient_rows(k, members[k]->batch(), members[k]->batch_coefficients());
-      engine.trial(step, x, dt, momentum);
-      f.resize(step.size());
-      restored.clear();
-      for (size_t i = 0; i < step.size(); ++i) {
-        Member& m = *members[step[i]];
-        engine.forward_rows(step[i], m.batch(), f[i]);
-        if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
-        else restored.push_back(step[i]);
-      }
-      engine.restore(restored);
+      });
       due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
     } else {
       step.clear(), x.clear(), dt.clear();
