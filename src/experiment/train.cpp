@@ -109,18 +109,23 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
       // kernel launches and host syncs: one member's step is launch-bound), each with the numbers
       // of its run alone. Checkpoints and hooks stay on this thread (after_step, below).
       f.resize(live.size());
-      at::parallel_for(0, int64_t(live.size()), 1, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          const int64_t k = live[size_t(i)];
-          Member& m = *members[k];
-          if (!m.proceed() || !m.draw_batch()) continue;
-          engine.gradient_rows(k, m.batch(), m.batch_coefficients());
-          engine.trial({k}, {m.decay()}, {m.dt()}, momentum);
-          engine.forward_rows(k, m.batch(), f[size_t(i)]);
-          if (m.judge_batch(f[size_t(i)]) == StepControl::Verdict::Accept) m.accept();
-          else engine.restore({k});
-        }
-      });
+      auto trial_of = [&](size_t i) {
+        const int64_t k = live[i];
+        Member& m = *members[k];
+        if (!m.proceed() || !m.draw_batch()) return;
+        engine.gradient_rows(k, m.batch(), m.batch_coefficients());
+        engine.trial({k}, {m.decay()}, {m.dt()}, momentum);
+        engine.forward_rows(k, m.batch(), f[i]);
+        if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
+        else engine.restore({k});
+      };
+      if (live.size() == 1) {
+        trial_of(0);  // alone: its tensor ops keep the intra-op threads
+      } else {
+        at::parallel_for(0, int64_t(live.size()), 1, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) trial_of(size_t(i));
+        });
+      }
       due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
     } else {
       step.clear(), x.clear(), dt.clear();
