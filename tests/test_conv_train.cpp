@@ -185,7 +185,7 @@ TEST(ConvKernels, RecordedChangeEqualsTheKernelsOfTheRunsWeights) {
     RunConfig c = conv_config(arch, 12, 10);
     c.init_kernel = c.final_kernel = c.delta_kernel = true;
     c.kernel_points = 6;
-    c.max_steps = 30;
+    c.max_steps = 10;
     lf::TrainHooks h = lft::quiet();
     std::string end;
     h.on_state = [&](const std::string& s) { end = s; };
@@ -211,7 +211,8 @@ TEST(ConvKernels, RecordedChangeEqualsTheKernelsOfTheRunsWeights) {
 }
 
 // MNIST through the CLI: a wide ResNet (width 1, 32 images) trains into a study database, its
-// checkpoints recorded there with the loss falling and every layer's weights moving.
+// checkpoints recorded there with the loss falling and every layer's weights moving; `ntk --db
+// --run` takes its stored weights.
 TEST(ConvCli, WrnOnMnistIntoTheDatabase) {
   ASSERT_TRUE(lft::have_mnist()) << "MNIST files absent under " << lft::data_dir() << "/mnist: run scripts/setup.sh";
   lft::TempDir tmp;
@@ -230,6 +231,13 @@ TEST(ConvCli, WrnOnMnistIntoTheDatabase) {
   ASSERT_EQ(int64_t(lc.size()), wrn_layout(1, 1).layers());
   for (const auto& v : lc) EXPECT_GT(v.get<double>(), 0.0);
   EXPECT_EQ(lft::query(db, "SELECT arch FROM runs WHERE id = 1").at(0).at(0), "wrn");
+  // Its kernel from the stored weights (ntk --db --run): the wide ResNet of the run.
+  auto k = lft::run_cli({"ntk", "--db", db, "--run", "1", "--points", "4", "--json"});
+  ASSERT_EQ(k.status, 0) << k.err;
+  auto jk = nlohmann::json::parse(lft::last_line(k.out));
+  EXPECT_EQ(jk["arch"], "wrn");
+  EXPECT_EQ(jk["params"].get<int64_t>(), wrn_layout(1, 1).size);
+  EXPECT_GT(jk["frobenius"].get<double>(), 0.0);
 }
 
 // `ntk --db F --run ID` on a cnn run: the Gram of the run's stored weights (the Jacobian of the
