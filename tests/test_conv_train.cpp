@@ -1,7 +1,7 @@
 // The wide ResNet 28 through the trainer, and the kernel observables of convolutional runs
-// (setup B, protocol sections 2, 4, 5): the wide ResNet's flat layout; its gradients over several
-// blocks of points against one backward; full-batch and stochastic runs whose loss falls, with a
-// weight change per layer; a stopped and resumed run against the uninterrupted one, bit for bit;
+// (setup B, protocol sections 2, 4, 5): the wide ResNet's flat layout; bad input; its gradients
+// over several blocks of points against one backward; full-batch and stochastic runs whose loss
+// falls, with a weight change per layer; a stopped and resumed run against the uninterrupted one, bit for bit;
 // the kernel change, the kernels at init and at the end recorded by cnn and wrn runs against the
 // autograd Jacobian of the run's own initial and final weights. Synthetic images in-process
 // (fast); MNIST through the CLI (slow): a wide ResNet run into a study database, `ntk --db --run`
@@ -97,6 +97,22 @@ TEST(WrnTrain, FlatLayoutHoldsEveryParameterOnce) {
   EXPECT_TRUE(at::equal(lay.init(7), w));
   EXPECT_EQ(lay.shape().dump(), R"({"arch":"wrn","channels":1,"h":1})");
   EXPECT_EQ(NetLayout::of_shape(lay.shape()).size(), L.size);
+}
+
+TEST(WrnTrain, BadInputIsAUsageError) {
+  RunConfig c = conv_config("wrn", 10, 5);
+  try {  // vectors [n, d] (what --pca gives an fc run), not images
+    train_run(c, lft::synthetic(10, 5), lft::quiet());
+    ADD_FAILURE() << "vector data trained a wide ResNet";
+  } catch (const UsageError& e) {
+    EXPECT_EQ(std::string(e.what()), "the training set must be a non-empty [n, C, rows, cols] images (--arch wrn)");
+  }
+  c.zdot = true;
+  EXPECT_THROW(train_run(c, lft::images(10, 5, 8), lft::quiet()), UsageError);
+  RunConfig p = c;
+  p.zdot = false;
+  p.pca = 10;
+  EXPECT_THROW(finalize(p), UsageError);
 }
 
 TEST(WrnTrain, GradientOverSeveralBlocksEqualsOneBackward) {
