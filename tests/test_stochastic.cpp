@@ -26,24 +26,7 @@ namespace {
 
 const auto kD = at::TensorOptions().dtype(at::kDouble);
 
-// Images [n + pte, 1, 28, 28] x ~ N(0, 1), labels the sign of a fixed smooth pattern's overlap
-// with the image (learnable by a small CNN); the first n points train, the rest test.
-Dataset images(int64_t n, int64_t pte, uint64_t seed = 5) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  at::Tensor x = at::randn({n + pte, 1, 28, 28}, gen, kD);
-  at::Tensor r = at::arange(28, kD);
-  at::Tensor u = at::sin(r / 4.0).unsqueeze(1) * at::cos(r / 5.0).unsqueeze(0);  // [28, 28]
-  at::Tensor s = (x.squeeze(1) * u).sum({1, 2});
-  at::Tensor y = at::where(s > 0, at::ones_like(s), -at::ones_like(s));
-  Dataset d;
-  d.name = "images";
-  d.x_train = x.narrow(0, 0, n).contiguous();
-  d.y_train = y.narrow(0, 0, n).contiguous();
-  d.x_test = x.narrow(0, n, pte).contiguous();
-  d.y_test = y.narrow(0, n, pte).contiguous();
-  return d;
-}
-
+using lft::images;
 
 RunConfig cnn_config(int64_t n, int64_t pte) {
   RunConfig c;
@@ -294,9 +277,10 @@ TEST(StochasticCli, BadInputExit2) {
     std::string msg;
   };
   for (const Case& c : std::vector<Case>{
-           {{"train", "--arch", "wrn"}, "--arch wrn cannot be trained yet (fc and cnn networks are built)"},
+           {{"train", "--arch", "resnet"}, "unknown arch 'resnet' (expected fc, cnn or wrn)"},
            {{"train", "--arch", "cnn", "--zdot"}, "--zdot is measured for fc networks only"},
-           {{"train", "--arch", "cnn", "--delta-kernel"}, "--delta-kernel, --init-kernel and --final-kernel are measured"},
+           {{"train", "--arch", "wrn", "--zdot"}, "--zdot is measured for fc networks only"},
+           {{"train", "--arch", "wrn", "--pca", "10"}, "--pca applies to fc networks only"},
            {{"train", "--temperature", "-1"}, "--temperature must be >= 0"},
            {{"train", "--temperature", "3e-4", "--batch-max", "0"}, "need 1 <= --batch-min <= --batch-max"}}) {
     auto r = lft::run_cli(c.args);

@@ -127,6 +127,23 @@ lf::Dataset synthetic(int64_t n, int64_t pte, uint64_t seed) {
   return d;
 }
 
+lf::Dataset images(int64_t n, int64_t pte, int64_t side, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto o = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor x = at::randn({n + pte, 1, side, side}, gen, o);
+  at::Tensor r = at::arange(side, o);
+  at::Tensor u = at::sin(r / 4.0).unsqueeze(1) * at::cos(r / 5.0).unsqueeze(0);  // [side, side]
+  at::Tensor s = (x.squeeze(1) * u).sum({1, 2});
+  at::Tensor y = at::where(s > 0, at::ones_like(s), -at::ones_like(s));
+  lf::Dataset d;
+  d.name = "images";
+  d.x_train = x.narrow(0, 0, n).contiguous();
+  d.y_train = y.narrow(0, 0, n).contiguous();
+  d.x_test = x.narrow(0, n, pte).contiguous();
+  d.y_test = y.narrow(0, n, pte).contiguous();
+  return d;
+}
+
 lf::TrainHooks quiet() {
   lf::TrainHooks h;
   h.progress = false;

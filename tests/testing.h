@@ -40,6 +40,9 @@ bool have_mnist();            // the four MNIST IDX files are present
 // A small in-process dataset: x ~ N(0,1) [n + pte, 10] from the seed, labels the sign of
 // x_0 x_1 + 0.3 x_2 (not linearly separable); the first n points train, the rest test.
 lf::Dataset synthetic(int64_t n, int64_t pte, uint64_t seed = 3);
+// Images [n + pte, 1, side, side] x ~ N(0, 1), labels the sign of the image's overlap with a fixed
+// smooth pattern (learnable by a small convolutional network); the first n points train.
+lf::Dataset images(int64_t n, int64_t pte, int64_t side = 28, uint64_t seed = 5);
 lf::TrainHooks quiet();  // no progress on stderr
 
 // The rows of a read-only query of a study database as text (REAL columns with 17 digits: exact),

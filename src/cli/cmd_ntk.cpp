@@ -1,6 +1,7 @@
 // `lazyfeat ntk`: the empirical NTK Gram matrix of a freshly initialised FC, CNN or wide ResNet (or, with
-// --db/--run, of a stored run's trained FC weights) on the first N test points (cli-contract.md),
+// --db/--run, of a stored run's trained weights, any arch) on the first N test points (cli-contract.md),
 // its Frobenius norm, mean, trace and time, optionally written as a NumPy .npy file.
+// Deliberately not: the kernel measurements recorded with a run (experiment/kernels.h).
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "common/options.h"
 #include "experiment/from_config.h"
 #include "experiment/config.h"
+#include "experiment/run_state.h"
 #include "experiment/train.h"
 #include "ntk/ntk.h"
 #include "ntk/stats.h"
@@ -29,8 +31,8 @@ int cmd_ntk(const Args& args) {
                  "initialised network (--arch fc, cnn or wrn, --seed-init; --device cuda: on the GPU) on the first N test points of the dataset "
                  "(cnn and wrn: the normalised images, 1 channel for MNIST). "
                  "The structured method exploits the layer structure; jacobian takes per-sample gradients by "
-                 "autograd (the slow reference). With --db FILE --run ID: the network of that stored run as it was "
-                 "at its last saved state (the end of a converged run), on its dataset.");
+                 "autograd (the slow reference). With --db FILE --run ID: the network of that stored run (fc, cnn or "
+                 "wrn) as it was at its last saved state (the end of a converged run), on its dataset.");
   add_run_options(p, cfg);
   p.value("points", "N", "test points in the Gram matrix (default --kernel-points)",
           [&](const std::string& v) { points = parse_int("--points", v); });
@@ -64,7 +66,6 @@ int cmd_ntk(const Args& args) {
     trained = state->blob;
   }
   finalize(cfg);
-  require(trained.empty() || cfg.arch == "fc", "--db/--run: only fc runs are trained so far");
   NtkOptions opt;
   opt.method = ntk_method_from_name(method);
   if (points < 0) points = cfg.kernel_points;
@@ -78,7 +79,7 @@ int cmd_ntk(const Args& args) {
   at::Tensor x = data.x_test.narrow(0, 0, points).to(wopts).contiguous();
   const Activation act = activation_of(cfg);
   // --h is the width: the FC width, the CNN's channels, the wide ResNet's width factor.
-  Net net = !trained.empty()     ? Net::fc(fc_params_from_state(trained).to(wopts), act)
+  Net net = !trained.empty()     ? net_from_state(trained, act).to(wopts)
             : cfg.arch == "fc"  ? Net::fc(fc_init(x.size(1), cfg.h, cfg.L, cfg.weights_seed(), wopts), act)
             : cfg.arch == "cnn" ? Net::cnn(cnn_init(x.size(1), cfg.h, cfg.weights_seed(), wopts), act)
                                 : Net::wrn(wrn_init(x.size(1), cfg.h, cfg.weights_seed(), wopts), act);

@@ -48,7 +48,7 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.seed_batch = parse_uint(opt("seed-batch"), v); }},
       {"arch", "fc|cnn|wrn", "network (default fc)",
        [](RunConfig& c, const std::string& v) { c.arch = v; }},
-      {"act", "NAME", "softplus | relu | tanh | swish, normalised (default softplus; relu with --arch cnn)",
+      {"act", "NAME", "softplus | relu | tanh | swish, normalised (default softplus; relu with --arch cnn or wrn)",
        [](RunConfig& c, const std::string& v) { c.act = v; }},
       {"softplus-beta", "B", "softplus sharpness (default 5)",
        [](RunConfig& c, const std::string& v) { c.softplus_beta = parse_double(opt("softplus-beta"), v); }},
@@ -62,7 +62,7 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.act_scale = parse_double(opt("softplus-scale"), v); }},
       {"L", "N", "hidden layers (default 5)",
        [](RunConfig& c, const std::string& v) { c.L = parse_int(opt("L"), v); }},
-      {"h", "N", "width (default 100)",
+      {"h", "N", "width: fc neurons, cnn channels, wrn width factor (default 100)",
        [](RunConfig& c, const std::string& v) { c.h = parse_int(opt("h"), v); }},
       {"alpha", "A", "output scale, paper's convention (default 1)",
        [](RunConfig& c, const std::string& v) {

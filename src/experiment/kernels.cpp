@@ -81,13 +81,4 @@ nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data,
   return j;
 }
 
-nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0) {
-  return measure_kernels_at_init(cfg, data, Net::fc(w0, activation_of(cfg)));
-}
-
-nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
-                                      const FCParams& w, const nlohmann::json& at_init) {
-  return measure_kernels_at_end(cfg, data, Net::fc(w0, activation_of(cfg)), Net::fc(w, activation_of(cfg)), at_init);
-}
-
 }  // namespace lf

@@ -6,7 +6,6 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
-#include "models/fc.h"
 #include "ntk/ntk.h"
 
 namespace lf {
@@ -25,12 +24,6 @@ nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data
 // After training, at w (w0 given again: Theta(w0) is recomputed rather than held); adds "final", "change" (||Theta_end - Theta_0|| / ||Theta_0||) and
 // "final_kernel_run" as the options ask. `at_init` is what measure_kernels_at_init returned.
 nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const Net& w0, const Net& w,
-                                      const nlohmann::json& at_init);
-
-// The FC network's parameters with the run's activation (Net::fc(w, activation_of(cfg))).
-nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const FCParams& w0);
-nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const FCParams& w0,
-                                      const FCParams& w,
                                       const nlohmann::json& at_init);
 
 }  // namespace lf

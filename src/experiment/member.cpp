@@ -66,7 +66,7 @@ void Member::start() {
   if (fresh_) {
     s_.f0_test = engine_.evaluate(k_, x_test_);
     if (wants_kernels(cfg_))
-      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.fc.views(s_.w0.to(at::kCPU, at::kDouble)));
+      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.net(s_.w0.detach(), act_));
     fresh_ = false;
   }
   observer_ = std::make_unique<TestObserver>(lay_.slices(), s_.w0, to_vector(data_.y_test), s_.f0_test);
@@ -367,9 +367,8 @@ RunResult Member::finish() {
   res_.test_f0 = s_.f0_test;
   res_.test_f_delta = (observer_->f_test() - s_.f0_test).contiguous();
   if (wants_kernels(cfg_) && !diverged) {
-    FCParams p0 = lay_.fc.views(s_.w0.to(at::kCPU, at::kDouble));
-    FCParams pw = lay_.fc.views(engine_.w(k_).detach().to(at::kCPU, at::kDouble));
-    res_.kernel = measure_kernels_at_end(cfg_, data_, p0, pw, s_.kernel_init);
+    res_.kernel = measure_kernels_at_end(cfg_, data_, lay_.net(s_.w0.detach(), act_),
+                                         lay_.net(engine_.w(k_).detach(), act_), s_.kernel_init);
     if (res_.kernel.is_object() && res_.kernel.contains("change") && res_.kernel["change"].is_number())
       res_.kernel_change = res_.kernel["change"].get<double>();
   }

@@ -13,7 +13,9 @@
 namespace lf {
 namespace {
 
-constexpr int64_t kBlock = 256;  // points per block of the plain-LibTorch forward passes
+// Points per block of the plain-LibTorch forward passes; the wide ResNet keeps some 5 MB of
+// autograd graph per point at width 1 (60 feature maps of up to 16 x 28 x 28), hence fewer.
+constexpr int64_t kBlock = 256, kWrnBlock = 32;
 
 at::Tensor row_index(const std::vector<int64_t>& rows, at::Device device) {
   return at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(device);
@@ -64,7 +66,7 @@ class FusedModel final : public Model {
 class LibTorchModel : public Model {
  public:
   LibTorchModel(const NetLayout& lay, const Activation& act, const at::Tensor& x, at::TensorOptions opts)
-      : lay_(lay), act_(act), opts_(opts), x_(x.to(opts)) {
+      : lay_(lay), act_(act), opts_(opts), x_(x.to(opts)), block_(lay.arch == "wrn" ? kWrnBlock : kBlock) {
     w = at::zeros({lay.size()}, opts);
     g = at::zeros({lay.size()}, opts);
   }
@@ -77,8 +79,8 @@ class LibTorchModel : public Model {
     c10::AutoGradMode on(true);
     at::Tensor leaf = w.detach().requires_grad_(true);
     const at::Tensor cs = at::tensor(c, at::TensorOptions().dtype(at::kDouble)).to(opts_);
-    for (size_t s = 0; s < rows.size(); s += size_t(kBlock)) {  // gradients accumulate in leaf.grad()
-      const size_t r = std::min(rows.size() - s, size_t(kBlock));
+    for (size_t s = 0; s < rows.size(); s += size_t(block_)) {  // gradients accumulate in leaf.grad()
+      const size_t r = std::min(rows.size() - s, size_t(block_));
       const std::vector<int64_t> part(rows.begin() + long(s), rows.begin() + long(s + r));
       at::Tensor f = net(leaf, x_.index_select(0, row_index(part, x_.device())));  // [r]
       (f * cs.narrow(0, int64_t(s), int64_t(r))).sum().backward();
@@ -90,8 +92,8 @@ class LibTorchModel : public Model {
   at::Tensor evaluate(const at::Tensor& x) override {
     c10::NoGradGuard ng;
     at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
-    for (int64_t s = 0; s < x.size(0); s += kBlock) {
-      const int64_t r = std::min<int64_t>(kBlock, x.size(0) - s);
+    for (int64_t s = 0; s < x.size(0); s += block_) {
+      const int64_t r = std::min<int64_t>(block_, x.size(0) - s);
       out.narrow(0, s, r).copy_(net(w, x.narrow(0, s, r).to(opts_)).to(at::kCPU, at::kDouble));
     }
     return out;
@@ -102,12 +104,14 @@ class LibTorchModel : public Model {
   // f(w, x) [N] through the network's reference forward, differentiable in w.
   at::Tensor net(const at::Tensor& flat, const at::Tensor& x) const {
     if (lay_.arch == "cnn") return cnn_forward_reference(lay_.cnn.views(flat), x, act_);
+    if (lay_.arch == "wrn") return wrn_forward_reference(lay_.wrn.views(flat), x, act_);
     return fc_forward_reference(lay_.fc.views(flat), x, act_);
   }
   NetLayout lay_;
   Activation act_;
   at::TensorOptions opts_;
   at::Tensor x_;
+  const int64_t block_;  // points per block
 };
 
 class ReferenceModel final : public LibTorchModel {
@@ -135,27 +139,28 @@ class ReferenceModel final : public LibTorchModel {
   at::Tensor f_graph_;
 };
 
-// The CNN: outputs in blocks without a graph; gradients through a forward on the listed points
-// only (in a full batch, the unsatisfied ones), so that memory stays bounded by the block.
+// The convolutional networks (the CNN, the wide ResNet): outputs in blocks without a graph;
+// gradients through a forward on the listed points only (in a full batch, the unsatisfied ones),
+// in blocks, so that memory stays bounded by the block.
 // forward_rows on at most one block keeps its autograd graph: when the next gradient_rows asks for
 // points of that forward at the same weights (the stochastic dynamics' batch, drawn from the
 // chunk just evaluated) and for more than 2/3 of them, the backward runs through it (the listed
 // points weighted by c, the others by 0) instead of a second forward.
-class CNNModel final : public LibTorchModel {
+class ConvModel final : public LibTorchModel {
  public:
   using LibTorchModel::LibTorchModel;
   void forward_train(double* f) override {
     c10::NoGradGuard ng;
     kept_ = at::Tensor();
     const int64_t n = x_.size(0);
-    for (int64_t s = 0; s < n; s += kBlock) copy_out(net(w, x_.narrow(0, s, std::min(kBlock, n - s))), f + s);
+    for (int64_t s = 0; s < n; s += block_) copy_out(net(w, x_.narrow(0, s, std::min(block_, n - s))), f + s);
   }
   // The weights have not moved since forward_train (trainer contract): the gradient at w.
   void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override { gradient_rows(rows, c); }
   void forward_rows(const std::vector<int64_t>& rows, double* f) override {
     kept_ = at::Tensor();
     if (rows.empty()) return;
-    if (int64_t(rows.size()) > kBlock) return LibTorchModel::forward_rows(rows, f);
+    if (int64_t(rows.size()) > block_) return LibTorchModel::forward_rows(rows, f);
     c10::AutoGradMode on(true);
     leaf_ = w.detach().requires_grad_(true);
     kept_ = net(leaf_, x_.index_select(0, row_index(rows, x_.device())));  // [r], with its graph
@@ -200,9 +205,10 @@ class CNNModel final : public LibTorchModel {
 NetLayout NetLayout::of(const RunConfig& cfg, const at::Tensor& x_train) {
   NetLayout n;
   n.arch = cfg.arch;
-  if (cfg.arch == "cnn") {
-    require(x_train.dim() == 4, "--arch cnn needs images [n, C, rows, cols] (no PCA)");
-    n.cnn = CNNLayout(x_train.size(1), cfg.h);
+  if (cfg.arch == "cnn" || cfg.arch == "wrn") {
+    require(x_train.dim() == 4, "--arch " + cfg.arch + " needs images [n, C, rows, cols] (no PCA)");
+    if (cfg.arch == "cnn") n.cnn = CNNLayout(x_train.size(1), cfg.h);
+    else n.wrn = wrn_layout(x_train.size(1), cfg.h);
   } else {
     require(x_train.dim() == 2, "--arch fc needs inputs [n, d]");
     n.fc = FCLayout(x_train.size(1), cfg.h, cfg.L);
@@ -210,21 +216,49 @@ NetLayout NetLayout::of(const RunConfig& cfg, const at::Tensor& x_train) {
   return n;
 }
 
+NetLayout NetLayout::of_shape(const nlohmann::json& shape) {
+  NetLayout n;
+  n.arch = shape.value("arch", "fc");
+  auto get = [&](const char* k) {
+    require(shape.contains(k) && shape[k].is_number_integer() && shape[k].get<int64_t>() >= 1,
+            "the saved " + n.arch + " network has no valid '" + k + "'");
+    return shape[k].get<int64_t>();
+  };
+  if (n.arch == "cnn") n.cnn = CNNLayout(get("channels"), get("h"));
+  else if (n.arch == "wrn") n.wrn = wrn_layout(get("channels"), get("h"));
+  else if (n.arch == "fc") n.fc = FCLayout(get("d"), get("h"), get("L"));
+  else throw UsageError("the saved network is of an unknown arch '" + n.arch + "'");
+  return n;
+}
+
+int64_t NetLayout::size() const { return arch == "cnn" ? cnn.size : arch == "wrn" ? wrn.size : fc.size; }
+
 at::Tensor NetLayout::init(uint64_t seed) const {
   if (arch == "cnn") return cnn.flatten(cnn_init(cnn.channels, cnn.h, seed));
+  if (arch == "wrn") return wrn.flatten(wrn_init(wrn.channels, wrn.width, seed));
   return fc.flatten(fc_init(fc.d, fc.h, fc.L, seed));
 }
 
-std::vector<ParamSlice> NetLayout::slices() const { return arch == "cnn" ? cnn.slices() : fc.slices(); }
+std::vector<ParamSlice> NetLayout::slices() const {
+  return arch == "cnn" ? cnn.slices() : arch == "wrn" ? wrn.slices() : fc.slices();
+}
 
 nlohmann::json NetLayout::shape() const {
   if (arch == "cnn") return {{"arch", "cnn"}, {"channels", cnn.channels}, {"h", cnn.h}};
+  if (arch == "wrn") return {{"arch", "wrn"}, {"channels", wrn.channels}, {"h", wrn.width}};
   return {{"arch", "fc"}, {"d", fc.d}, {"h", fc.h}, {"L", fc.L}};
+}
+
+Net NetLayout::net(const at::Tensor& w, const Activation& act) const {
+  require(w.dim() == 1 && w.numel() == size(), "the " + arch + " network's weights have the wrong size");
+  if (arch == "cnn") return Net::cnn(cnn.views(w), act);
+  if (arch == "wrn") return Net::wrn(wrn.views(w), act);
+  return Net::fc(fc.views(w), act);
 }
 
 std::unique_ptr<Model> make_model(bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
                                   at::TensorOptions opts) {
-  if (lay.arch == "cnn") return std::make_unique<CNNModel>(lay, act, x_train, opts);
+  if (lay.arch == "cnn" || lay.arch == "wrn") return std::make_unique<ConvModel>(lay, act, x_train, opts);
   if (fused) return std::make_unique<FusedModel>(act, lay.fc, x_train);
   return std::make_unique<ReferenceModel>(lay, act, x_train, opts);
 }

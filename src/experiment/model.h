@@ -5,10 +5,11 @@
 //    runs on the points with a non-zero loss derivative only (~ 4 |rows| P flops).
 //  - ReferenceModel: plain LibTorch autograd through fc_forward_reference, any dtype and device;
 //    the backward always runs over the whole training set.
-//  - CNNModel: the CNN of setup B through LibTorch's conv2d (models/cnn.h), any dtype and device;
-//    outputs in blocks of points, gradients on the listed points only.
+//  - ConvModel: the convolutional networks of setup B, the CNN (models/cnn.h) and the wide ResNet
+//    (models/wrn.h), through LibTorch's conv2d, any dtype and device; outputs in blocks of points,
+//    gradients on the listed points only.
 // NetLayout: what the trainer knows of an architecture without a model (size, initial weights,
-// per-layer slices, the shape recorded in a saved state).
+// per-layer slices, the shape recorded in a saved state, the network as the NTK takes it).
 // Deliberately not: the dynamics (experiment/member.h), the loss (dynamics/loss.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -21,23 +22,34 @@
 #include "models/activation.h"
 #include "models/cnn.h"
 #include "models/fc_fused.h"
+#include "models/wrn.h"
+#include "ntk/ntk.h"
 
 namespace lf {
 
 struct RunConfig;
 
-// The architecture of a run: "fc" (fc is used) or "cnn" (cnn is used).
+// The architecture of a run: "fc" (fc is used), "cnn" (cnn is used) or "wrn" (wrn is used).
+// Its layers, in the order of the per-layer observables (Checkpoint::layer_change): fc the L + 1
+// dense layers; cnn the 4 convolutions, then the output layer; wrn the convolutions in draw order
+// (the stem, then per block c1, c2 and its shortcut convolution when it has one), then the head.
 struct NetLayout {
   std::string arch = "fc";
   FCLayout fc;
   CNNLayout cnn;
-  // The run's network on training inputs x_train ([n, d] for fc, [n, C, 28, 28] for cnn).
+  WRNLayout wrn;
+  // The run's network on training inputs x_train ([n, d] for fc, images [n, C, rows, cols] for
+  // cnn and wrn); --h is the fc width, the cnn's channels, the wrn's width factor.
   static NetLayout of(const RunConfig& cfg, const at::Tensor& x_train);
-  int64_t size() const { return arch == "cnn" ? cnn.size : fc.size; }
+  // The network that shape() describes (a saved state's header); UsageError when it is none.
+  static NetLayout of_shape(const nlohmann::json& shape);
+  int64_t size() const;
   // The initial weights of protocol section 8 for this seed, flat [P] CPU float64.
   at::Tensor init(uint64_t seed) const;
   std::vector<ParamSlice> slices() const;  // per layer (W_l, b_l)
   nlohmann::json shape() const;            // {"arch", "d", "h", "L"} or {"arch", "channels", "h"}
+  // The network with the flat weights w [P] (views into w) as the NTK takes it (ntk/ntk.h).
+  Net net(const at::Tensor& w, const Activation& act) const;
 };
 
 class Model {

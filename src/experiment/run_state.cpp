@@ -71,14 +71,19 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
   return r;
 }
 
+Net net_from_state(const std::string& bytes, const Activation& act) {
+  TrainState s = TrainState::decode(bytes);
+  const NetLayout lay = NetLayout::of_shape(s.header);  // arch and its shape
+  at::Tensor w = s.tensor("w").to(at::kDouble);
+  require(w.dim() == 1 && w.numel() == lay.size(), "training state: weights of the wrong size");
+  return lay.net(w.clone(), act);
+}
+
 FCParams fc_params_from_state(const std::string& bytes) {
   TrainState s = TrainState::decode(bytes);
   require(s.header.value("arch", "fc") == "fc",
           "the training state is of a " + s.header.value("arch", std::string("?")) + " network, not an fc one");
-  FCLayout lay(s.header.at("d").get<int64_t>(), s.header.at("h").get<int64_t>(), s.header.at("L").get<int64_t>());
-  at::Tensor w = s.tensor("w").to(at::kDouble);
-  require(w.numel() == lay.size, "training state: weights of the wrong size");
-  return lay.views(w).clone();
+  return std::get<FCParams>(net_from_state(bytes, Activation()).params);
 }
 
 }  // namespace lf

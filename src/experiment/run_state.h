@@ -50,4 +50,8 @@ struct RunState {
                          at::TensorOptions opts);
 };
 
+// The network stored in a resumable state (TrainHooks::on_state), any arch, with the activation
+// given: CPU float64 weights, a copy. Throws UsageError for bytes that are not such a state.
+Net net_from_state(const std::string& state, const Activation& act);
+
 }  // namespace lf

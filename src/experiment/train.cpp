@@ -25,13 +25,9 @@ void validate_train_config(const RunConfig& cfg) {
   auto finite = [](double v, const char* name) {
     require(std::isfinite(v), std::string("--") + name + " must be a finite number");
   };
-  require(cfg.arch == "fc" || cfg.arch == "cnn",
-          "--arch " + cfg.arch + " cannot be trained yet (fc and cnn networks are built)");
-  if (cfg.arch == "cnn") {
-    require(!cfg.zdot, "--zdot is measured for fc networks only");
-    require(!cfg.delta_kernel && !cfg.init_kernel && !cfg.final_kernel,
-            "--delta-kernel, --init-kernel and --final-kernel are measured for fc runs only (use lazyfeat ntk for cnn)");
-  }
+  require(cfg.arch == "fc" || cfg.arch == "cnn" || cfg.arch == "wrn",
+          "--arch " + cfg.arch + " cannot be trained (fc, cnn and wrn networks are built)");
+  require(cfg.arch == "fc" || !cfg.zdot, "--zdot is measured for fc networks only");
   finite(cfg.temperature, "temperature");
   finite(cfg.alpha, "alpha");
   finite(cfg.tau, "mu/--tau");
@@ -50,11 +46,12 @@ namespace {
 
 void validate(const RunConfig& cfg, const Dataset& data) {
   validate_train_config(cfg);
-  const int64_t dims = cfg.arch == "cnn" ? 4 : 2;  // images [n, C, rows, cols] or vectors [n, d]
-  const char* shape = cfg.arch == "cnn" ? "[n, C, rows, cols] images" : "[n, d] matrix";
+  const bool images = cfg.arch != "fc";
+  const int64_t dims = images ? 4 : 2;  // images [n, C, rows, cols] or vectors [n, d]
+  const std::string shape = images ? "[n, C, rows, cols] images (--arch " + cfg.arch + ")" : "[n, d] matrix (--arch fc)";
   require(data.x_train.defined() && data.x_train.dim() == dims && data.x_train.size(0) >= 1,
-          std::string("the training set must be a non-empty ") + shape);
-  require(data.x_test.defined() && data.x_test.dim() == dims, std::string("the test set must be an ") + shape);
+          "the training set must be a non-empty " + shape);
+  require(data.x_test.defined() && data.x_test.dim() == dims, "the test set must be an " + shape);
 }
 
 }  // namespace
@@ -215,7 +212,7 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   const bool batchable = c0.arch == "fc" && !c0.stochastic();
   if (kind == EngineKind::Auto) kind = c0.device == "cuda" && batchable ? EngineKind::Batched : EngineKind::Sequential;
   require(kind != EngineKind::Batched || batchable,
-          "the batched engine trains full-batch fc ensembles only (not --arch cnn, not --temperature > 0)");
+          "the batched engine trains full-batch fc ensembles only (not --arch cnn or wrn, not --temperature > 0)");
   // The fused FC kernels train full batches (the stochastic dynamics take plain LibTorch ops).
   const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference && batchable;
   FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator == "lte"};

@@ -110,8 +110,9 @@ void validate_ensemble(const std::vector<RunConfig>& cfgs);
 // non-finite numbers, device): UsageError naming the problem. Cheap; call it before loading data.
 void validate_train_config(const RunConfig& cfg);
 
-// The weights stored in a resumable state (TrainHooks::on_state), as CPU float64 FCParams.
-// Throws UsageError for bytes that are not such a state.
+// The weights stored in a resumable state (TrainHooks::on_state) of an fc run, as CPU float64
+// FCParams (any arch: net_from_state, experiment/run_state.h). Throws UsageError for bytes that
+// are not such a state.
 FCParams fc_params_from_state(const std::string& state);
 
 }  // namespace lf

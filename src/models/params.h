@@ -1,6 +1,6 @@
 // The parameters of a layered network: one weight tensor and one bias vector per layer, in
-// forward order. FCParams (models/fc.h) and CNNParams (models/cnn.h) are these plus their
-// shape accessors. Deliberately not: shapes, initialisation (each network's own).
+// forward order. FCParams (models/fc.h), CNNParams (models/cnn.h) and WRNParams (models/wrn.h)
+// are these plus their shape accessors. Deliberately not: shapes, initialisation (each network's own).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -8,7 +8,7 @@
 
 namespace lf {
 
-// Where layer l's weight and bias sit in a flat parameter vector [P] (FCLayout, CNNLayout):
+// Where layer l's weight and bias sit in a flat parameter vector [P] (FCLayout, CNNLayout, WRNLayout):
 // the observables' per-layer slices (protocol section 5: theta_l = (W_l, b_l)).
 struct ParamSlice {
   int64_t w_offset = 0, w_numel = 0, b_offset = 0, b_numel = 0;

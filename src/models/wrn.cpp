@@ -34,7 +34,47 @@ WRNLayout wrn_layout(int64_t channels, int64_t width) {
     }
   }
   L.head_in = in;
+  L.channels = channels;
+  L.width = width;
+  int64_t off = 0;
+  for (int64_t l = 0; l < L.layers(); ++l) {
+    int64_t numel = 1;
+    for (int64_t s : L.w_shape(l)) numel *= s;
+    L.w_offset.push_back(off);
+    off += numel;
+    L.b_offset.push_back(off);
+    off += L.fan_out(l);
+  }
+  L.size = off;
   return L;
+}
+
+std::vector<int64_t> WRNLayout::w_shape(int64_t l) const {
+  if (l == int64_t(convs.size())) return {1, head_in};
+  const WRNConv& c = convs.at(size_t(l));
+  return {c.out, c.in, c.size, c.size};
+}
+
+WRNParams WRNLayout::views(const at::Tensor& flat) const {
+  WRNParams p;
+  for (int64_t l = 0; l < layers(); ++l) {
+    p.W.push_back(flat.narrow(0, w_offset[l], b_offset[l] - w_offset[l]).view(w_shape(l)));
+    p.b.push_back(flat.narrow(0, b_offset[l], fan_out(l)));
+  }
+  return p;
+}
+
+at::Tensor WRNLayout::flatten(const WRNParams& p) const {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& t : p.flat()) parts.push_back(t.reshape({-1}));
+  return at::cat(parts);
+}
+
+std::vector<ParamSlice> WRNLayout::slices() const {
+  std::vector<ParamSlice> out;
+  for (int64_t l = 0; l < layers(); ++l)
+    out.push_back({w_offset[l], b_offset[l] - w_offset[l], b_offset[l], fan_out(l)});
+  return out;
 }
 
 WRNParams wrn_init(int64_t channels, int64_t width, uint64_t seed, at::TensorOptions opts) {

@@ -9,7 +9,8 @@
 //   f   = W_head . mean_positions(phi(z)) / sqrt(64k) + b_head        (a scalar per point)
 // All 3x3 convolutions have padding 1. Weights N(0,1), biases 0. On 28x28 MNIST the spatial sizes
 // are 28 -> 28 -> 14 -> 7; on 32x32 CIFAR 32 -> 32 -> 16 -> 8.
-// This header: the layout, the parameters, the seed-compatible initialisation (protocol section 8
+// This header: the layout (with every parameter's place in one flat vector, the trainer's view,
+// experiment/model.h), the parameters, the seed-compatible initialisation (protocol section 8
 // "Wide ResNet weights") and the reference forward, differentiable by autograd, with every
 // convolution's input and output kept for the structured NTK (ntk/ntk.h).
 // Deliberately not: other depths or mixing angles (the paper used 28 and 45 degrees), batch norm,
@@ -42,12 +43,25 @@ struct WRNConv {
 struct WRNBlock {
   int64_t c1, c2, shortcut;
 };
+struct WRNParams;
+
 // The convolutions in draw order (protocol section 8): the stem, then per block c1, c2 and the
-// shortcut convolution when there is one.
+// shortcut convolution when there is one. Layer i < convs.size() is convolution i, the last
+// layer (index convs.size()) the head. In one flat vector, in WRNParams::flat() order:
+// W_0 [C_out, C_in, s, s], b_0 [C_out], W_1, b_1, ..., W_head [1, 64k], b_head [1].
 struct WRNLayout {
+  int64_t channels = 0, width = 0;
   std::vector<WRNConv> convs;
   std::vector<WRNBlock> blocks;
-  int64_t head_in = 0;  // 64k
+  int64_t head_in = 0;                      // 64k
+  std::vector<int64_t> w_offset, b_offset;  // per layer (the convolutions, then the head)
+  int64_t size = 0;                         // total number of parameters
+  int64_t layers() const { return int64_t(convs.size()) + 1; }
+  std::vector<int64_t> w_shape(int64_t l) const;
+  int64_t fan_out(int64_t l) const { return w_shape(l)[0]; }
+  WRNParams views(const at::Tensor& flat) const;  // views into flat [size] (any dtype/device)
+  at::Tensor flatten(const WRNParams& p) const;   // a flat [size] copy
+  std::vector<ParamSlice> slices() const;         // per layer
 };
 WRNLayout wrn_layout(int64_t channels, int64_t width);
 
