@@ -172,7 +172,7 @@ nlohmann::json conv_timings(int64_t h, int64_t bmax) {
 int bench_train_step_cnn(const Args& args) {
   int64_t h = 32, ptr = 5000, steps = 200, ref_steps = 40, repeats = 3, batch_max = 64;
   double temperature = 3e-4, tau = 10, alpha = 1;
-  bool json = false, no_ref = false;
+  bool json = false, no_ref = false, reference_trainer = false;
   std::string arch;
   OptionParser p("lazyfeat bench train-step --arch cnn [--h N --ptr N --batch-max B --temperature T --tau T "
                  "--alpha A --steps N --ref-steps M --repeats R] [--json]",
@@ -192,6 +192,8 @@ int bench_train_step_cnn(const Args& args) {
           [&](const std::string& v) { ref_steps = parse_int("--ref-steps", v); });
   p.value("repeats", "R", "repeats (default 3)", [&](const std::string& v) { repeats = parse_int("--repeats", v); });
   p.flag("no-reference", "skip the plain LibTorch loop", no_ref);
+  p.flag("reference-trainer", "also time the trainer with --reference (LibTorch conv2d + autograd inside it)",
+         reference_trainer);
   p.flag("json", "print the figures as one JSON line", json);
   p.parse(args);
   require(arch == "cnn", "bench train-step --arch: this benchmark takes cnn (fc is the default benchmark)");
@@ -211,20 +213,32 @@ int bench_train_step_cnn(const Args& args) {
   finalize(cfg);
   Dataset data = bench_images(ptr);
 
-  std::vector<double> rates, run_rates;
+  std::vector<double> rates, run_rates, lt_rates;
   int64_t rejected = 0;
-  for (int64_t r = 0; r < repeats; ++r) {
+  std::string trainer;
+  // One trainer run: steps/s between the step-0 checkpoint and the last.
+  auto trainer_rate = [&](bool reference, RunResult& res) {
     RunConfig c = cfg;
     c.max_steps = steps;
     TrainHooks hooks;
     hooks.progress = false;
-    RunResult res = train_run(c, data, hooks);
+    hooks.reference = reference;
+    res = train_run(c, data, hooks);
     const Checkpoint &c0 = res.checkpoints.front(), &c1 = res.checkpoints.back();
-    rates.push_back(c1.wall_s > c0.wall_s ? double(c1.step - c0.step) / (c1.wall_s - c0.wall_s) : 0.0);
+    return c1.wall_s > c0.wall_s ? double(c1.step - c0.step) / (c1.wall_s - c0.wall_s) : 0.0;
+  };
+  for (int64_t r = 0; r < repeats; ++r) {
+    RunResult res;
+    rates.push_back(trainer_rate(false, res));
     run_rates.push_back(res.steps_per_s);
     rejected += res.rejected;
+    trainer = res.trainer;
     std::cerr << "trainer repeat " << r << ": " << rates.back() << " steps/s (" << res.steps_per_s
-              << " with the setup)\n";
+              << " with the setup, " << res.trainer << ")\n";
+    if (reference_trainer) {
+      lt_rates.push_back(trainer_rate(true, res));
+      std::cerr << "reference trainer repeat " << r << ": " << lt_rates.back() << " steps/s\n";
+    }
   }
   std::vector<double> ref_rates;
   if (!no_ref)
@@ -238,9 +252,14 @@ int bench_train_step_cnn(const Args& args) {
   nlohmann::json j = {{"benchmark", "train-step"}, {"arch", "cnn"}, {"h", h}, {"ptr", ptr}, {"batch_max", batch_max},
                       {"temperature", temperature}, {"tau", tau}, {"alpha", alpha}, {"steps", steps},
                       {"repeats", repeats}, {"steps_per_s", rate}, {"steps_per_s_all", rates}, {"run_steps_per_s_all", run_rates},
-                      {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv}};
+                      {"trainer", trainer}, {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv}};
   std::cout << "train-step cnn h=" << h << " ptr=" << ptr << " batch-max=" << batch_max << ": trainer " << rate
             << " steps/s";
+  if (reference_trainer) {
+    j["reference_trainer_steps_per_s"] = median(lt_rates);
+    j["reference_trainer_steps_per_s_all"] = lt_rates;
+    std::cout << ", reference trainer " << median(lt_rates) << " steps/s";
+  }
   if (!no_ref) {
     const double ref_rate = median(ref_rates);
     j["reference_steps_per_s"] = ref_rate;

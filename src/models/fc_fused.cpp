@@ -9,15 +9,13 @@
 // (__attribute__((target))) and chosen at run time, so the default build runs on any x86-64.
 // Threads: the caller and one persistent worker share fixed tasks (blocks of rows in the forward,
 // contiguous chunks of the listed points in the backward) through an atomic counter; the BLAS
-// (dgemm_ of the loaded library, looked up once) runs single-threaded inside them; without a
+// (dgemm_ of the loaded library, looked up once: models/blas.h) runs single-threaded inside them; without a
 // dgemm_ (MKL inside LibTorch) the products go through at::mm inside an ATen parallel region.
 // Deliberately not: other activations in SIMD (relu is cheap, tanh/swish are not in setup A),
 // a general thread pool.
 #include "models/fc_fused.h"
 
 #include <ATen/Parallel.h>
-
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -33,6 +31,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "models/blas.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -231,63 +230,6 @@ void activation_serial(const Activation& act, double* z, double* dphi, int64_t n
 
 // ---- BLAS ----------------------------------------------------------------------------------
 
-// Column-major dgemm of the loaded BLAS (LibTorch links libblas.so.3), and OpenBLAS's thread
-// control when it is OpenBLAS; null where absent (then at::addmm_out does the products).
-using DgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const double*,
-                         const double*, const int*, const double*, const int*, const double*, double*, const int*);
-struct Blas {
-  DgemmFn dgemm = nullptr;
-  void (*set_threads)(int) = nullptr;
-  int (*get_threads)() = nullptr;
-  Blas() {
-    // LAZYFEAT_FUSED_ATEN_MM=1: behave as on a LibTorch without dgemm_ (tests/test_train.cpp).
-    const char* aten = std::getenv("LAZYFEAT_FUSED_ATEN_MM");
-    if (aten && std::string(aten) == "1") return;
-    dgemm = reinterpret_cast<DgemmFn>(dlsym(RTLD_DEFAULT, "dgemm_"));
-    set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (!set_threads || !get_threads) set_threads = nullptr, get_threads = nullptr;
-  }
-};
-const Blas& blas() {
-  static const Blas b;
-  return b;
-}
-
-// OpenBLAS single-threaded for the scope (our two threads call it concurrently), then restored.
-// (MKL, as PyTorch's LibTorch bundles it: not yet; see docs/benchmarks.md "ensemble".)
-struct BlasOneThread {
-  int prev = 1;
-  BlasOneThread() {
-    if (blas().get_threads && (prev = blas().get_threads()) != 1) blas().set_threads(1);
-  }
-  ~BlasOneThread() {
-    if (blas().set_threads && prev != 1) blas().set_threads(prev);
-  }
-};
-
-// Column-major C [M, N] = alpha op(A) op(B) + beta C (op = transpose when ta / tb); with
-// beta = 0, C is not read.
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
-          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (blas().dgemm) {
-    const char a = ta ? 'T' : 'N', b = tb ? 'T' : 'N';
-    const int m = int(M), n = int(N), k = int(K), la = int(lda), lb = int(ldb), lc = int(ldc);
-    blas().dgemm(&a, &b, &m, &n, &k, &alpha, A, &la, B, &lb, &beta, C, &lc);
-    return;
-  }
-  auto o = at::TensorOptions().dtype(at::kDouble);
-  auto view = [&](const double* p, int64_t rows, int64_t cols, int64_t ld, bool t) {
-    at::Tensor v = at::from_blob(const_cast<double*>(p), {rows, cols}, {1, ld}, o);
-    return t ? v.t() : v;
-  };
-  at::Tensor a = view(A, ta ? K : M, ta ? M : K, lda, ta), b = view(B, tb ? N : K, tb ? K : N, ldb, tb);
-  at::Tensor c = at::from_blob(C, {M, N}, {1, ldc}, o);
-  at::Tensor r = beta == 0 ? at::mm(a, b).mul_(alpha) : at::addmm(c, a, b, beta, alpha);
-  c.copy_(r);
-}
-
 // Row-major helpers on the network's shapes.
 // out [r, fo] = s in [r, fi] W^T (W [fo, fi]).
 void mm_rows(int64_t r, int64_t fo, int64_t fi, double s, const double* in, const double* W, double* out) {
@@ -352,7 +294,7 @@ class FCFused::Pool {
       for (int64_t i = 0; i < k; ++i) fn(i, 0);
       return;
     }
-    if (!blas().dgemm) {
+    if (!blas_has_dgemm()) {
       // No dgemm_ to call (a LibTorch that bundles MKL without exporting it): the products go
       // through at::mm. The two threads then run as an ATen parallel region, inside which ATen
       // and MKL start no threads of their own: two threads, not two times the intra-op threads
