@@ -3,8 +3,10 @@
 // of protocol section 2 under the stochastic dynamics of protocol section 4, float64) through
 // lazyfeat's trainer, next to a plain LibTorch autograd loop doing the same work (the published
 // algorithm: the batch drawn by chunk forwards, f(batch) with a graph, backward, the momentum step,
-// f(batch) again for df), and LibTorch's own conv2d forward and backward for the four layers'
-// shapes at b_max images, all in the same call. Synthetic images (x ~ N(0,1) [ptr, 1, 28, 28]
+// f(batch) again for df), LibTorch's own conv2d forward and backward for the four layers'
+// shapes at b_max images, and the trainer's CPU kernels (models/cnn_fused.h) on the same network
+// at b_max images, all in the same call; --reference-trainer also times the trainer with
+// --reference (its CNN through conv2d + autograd, what the trainer ran before the fused kernels). Synthetic images (x ~ N(0,1) [ptr, 1, 28, 28]
 // rescaled to norm 28 as the real data, labels the sign of a fixed pattern), no test set.
 // The same work includes the checkpoint observables: both sides evaluate the first
 // min(ptr, 10 b_max) training points at the log-spaced checkpoint steps (protocol section 4;
@@ -27,6 +29,7 @@
 #include "experiment/from_config.h"
 #include "experiment/train.h"
 #include "models/cnn.h"
+#include "models/cnn_fused.h"
 
 namespace lf::cli {
 namespace {
@@ -167,6 +170,29 @@ nlohmann::json conv_timings(int64_t h, int64_t bmax) {
   return out;
 }
 
+// The trainer's CPU kernels (models/cnn_fused.h) on the same network at bmax images: a forward
+// that keeps nothing, and a forward that keeps + the backward, medians of 11 calls in ms.
+nlohmann::json fused_timings(int64_t h, int64_t bmax) {
+  auto o = at::TensorOptions().dtype(at::kDouble);
+  const CNNLayout lay(1, h);
+  const CNNParams p = cnn_init(1, h, 1);
+  at::Tensor x = at::randn({bmax, 1, 28, 28}, o), c = at::randn({bmax}, o), f = at::empty({bmax}, o);
+  at::Tensor flat = at::zeros({lay.size}, o);
+  CNNParams g = lay.views(flat);
+  CNNFused net(Activation::make("relu"), lay);
+  std::vector<double> fw, fb;
+  for (int r = 0; r < 11; ++r) {
+    auto t0 = Clock::now();
+    net.forward(p, x, f.data_ptr<double>(), false);
+    fw.push_back(ms_since(t0));
+    t0 = Clock::now();
+    net.forward(p, x, f.data_ptr<double>(), true);
+    net.backward(p, c.data_ptr<double>(), g);
+    fb.push_back(ms_since(t0));
+  }
+  return {{"images", bmax}, {"forward_ms", median(fw)}, {"forward_backward_ms", median(fb)}};
+}
+
 }  // namespace
 
 int bench_train_step_cnn(const Args& args) {
@@ -248,11 +274,14 @@ int bench_train_step_cnn(const Args& args) {
     }
   const nlohmann::json conv = conv_timings(h, batch_max);
   std::cerr << "conv2d: " << conv.dump() << "\n";
+  const nlohmann::json fused = fused_timings(h, batch_max);
+  std::cerr << "fused kernels: " << fused.dump() << "\n";
   const double rate = median(rates);
   nlohmann::json j = {{"benchmark", "train-step"}, {"arch", "cnn"}, {"h", h}, {"ptr", ptr}, {"batch_max", batch_max},
                       {"temperature", temperature}, {"tau", tau}, {"alpha", alpha}, {"steps", steps},
                       {"repeats", repeats}, {"steps_per_s", rate}, {"steps_per_s_all", rates}, {"run_steps_per_s_all", run_rates},
-                      {"trainer", trainer}, {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv}};
+                      {"trainer", trainer}, {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv},
+                      {"fused", fused}};
   std::cout << "train-step cnn h=" << h << " ptr=" << ptr << " batch-max=" << batch_max << ": trainer " << rate
             << " steps/s";
   if (reference_trainer) {
