@@ -1,5 +1,7 @@
 // Fused CPU float64 CNN kernels (see cnn_fused.h): im2col over the whole block, one dgemm per
 // layer and direction, bias before the GEMM (beta = 1), activation and phi' in one pass.
+// The BLAS runs single-threaded here (BlasOneThread): on the 2 shared cores of the benchmarks its
+// second thread made the forward slower, not faster (docs/benchmarks.md, CNN section).
 #include "models/cnn_fused.h"
 
 #include <ATen/Parallel.h>
@@ -14,7 +16,7 @@
 namespace lf {
 namespace {
 
-constexpr int64_t kEvalBlock = 8;  // images per block of a forward that keeps nothing (cache-resident)
+constexpr int64_t kEvalBlock = 64;  // images per block of a forward that keeps nothing (at least)
 
 // cols [r Ho Wo, 25 C] <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in
 // (kh, kw, c) order; zero outside the image.
@@ -105,6 +107,7 @@ void CNNFused::forward(const CNNParams& p, const at::Tensor& x, double* f, bool 
   const int64_t r = x.size(0);
   kept_ = 0;
   if (r == 0) return;
+  BlasOneThread one;
   if (keep) {
     reserve(r, x.size(2), x.size(3));
     run(p, x, f, true);
@@ -170,6 +173,7 @@ void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
             "CNNFused::backward: grad must be contiguous CPU float64");
   const int64_t r = kept_, h = lay_.h;
   kept_ = 0;
+  BlasOneThread one;
   const double sh = 1.0 / std::sqrt(double(h));
   const double* pooled = pooled_.data_ptr<double>();
   const at::Tensor W4 = p.W[kCnnConvs].contiguous();

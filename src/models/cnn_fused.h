@@ -13,7 +13,7 @@
 // layer's input as is. Buffers grow to the largest block kept and are reused across calls.
 // The CPU only: on CUDA the trainer keeps cuDNN through at::conv2d (experiment/model.cpp).
 // Deliberately not: autograd, other dtypes or devices, other architectures, the loss, threads of
-// its own (the GEMMs use the BLAS's threads, the elementwise passes ATen's parallel_for).
+// its own (the GEMMs run the BLAS single-threaded, the elementwise passes ATen's parallel_for).
 #pragma once
 #include <ATen/ATen.h>
 
