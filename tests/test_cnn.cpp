@@ -1,9 +1,10 @@
-// The CNN of setup B: seed-compatible init, spatial sizes 28 -> 13 -> 11 -> 5 -> 3, and its
-// structured NTK (both the position-contraction and materialised-gradient paths) against the
-// autograd Jacobian reference.
+// The CNN of setup B: seed-compatible init, spatial sizes 28 -> 13 -> 11 -> 5 -> 3, the fused CPU
+// kernels (models/cnn_fused.h) against at::conv2d + autograd, and its structured NTK (both the
+// position-contraction and materialised-gradient paths) against the autograd Jacobian reference.
 #include <gtest/gtest.h>
 
 #include "models/cnn.h"
+#include "models/cnn_fused.h"
 #include "ntk/ntk.h"
 
 using namespace lf;
@@ -78,6 +79,53 @@ TEST(CnnNtk, StructuredEqualsJacobian) {
       EXPECT_LT(rel(ntk(net, x1, s), Js), 1e-10) << act << " " << plan;
       if (budget < 1e4) EXPECT_EQ(plan.find("materialise"), std::string::npos) << plan;
       else EXPECT_NE(plan.find("materialise"), std::string::npos) << plan;
+    }
+  }
+}
+
+TEST(CnnFused, MatchesConv2dAndAutograd) {
+  // Outputs f [B] and the gradient of sum_i c_i f_i in every layer's weights and bias: the fused
+  // kernels (one GEMM per layer over the block) against the reference forward (at::conv2d) and
+  // autograd, to float64 rounding, for several batch sizes and widths; the kept forward and the
+  // blocked one (keeping nothing) give the same outputs.
+  struct Case { int64_t h, B; std::string act; };
+  std::vector<Case> cases;
+  for (int64_t h : {1, 3, 32})
+    for (int64_t B : {1, 7, 64}) cases.push_back({h, B, "relu"});
+  cases.push_back({3, 7, "softplus"});
+  cases.push_back({3, 130, "relu"});  // more than one block of the forward that keeps nothing
+  for (const Case& k : cases) {
+    SCOPED_TRACE("h " + std::to_string(k.h) + " B " + std::to_string(k.B) + " " + k.act);
+    const Activation act = Activation::make(k.act);
+    at::manual_seed(uint64_t(100 * k.h + k.B));
+    CNNParams p = cnn_init(1, k.h, 3);
+    for (auto& b : p.b) b.normal_();  // non-zero biases
+    if (k.h == 1)  // one channel: positive weights and biases after the first layer, so it is not dead
+      for (int64_t l = 1; l < kCnnConvs; ++l) p.W[l].abs_(), p.b[l].abs_();
+    const at::Tensor x = at::randn({k.B, 1, 28, 28}, f64), c = at::randn({k.B}, f64);
+    // The reference: conv2d + autograd.
+    CNNParams q;
+    for (auto& t : p.W) q.W.push_back(t.clone().requires_grad_(true));
+    for (auto& t : p.b) q.b.push_back(t.clone().requires_grad_(true));
+    const at::Tensor f_ref = cnn_forward_reference(q, x, act);
+    (f_ref * c).sum().backward();
+    // The fused kernels, gradient into views of one flat buffer as the trainer's.
+    const CNNLayout lay(1, k.h);
+    CNNFused net(act, lay);
+    at::Tensor f = at::empty({k.B}, f64), f_blocks = at::empty({k.B}, f64), flat = at::zeros({lay.size}, f64);
+    CNNParams g = lay.views(flat);
+    net.forward(p, x, f_blocks.data_ptr<double>(), false);
+    EXPECT_EQ(net.kept(), 0);
+    net.forward(p, x, f.data_ptr<double>(), true);
+    EXPECT_EQ(net.kept(), k.B);
+    net.backward(p, c.data_ptr<double>(), g);
+    EXPECT_EQ(net.kept(), 0);
+    EXPECT_LT(rel(f, f_ref.detach()), 1e-12);
+    EXPECT_LT(rel(f_blocks, f_ref.detach()), 1e-12);
+    for (int64_t l = 0; l <= kCnnConvs; ++l) {
+      ASSERT_GT(q.W[l].grad().abs().max().item<double>(), 0.0) << "W_" << l;  // a live network
+      EXPECT_LT(rel(g.W[l], q.W[l].grad()), 1e-12) << "W_" << l;
+      EXPECT_LT(rel(g.b[l], q.b[l].grad()), 1e-12) << "b_" << l;
     }
   }
 }

@@ -1,6 +1,6 @@
 // The CNN of setup B trained through the trainer, and the stochastic dynamics at fixed
 // temperature (protocol sections 2, 4, 8): the CNN's gradients against central finite
-// differences; full-batch CNN training; the batch-size rule and max_dt against the protocol's
+// differences (plain LibTorch and fused kernels); full-batch CNN training; the batch-size rule and max_dt against the protocol's
 // formula; the effective temperature of the (dt, b) pairs a run realises; a stopped and resumed
 // stochastic run against the uninterrupted one (fc and cnn); bad input. Synthetic data in-process;
 // MNIST (h = 8, ptr = 256 to zero unsatisfied points) through the CLI.
@@ -62,13 +62,16 @@ TEST(CnnTrain, GradientMatchesFiniteDifferences) {
   // g = sum_k c_k df(w, x_rows[k])/dw against central differences of the same sum, coordinate by
   // coordinate, in every layer's weights and bias. Softplus: smooth, so the difference quotient is
   // second-order accurate; relu: away from its kink at this step size.
+  // Both CNN models: plain LibTorch (conv2d + autograd) and the fused CPU kernels (cnn_fused.h).
+  for (const bool fused : {false, true})
   for (const std::string act : {"softplus", "relu"}) {
+    SCOPED_TRACE(fused ? "fused" : "reference");
     RunConfig cfg = cnn_config(6, 0);
     cfg.act = act;
     finalize(cfg);
     Dataset d = images(6, 0);
     const NetLayout lay = NetLayout::of(cfg, d.x_train);
-    auto model = make_model(false, Activation::make(act), lay, d.x_train, kD);
+    auto model = make_model(fused, Activation::make(act), lay, d.x_train, kD);
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
     model->w.copy_(lay.init(3) + 0.1 * at::randn({lay.size()}, gen, kD));  // non-zero biases too
     const std::vector<int64_t> rows = {0, 2, 3, 5};
@@ -117,7 +120,7 @@ TEST(CnnTrain, FullBatchConverges) {
   EXPECT_EQ(c.act, "relu");  // the paper's activation is the cnn default
   RunResult r = train_run(c, d, lft::quiet());
   EXPECT_EQ(r.status, "converged") << r.summary().dump();
-  EXPECT_EQ(r.trainer, "reference");
+  EXPECT_EQ(r.trainer, "fused");  // the CPU float64 CNN kernels (models/cnn_fused.h)
   EXPECT_EQ(r.train_loss, 0.0);
   EXPECT_EQ(r.unsatisfied, 0);
   EXPECT_LT(r.t1, r.t2);

@@ -3,8 +3,11 @@
 // of protocol section 2 under the stochastic dynamics of protocol section 4, float64) through
 // lazyfeat's trainer, next to a plain LibTorch autograd loop doing the same work (the published
 // algorithm: the batch drawn by chunk forwards, f(batch) with a graph, backward, the momentum step,
-// f(batch) again for df), and LibTorch's own conv2d forward and backward for the four layers'
-// shapes at b_max images, all in the same call, on the device asked (cuda: cuDNN on both sides). Synthetic images (x ~ N(0,1) [ptr, 1, 28, 28]
+// f(batch) again for df), LibTorch's own conv2d forward and backward for the four layers'
+// shapes at b_max images, and the trainer's CPU kernels (models/cnn_fused.h) on the same network
+// at b_max images, all in the same call, on the device asked (cuda: cuDNN on both sides, no CPU
+// kernels); --reference-trainer also times the trainer with --reference (its CNN through conv2d +
+// autograd, what the trainer ran before the fused kernels). Synthetic images (x ~ N(0,1) [ptr, 1, 28, 28]
 // rescaled to norm 28 as the real data, labels the sign of a fixed pattern), no test set.
 // The same work includes the checkpoint observables: both sides evaluate the first
 // min(ptr, 10 b_max) training points at the log-spaced checkpoint steps (protocol section 4;
@@ -27,6 +30,7 @@
 #include "experiment/from_config.h"
 #include "experiment/train.h"
 #include "models/cnn.h"
+#include "models/cnn_fused.h"
 
 namespace lf::cli {
 namespace {
@@ -154,6 +158,29 @@ nlohmann::json conv_timings(int64_t h, int64_t bmax, const std::string& device) 
   return out;
 }
 
+// The trainer's CPU kernels (models/cnn_fused.h) on the same network at bmax images: a forward
+// that keeps nothing, and a forward that keeps + the backward, medians of 11 calls in ms.
+nlohmann::json fused_timings(int64_t h, int64_t bmax) {
+  auto o = at::TensorOptions().dtype(at::kDouble);
+  const CNNLayout lay(1, h);
+  const CNNParams p = cnn_init(1, h, 1);
+  at::Tensor x = at::randn({bmax, 1, 28, 28}, o), c = at::randn({bmax}, o), f = at::empty({bmax}, o);
+  at::Tensor flat = at::zeros({lay.size}, o);
+  CNNParams g = lay.views(flat);
+  CNNFused net(Activation::make("relu"), lay);
+  std::vector<double> fw, fb;
+  for (int r = 0; r < 11; ++r) {
+    auto t0 = Clock::now();
+    net.forward(p, x, f.data_ptr<double>(), false);
+    fw.push_back(ms_since(t0));
+    t0 = Clock::now();
+    net.forward(p, x, f.data_ptr<double>(), true);
+    net.backward(p, c.data_ptr<double>(), g);
+    fb.push_back(ms_since(t0));
+  }
+  return {{"images", bmax}, {"forward_ms", median(fw)}, {"forward_backward_ms", median(fb)}};
+}
+
 }  // namespace
 
 Dataset bench_images(int64_t ptr) {
@@ -175,7 +202,7 @@ Dataset bench_images(int64_t ptr) {
 int bench_train_step_cnn(const Args& args) {
   int64_t h = 32, ptr = 5000, steps = 200, ref_steps = 40, repeats = 3, batch_max = 64;
   double temperature = 3e-4, tau = 10, alpha = 1;
-  bool json = false, no_ref = false;
+  bool json = false, no_ref = false, reference_trainer = false;
   std::string arch, device = "cpu";
   OptionParser p("lazyfeat bench train-step --arch cnn [--device cpu|cuda] [--h N --ptr N --batch-max B --temperature T --tau T "
                  "--alpha A --steps N --ref-steps M --repeats R] [--json]",
@@ -196,6 +223,8 @@ int bench_train_step_cnn(const Args& args) {
           [&](const std::string& v) { ref_steps = parse_int("--ref-steps", v); });
   p.value("repeats", "R", "repeats (default 3)", [&](const std::string& v) { repeats = parse_int("--repeats", v); });
   p.flag("no-reference", "skip the plain LibTorch loop", no_ref);
+  p.flag("reference-trainer", "also time the trainer with --reference (LibTorch conv2d + autograd inside it)",
+         reference_trainer);
   p.flag("json", "print the figures as one JSON line", json);
   p.parse(args);
   require(arch == "cnn", "bench train-step --arch: this benchmark takes cnn (fc is the default benchmark)");
@@ -217,20 +246,32 @@ int bench_train_step_cnn(const Args& args) {
   validate_train_config(cfg);  // --device cuda without CUDA: one message
   Dataset data = bench_images(ptr);
 
-  std::vector<double> rates, run_rates;
+  std::vector<double> rates, run_rates, lt_rates;
   int64_t rejected = 0;
-  for (int64_t r = 0; r < repeats; ++r) {
+  std::string trainer;
+  // One trainer run: steps/s between the step-0 checkpoint and the last.
+  auto trainer_rate = [&](bool reference, RunResult& res) {
     RunConfig c = cfg;
     c.max_steps = steps;
     TrainHooks hooks;
     hooks.progress = false;
-    RunResult res = train_run(c, data, hooks);
+    hooks.reference = reference;
+    res = train_run(c, data, hooks);
     const Checkpoint &c0 = res.checkpoints.front(), &c1 = res.checkpoints.back();
-    rates.push_back(c1.wall_s > c0.wall_s ? double(c1.step - c0.step) / (c1.wall_s - c0.wall_s) : 0.0);
+    return c1.wall_s > c0.wall_s ? double(c1.step - c0.step) / (c1.wall_s - c0.wall_s) : 0.0;
+  };
+  for (int64_t r = 0; r < repeats; ++r) {
+    RunResult res;
+    rates.push_back(trainer_rate(false, res));
     run_rates.push_back(res.steps_per_s);
     rejected += res.rejected;
+    trainer = res.trainer;
     std::cerr << "trainer repeat " << r << ": " << rates.back() << " steps/s (" << res.steps_per_s
-              << " with the setup)\n";
+              << " with the setup, " << res.trainer << ")\n";
+    if (reference_trainer) {
+      lt_rates.push_back(trainer_rate(true, res));
+      std::cerr << "reference trainer repeat " << r << ": " << lt_rates.back() << " steps/s\n";
+    }
   }
   std::vector<double> ref_rates;
   if (!no_ref)
@@ -240,13 +281,21 @@ int bench_train_step_cnn(const Args& args) {
     }
   const nlohmann::json conv = conv_timings(h, batch_max, device);
   std::cerr << "conv2d: " << conv.dump() << "\n";
+  const nlohmann::json fused = device == "cpu" ? fused_timings(h, batch_max) : nlohmann::json();  // CPU kernels only
+  std::cerr << "fused kernels: " << fused.dump() << "\n";
   const double rate = median(rates);
   nlohmann::json j = {{"benchmark", "train-step"}, {"arch", "cnn"}, {"device", device}, {"h", h}, {"ptr", ptr}, {"batch_max", batch_max},
                       {"temperature", temperature}, {"tau", tau}, {"alpha", alpha}, {"steps", steps},
                       {"repeats", repeats}, {"steps_per_s", rate}, {"steps_per_s_all", rates}, {"run_steps_per_s_all", run_rates},
-                      {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv}};
+                      {"trainer", trainer}, {"rejected", rejected}, {"intra_op_threads", at::get_num_threads()}, {"conv2d", conv},
+                      {"fused", fused}};
   std::cout << "train-step cnn " << device << " h=" << h << " ptr=" << ptr << " batch-max=" << batch_max << ": trainer " << rate
             << " steps/s";
+  if (reference_trainer) {
+    j["reference_trainer_steps_per_s"] = median(lt_rates);
+    j["reference_trainer_steps_per_s_all"] = lt_rates;
+    std::cout << ", reference trainer " << median(lt_rates) << " steps/s";
+  }
   if (!no_ref) {
     const double ref_rate = median(ref_rates);
     j["reference_steps_per_s"] = ref_rate;

@@ -38,7 +38,7 @@ class SequentialEngine final : public Engine {
  public:
   SequentialEngine(FitSpec spec, bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
                    at::TensorOptions opts)
-      : spec_(std::move(spec)), fused_(fused && lay.arch == "fc"), slices_(lay.slices()), n_(x_train.size(0)) {
+      : spec_(std::move(spec)), fused_(fused), slices_(lay.slices()), n_(x_train.size(0)) {
     const size_t K = spec_.alpha.size();
     out_.resize(K);
     for (size_t k = 0; k < K; ++k) {

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "experiment/config.h"
+#include "models/cnn_fused.h"
 #include "models/fc.h"
 
 namespace lf {
@@ -200,6 +201,79 @@ class ConvModel final : public LibTorchModel {
   int64_t kept_version_ = -1;
 };
 
+// The CNN through the fused CPU float64 kernels (models/cnn_fused.h), the same contract as
+// ConvModel: outputs in blocks keeping nothing; forward_rows on at most one block keeps what the
+// backward needs, and the next gradient_rows at the same weights runs through it when it asks for
+// more than 2/3 of those points (the others weighted by 0); otherwise a forward and backward on
+// the listed points, in blocks. w is updated through tensor ops (raw() is false), so that its
+// version tells whether the weights moved since the kept forward.
+class CNNFusedModel final : public Model {
+ public:
+  CNNFusedModel(const Activation& act, const CNNLayout& lay, const at::Tensor& x) : net_(act, lay), x_(x.contiguous()) {
+    auto o = at::TensorOptions().dtype(at::kDouble);
+    w = at::zeros({lay.size}, o);
+    g = at::zeros({lay.size}, o);
+    pw_ = lay.views(w);
+    pg_ = lay.views(g);
+  }
+  void forward_train(double* f) override {
+    kept_rows_.clear();
+    net_.forward(pw_, x_, f, false);
+  }
+  // The weights have not moved since forward_train (trainer contract): the gradient at w.
+  void gradient(const std::vector<int64_t>& rows, const std::vector<double>& c) override { gradient_rows(rows, c); }
+  void forward_rows(const std::vector<int64_t>& rows, double* f) override {
+    kept_rows_.clear();
+    if (rows.empty()) return;
+    const bool keep = int64_t(rows.size()) <= kBlock;
+    net_.forward(pw_, x_.index_select(0, row_index(rows, at::kCPU)), f, keep);
+    if (keep) {
+      kept_rows_ = rows;
+      kept_version_ = w._version();
+    }
+  }
+  void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
+    std::vector<double> ck;  // c at the kept forward's positions
+    // The backward costs about 2 forwards of the kept r points; a new forward and backward over
+    // the listed points about 3 forwards of |rows|: reuse when 3 |rows| > 2 r.
+    if (!kept_rows_.empty() && net_.kept() == int64_t(kept_rows_.size()) && w._version() == kept_version_ &&
+        3 * rows.size() > 2 * kept_rows_.size()) {
+      ck.assign(kept_rows_.size(), 0.0);
+      for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
+        const auto it = std::find(kept_rows_.begin(), kept_rows_.end(), rows[k]);
+        if (it == kept_rows_.end()) ck.clear();  // a point outside the kept forward
+        else ck[size_t(it - kept_rows_.begin())] += c[k];
+      }
+    }
+    kept_rows_.clear();
+    c10::NoGradGuard ng;
+    g.zero_();
+    if (!ck.empty()) return net_.backward(pw_, ck.data(), pg_);
+    std::vector<double> f(static_cast<size_t>(kEvalRows));
+    for (size_t s = 0; s < rows.size(); s += size_t(kEvalRows)) {  // gradients accumulate in g
+      const size_t r = std::min(rows.size() - s, size_t(kEvalRows));
+      const std::vector<int64_t> part(rows.begin() + long(s), rows.begin() + long(s + r));
+      net_.forward(pw_, x_.index_select(0, row_index(part, at::kCPU)), f.data(), true);
+      net_.backward(pw_, c.data() + s, pg_);
+    }
+  }
+  at::Tensor evaluate(const at::Tensor& x) override {
+    kept_rows_.clear();
+    at::Tensor out = at::empty({x.size(0)}, at::TensorOptions().dtype(at::kDouble));
+    net_.forward(pw_, x.to(at::kDouble).contiguous(), out.data_ptr<double>(), false);
+    return out;
+  }
+  bool raw() const override { return false; }
+
+ private:
+  static constexpr int64_t kEvalRows = 64;  // points per forward + backward of a gradient without a kept forward
+  CNNFused net_;
+  at::Tensor x_;
+  CNNParams pw_, pg_;
+  std::vector<int64_t> kept_rows_;
+  int64_t kept_version_ = -1;
+};
+
 }  // namespace
 
 NetLayout NetLayout::of(const RunConfig& cfg, const at::Tensor& x_train) {
@@ -258,6 +332,7 @@ Net NetLayout::net(const at::Tensor& w, const Activation& act) const {
 
 std::unique_ptr<Model> make_model(bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
                                   at::TensorOptions opts) {
+  if (lay.arch == "cnn" && fused) return std::make_unique<CNNFusedModel>(act, lay.cnn, x_train);
   if (lay.arch == "cnn" || lay.arch == "wrn") return std::make_unique<ConvModel>(lay, act, x_train, opts);
   if (fused) return std::make_unique<FusedModel>(act, lay.fc, x_train);
   return std::make_unique<ReferenceModel>(lay, act, x_train, opts);

@@ -6,8 +6,10 @@
 //  - ReferenceModel: plain LibTorch autograd through fc_forward_reference, any dtype and device;
 //    the backward always runs over the whole training set.
 //  - ConvModel: the convolutional networks of setup B, the CNN (models/cnn.h) and the wide ResNet
-//    (models/wrn.h), through LibTorch's conv2d, any dtype and device; outputs in blocks of points,
-//    gradients on the listed points only.
+//    (models/wrn.h), through LibTorch's conv2d, any dtype and device (CUDA: cuDNN); outputs in
+//    blocks of points, gradients on the listed points only.
+//  - CNNFusedModel: the CNN through the CPU float64 kernels of models/cnn_fused.h (one dgemm per
+//    layer over a block of images), the same contract and numbers to rounding.
 // NetLayout: what the trainer knows of an architecture without a model (size, initial weights,
 // per-layer slices, the shape recorded in a saved state, the network as the NTK takes it).
 // Deliberately not: the dynamics (experiment/member.h), the loss (dynamics/loss.h).
@@ -70,7 +72,8 @@ class Model {
   at::Tensor w, g;  // [P]
 };
 
-// fused: the CPU float64 FC kernels (opts must then be CPU float64); otherwise plain LibTorch.
+// fused: the CPU float64 kernels, FC (models/fc_fused.h) or CNN (models/cnn_fused.h); opts must
+// then be CPU float64. Otherwise plain LibTorch.
 std::unique_ptr<Model> make_model(bool fused, const Activation& act, const NetLayout& lay, const at::Tensor& x_train,
                                   at::TensorOptions opts);
 std::unique_ptr<Model> make_model(bool fused, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,

@@ -213,8 +213,10 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   if (kind == EngineKind::Auto) kind = c0.device == "cuda" && batchable ? EngineKind::Batched : EngineKind::Sequential;
   require(kind != EngineKind::Batched || batchable,
           "the batched engine trains full-batch fc ensembles only (not --arch cnn or wrn, not --temperature > 0)");
-  // The fused FC kernels train full batches (the stochastic dynamics take plain LibTorch ops).
-  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference && batchable;
+  // The fused kernels: FC for full batches (the stochastic FC dynamics take plain LibTorch ops),
+  // CNN for both dynamics; CPU float64 only (CUDA keeps cuDNN through at::conv2d; the wrn takes conv2d).
+  const bool fused =
+      c0.device == "cpu" && c0.is_double() && !hooks.front().reference && (batchable || c0.arch == "cnn");
   FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator == "lte"};
   for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
   std::unique_ptr<Engine> engine =

@@ -61,7 +61,7 @@ struct RunResult {
   std::vector<double> zdot;  // per-layer |dz/dt| at t = 0 (with --zdot): preactivations 1..L, then f,
                              // over the first step that moves the outputs by more than df_min
   int64_t unsatisfied = 0;   // training points with alpha F y < 1 at the end
-  std::string trainer;       // "fused" (CPU float64 FC kernels) or "reference" (plain LibTorch ops)
+  std::string trainer;       // "fused" (CPU float64 FC or CNN kernels) or "reference" (plain LibTorch ops)
   nlohmann::json kernel;     // kernel statistics and frozen-kernel runs (experiment/kernels.h), or null
 
   // The summary of `lazyfeat train --json` (cli-contract.md): status, steps, t, t1, t2,

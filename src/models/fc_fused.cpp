@@ -9,17 +9,15 @@
 // (__attribute__((target))) and chosen at run time, so the default build runs on any x86-64.
 // Threads: the caller and one persistent worker share fixed tasks (blocks of rows in the forward,
 // contiguous chunks of the listed points in the backward) through an atomic counter; the BLAS
-// (dgemm_ of the loaded library, looked up once) runs single-threaded inside them. Where its threads
-// cannot be set (no openblas_set_num_threads: MKL inside PyTorch's LibTorch) the two threads run as
-// an ATen parallel region, inside which MKL starts no threads of its own; without a dgemm_ at all
-// the products go through at::mm there.
+// (dgemm_ of the loaded library, looked up once: models/blas.h) runs single-threaded inside them.
+// Where its threads cannot be set (no openblas_set_num_threads: MKL inside PyTorch's LibTorch) the
+// two threads run as an ATen parallel region, inside which MKL starts no threads of its own;
+// without a dgemm_ at all the products go through at::mm there.
 // Deliberately not: other activations in SIMD (relu is cheap, tanh/swish are not in setup A),
 // a general thread pool.
 #include "models/fc_fused.h"
 
 #include <ATen/Parallel.h>
-
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,6 +33,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "models/blas.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -233,68 +232,6 @@ void activation_serial(const Activation& act, double* z, double* dphi, int64_t n
 
 // ---- BLAS ----------------------------------------------------------------------------------
 
-// Column-major dgemm of the loaded BLAS (LibTorch links libblas.so.3), and OpenBLAS's thread
-// control when it is OpenBLAS; null where absent (then at::addmm_out does the products).
-using DgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const double*,
-                         const double*, const int*, const double*, const int*, const double*, double*, const int*);
-struct Blas {
-  DgemmFn dgemm = nullptr;
-  void (*set_threads)(int) = nullptr;
-  int (*get_threads)() = nullptr;
-  Blas() {
-    // LAZYFEAT_FUSED_ATEN_MM=1: behave as on a LibTorch without dgemm_ (tests/test_train.cpp).
-    // LAZYFEAT_FUSED_BLAS_THREADS=fixed: behave as on a BLAS whose threads cannot be set (MKL).
-    const char* aten = std::getenv("LAZYFEAT_FUSED_ATEN_MM");
-    if (aten && std::string(aten) == "1") return;
-    dgemm = reinterpret_cast<DgemmFn>(dlsym(RTLD_DEFAULT, "dgemm_"));
-    const char* fixed = std::getenv("LAZYFEAT_FUSED_BLAS_THREADS");
-    if (fixed && std::string(fixed) == "fixed") return;
-    set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (!set_threads || !get_threads) set_threads = nullptr, get_threads = nullptr;
-  }
-  // The two threads may call dgemm_ directly, each keeping the BLAS to one thread.
-  bool own_threads() const { return dgemm && set_threads; }
-};
-const Blas& blas() {
-  static const Blas b;
-  return b;
-}
-
-// OpenBLAS single-threaded for the scope (our two threads call it concurrently), then restored.
-// (MKL, as PyTorch's LibTorch bundles it, has no such call here: Pool::run's ATen region.)
-struct BlasOneThread {
-  int prev = 1;
-  BlasOneThread() {
-    if (blas().get_threads && (prev = blas().get_threads()) != 1) blas().set_threads(1);
-  }
-  ~BlasOneThread() {
-    if (blas().set_threads && prev != 1) blas().set_threads(prev);
-  }
-};
-
-// Column-major C [M, N] = alpha op(A) op(B) + beta C (op = transpose when ta / tb); with
-// beta = 0, C is not read.
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
-          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (blas().dgemm) {
-    const char a = ta ? 'T' : 'N', b = tb ? 'T' : 'N';
-    const int m = int(M), n = int(N), k = int(K), la = int(lda), lb = int(ldb), lc = int(ldc);
-    blas().dgemm(&a, &b, &m, &n, &k, &alpha, A, &la, B, &lb, &beta, C, &lc);
-    return;
-  }
-  auto o = at::TensorOptions().dtype(at::kDouble);
-  auto view = [&](const double* p, int64_t rows, int64_t cols, int64_t ld, bool t) {
-    at::Tensor v = at::from_blob(const_cast<double*>(p), {rows, cols}, {1, ld}, o);
-    return t ? v.t() : v;
-  };
-  at::Tensor a = view(A, ta ? K : M, ta ? M : K, lda, ta), b = view(B, tb ? N : K, tb ? K : N, ldb, tb);
-  at::Tensor c = at::from_blob(C, {M, N}, {1, ldc}, o);
-  at::Tensor r = beta == 0 ? at::mm(a, b).mul_(alpha) : at::addmm(c, a, b, beta, alpha);
-  c.copy_(r);
-}
-
 // Row-major helpers on the network's shapes.
 // out [r, fo] = s in [r, fi] W^T (W [fo, fi]).
 void mm_rows(int64_t r, int64_t fo, int64_t fi, double s, const double* in, const double* W, double* out) {
@@ -359,7 +296,7 @@ class FCFused::Pool {
       for (int64_t i = 0; i < k; ++i) fn(i, 0);
       return;
     }
-    if (!blas().own_threads()) {
+    if (!blas_owns_threads()) {
       // A BLAS whose threads we cannot set (MKL inside LibTorch: dgemm_ called directly), or no
       // dgemm_ at all (the products through at::mm). The two threads then run as an ATen parallel
       // region, inside which ATen and MKL start no threads of their own: two threads, not two

@@ -1,0 +1,33 @@
+// The BLAS entry point of the CPU float64 kernels (models/fc_fused.h, models/cnn_fused.h): the
+// column-major dgemm_ of the loaded library (LibTorch links libblas.so.3: OpenBLAS on Debian),
+// looked up once, and OpenBLAS's thread control. Where no dgemm_ is exported (a LibTorch that
+// bundles MKL), or with LAZYFEAT_FUSED_ATEN_MM=1 (which emulates that, tests/test_train.cpp),
+// the same products go through at::mm / at::addmm. LAZYFEAT_FUSED_BLAS_THREADS=fixed emulates a
+// dgemm_ whose threads cannot be set (MKL inside PyTorch's LibTorch exports dgemm_).
+// Deliberately not: other BLAS routines, other dtypes, a choice of library.
+#pragma once
+#include <cstdint>
+
+namespace lf {
+
+// True when dgemm_ is called directly and its threads can be set (OpenBLAS): callers that run
+// their own threads keep it single-threaded with BlasOneThread; otherwise (MKL, at::mm) they run
+// their threads as an ATen parallel region, inside which the library starts no threads of its own.
+bool blas_owns_threads();
+
+// Column-major C [M, N] = alpha op(A) op(B) + beta C (op = transpose when ta / tb); with
+// beta = 0, C is not read.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+          const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+
+// OpenBLAS single-threaded for the scope (for callers that run their own threads), then restored.
+// (A no-op where blas_owns_threads() is false.)
+struct BlasOneThread {
+  int prev = 1;
+  BlasOneThread();
+  ~BlasOneThread();
+  BlasOneThread(const BlasOneThread&) = delete;
+  BlasOneThread& operator=(const BlasOneThread&) = delete;
+};
+
+}  // namespace lf

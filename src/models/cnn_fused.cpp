@@ -1,0 +1,231 @@
+// Fused CPU float64 CNN kernels (see cnn_fused.h): im2col over the whole block, one dgemm per
+// layer and direction, bias before the GEMM (beta = 1), activation and phi' in one pass.
+// The BLAS runs single-threaded here (BlasOneThread): on the 2 shared cores of the benchmarks its
+// second thread made the forward slower, not faster (docs/benchmarks.md, CNN section).
+#include "models/cnn_fused.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "common/error.h"
+#include "models/blas.h"
+#include "models/fc_fused.h"  // activation_inplace
+
+namespace lf {
+namespace {
+
+constexpr int64_t kEvalBlock = 64;  // images per block of a forward that keeps nothing (at least)
+
+// cols [r Ho Wo, 25 C] <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in
+// (kh, kw, c) order; zero outside the image.
+void im2col(const double* z, int64_t r, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, int64_t st,
+            double* cols) {
+  const int64_t K = kCnnKernel * kCnnKernel * C;
+  at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t oy = 0; oy < Ho; ++oy)
+        for (int64_t ox = 0; ox < Wo; ++ox) {
+          double* row = cols + ((b * Ho + oy) * Wo + ox) * K;
+          for (int64_t kh = 0; kh < kCnnKernel; ++kh) {
+            const int64_t iy = oy * st - kCnnPadding + kh;
+            for (int64_t kw = 0; kw < kCnnKernel; ++kw) {
+              const int64_t ix = ox * st - kCnnPadding + kw;
+              double* dst = row + (kh * kCnnKernel + kw) * C;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::memset(dst, 0, sizeof(double) * C);
+              else std::memcpy(dst, z + ((b * H + iy) * W + ix) * C, sizeof(double) * C);
+            }
+          }
+        }
+  });
+}
+
+// dz [r, H, W, C] = col2im(dcols [r Ho Wo, 25 C]): each patch entry added back where im2col took it.
+void col2im(const double* dcols, int64_t r, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, int64_t st,
+            double* dz) {
+  const int64_t K = kCnnKernel * kCnnKernel * C;
+  at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
+    std::memset(dz + b0 * H * W * C, 0, sizeof(double) * (b1 - b0) * H * W * C);
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t oy = 0; oy < Ho; ++oy)
+        for (int64_t ox = 0; ox < Wo; ++ox) {
+          const double* row = dcols + ((b * Ho + oy) * Wo + ox) * K;
+          for (int64_t kh = 0; kh < kCnnKernel; ++kh) {
+            const int64_t iy = oy * st - kCnnPadding + kh;
+            if (iy < 0 || iy >= H) continue;
+            for (int64_t kw = 0; kw < kCnnKernel; ++kw) {
+              const int64_t ix = ox * st - kCnnPadding + kw;
+              if (ix < 0 || ix >= W) continue;
+              const double* src = row + (kh * kCnnKernel + kw) * C;
+              double* dst = dz + ((b * H + iy) * W + ix) * C;
+              for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+            }
+          }
+        }
+  });
+}
+
+}  // namespace
+
+CNNFused::CNNFused(const Activation& act, const CNNLayout& layout) : act_(act), lay_(layout) {}
+
+void CNNFused::reserve(int64_t r, int64_t rows, int64_t cols) {
+  if (r <= cap_ && rows == rows_ && cols == cols_) return;
+  cap_ = std::max(r, rows == rows_ && cols == cols_ ? cap_ : int64_t(0));
+  rows_ = rows, cols_ = cols;
+  const int64_t h = lay_.h;
+  auto o = at::TensorOptions().dtype(at::kDouble);
+  layers_.assign(size_t(kCnnConvs), Layer{});
+  int64_t c = lay_.channels, hi = rows, wi = cols, most = 0;
+  for (int64_t l = 0; l < kCnnConvs; ++l) {
+    Layer& L = layers_[size_t(l)];
+    L.c_in = c, L.hi = hi, L.wi = wi, L.stride = kCnnStrides[size_t(l)];
+    L.ho = (hi + 2 * kCnnPadding - kCnnKernel) / L.stride + 1;
+    L.wo = (wi + 2 * kCnnPadding - kCnnKernel) / L.stride + 1;
+    require(L.ho >= 1 && L.wo >= 1, "CNNFused: images too small for four 5x5 convolutions");
+    L.k = kCnnKernel * kCnnKernel * c;
+    L.s = 1.0 / std::sqrt(double(L.k));
+    L.cols = at::empty({cap_ * L.positions(), L.k}, o);
+    L.z = at::empty({cap_ * L.positions(), h}, o);
+    L.dphi = at::empty({cap_ * L.positions(), h}, o);
+    L.wp = at::empty({h, L.k}, o);
+    most = std::max(most, L.k);
+    c = h, hi = L.ho, wi = L.wo;
+  }
+  xin_ = at::empty({cap_, rows, cols, lay_.channels}, o);
+  pooled_ = at::empty({cap_, h}, o);
+  da_ = at::empty({cap_ * layers_[0].positions(), h}, o);
+  db_ = at::empty({cap_ * layers_[0].positions(), h}, o);
+  dwp_ = at::empty({h, most}, o);
+  kept_ = 0;
+}
+
+void CNNFused::forward(const CNNParams& p, const at::Tensor& x, double* f, bool keep) {
+  require(x.dim() == 4 && x.size(1) == lay_.channels && x.scalar_type() == at::kDouble && x.device().is_cpu(),
+          "CNNFused::forward: x must be CPU float64 [r, C, H, W]");
+  const int64_t r = x.size(0);
+  kept_ = 0;
+  if (r == 0) return;
+  BlasOneThread one;
+  if (keep) {
+    reserve(r, x.size(2), x.size(3));
+    run(p, x, f, true);
+    kept_ = r;
+    return;
+  }
+  reserve(std::min(r, kEvalBlock), x.size(2), x.size(3));
+  const int64_t block = std::min(cap_, kEvalBlock);
+  for (int64_t s = 0; s < r; s += block) run(p, x.narrow(0, s, std::min(block, r - s)), f + s, false);
+}
+
+void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep) {
+  const int64_t r = x.size(0), h = lay_.h;
+  // x [r, C, H, W] -> channels-last [r, H, W, C]
+  at::Tensor in = xin_.narrow(0, 0, r);
+  in.copy_(x.permute({0, 2, 3, 1}));
+  const double* z = in.data_ptr<double>();
+  for (int64_t l = 0; l < kCnnConvs; ++l) {
+    Layer& L = layers_[size_t(l)];
+    const int64_t N = r * L.positions();
+    // W'_l [h, 5, 5, C] <- W_l [h, C, 5, 5]
+    L.wp.view({h, kCnnKernel, kCnnKernel, L.c_in}).copy_(p.W[size_t(l)].permute({0, 2, 3, 1}));
+    double* cols = L.cols.data_ptr<double>();
+    im2col(z, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, cols);
+    double* a = L.z.data_ptr<double>();  // [N, h]
+    const at::Tensor bias = p.b[size_t(l)].contiguous();
+    const double* b = bias.data_ptr<double>();
+    for (int64_t n = 0; n < N; ++n) std::memcpy(a + n * h, b, sizeof(double) * h);
+    // a [N, h] += s cols [N, K] W'^T: column-major a^T [h, N] = s W'(col-major [K, h])^T cols^T
+    gemm(true, false, h, N, L.k, L.s, L.wp.data_ptr<double>(), L.k, cols, L.k, 1.0, a, h);
+    double* dphi = keep ? L.dphi.data_ptr<double>() : nullptr;
+    const int64_t per = L.positions() * h;  // values per image
+    at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
+      activation_inplace(act_, a + b0 * per, dphi ? dphi + b0 * per : nullptr, (b1 - b0) * per);
+    });
+    z = a;
+  }
+  // pooled [r, h] = mean over the last layer's positions; f = b_4 + pooled W_4^T / sqrt(h)
+  const Layer& last = layers_.back();
+  const int64_t P = last.positions();
+  const at::Tensor W4 = p.W[kCnnConvs].contiguous();
+  const double* w4 = W4.data_ptr<double>();
+  const double b4 = p.b[kCnnConvs].item<double>(), sh = 1.0 / std::sqrt(double(h));
+  double* pooled = pooled_.data_ptr<double>();
+  for (int64_t i = 0; i < r; ++i) {
+    double* pi = pooled + i * h;
+    for (int64_t c = 0; c < h; ++c) pi[c] = 0;
+    for (int64_t q = 0; q < P; ++q)
+      for (int64_t c = 0; c < h; ++c) pi[c] += z[(i * P + q) * h + c];
+    double acc = 0;
+    for (int64_t c = 0; c < h; ++c) {
+      pi[c] /= double(P);
+      acc += pi[c] * w4[c];
+    }
+    f[i] = b4 + sh * acc;
+  }
+}
+
+void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
+  require(kept_ > 0, "CNNFused::backward: no kept forward");
+  for (const at::Tensor& t : grad.flat())
+    require(t.is_contiguous() && t.scalar_type() == at::kDouble && t.device().is_cpu(),
+            "CNNFused::backward: grad must be contiguous CPU float64");
+  const int64_t r = kept_, h = lay_.h;
+  kept_ = 0;
+  BlasOneThread one;
+  const double sh = 1.0 / std::sqrt(double(h));
+  const double* pooled = pooled_.data_ptr<double>();
+  const at::Tensor W4 = p.W[kCnnConvs].contiguous();
+  const double* w4 = W4.data_ptr<double>();
+  // Output layer: dW_4 [1, h] += sh sum_i c_i pooled_i, db_4 += sum_i c_i.
+  {
+    double* gw = grad.W[kCnnConvs].data_ptr<double>();
+    double* gb = grad.b[kCnnConvs].data_ptr<double>();
+    for (int64_t i = 0; i < r; ++i) {
+      for (int64_t ch = 0; ch < h; ++ch) gw[ch] += sh * c[i] * pooled[i * h + ch];
+      gb[0] += c[i];
+    }
+  }
+  // da_3 [r P, h] = phi'(a_3) c_i W_4 sh / P
+  double *da = da_.data_ptr<double>(), *dprev = db_.data_ptr<double>();
+  {
+    const Layer& L = layers_.back();
+    const int64_t P = L.positions();
+    const double* dphi = L.dphi.data_ptr<double>();
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t q = 0; q < P; ++q)
+        for (int64_t ch = 0; ch < h; ++ch) {
+          const int64_t j = (i * P + q) * h + ch;
+          da[j] = dphi[j] * (c[i] * w4[ch] * sh / double(P));
+        }
+  }
+  for (int64_t l = kCnnConvs - 1; l >= 0; --l) {
+    Layer& L = layers_[size_t(l)];
+    const int64_t N = r * L.positions(), K = L.k;
+    double* cols = L.cols.data_ptr<double>();
+    // dW'_l [h, K] = s da^T cols: column-major dW'^T [K, h] = s cols^T(col-major [K, N]) da (col-major [h, N])^T
+    double* dwp = dwp_.data_ptr<double>();
+    gemm(false, true, K, h, N, L.s, cols, K, da, h, 0.0, dwp, K);
+    // grad W_l [h, C, 5, 5] += dW'_l [h, 5, 5, C] permuted
+    grad.W[size_t(l)].add_(dwp_.view({-1}).narrow(0, 0, h * K).view({h, kCnnKernel, kCnnKernel, L.c_in}).permute({0, 3, 1, 2}));
+    // grad b_l [h] += sum over the N positions of da
+    double* gb = grad.b[size_t(l)].data_ptr<double>();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t ch = 0; ch < h; ++ch) gb[ch] += da[n * h + ch];
+    if (l == 0) break;
+    // dcols [N, K] = s da [N, h] W'_l [h, K] (into the cols buffer, no longer needed):
+    // column-major dcols^T [K, N] = s W'^T(col-major [K, h]) da^T(col-major [h, N])
+    gemm(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K);
+    col2im(cols, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, dprev);  // dz_{l-1} [r, Hi, Wi, h]
+    const Layer& B = layers_[size_t(l - 1)];
+    const double* dphi = B.dphi.data_ptr<double>();
+    const int64_t M = r * B.positions() * h;
+    at::parallel_for(0, M, 4096, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) dprev[i] *= dphi[i];
+    });
+    std::swap(da, dprev);
+  }
+}
+
+}  // namespace lf
