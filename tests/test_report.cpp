@@ -2,7 +2,9 @@
 // known curve, kernel change exactly ~ (sqrt(h) alpha)^-1 in the lazy range up to seed noise,
 // outputs with a known variance): the files exist, the CSVs hold the right numbers, the lazy
 // slope is -1 within its bootstrap error, index.html renders in headless Chromium with every
-// image loaded; bad input exits 2 with one message.
+// image loaded; bad input exits 2 with one message. Setup B: CNN runs with stored outputs make
+// F1b and F2d whose CSVs hold the means, standard errors, ensemble errors and lazy/feature ratio
+// computed here by hand; without converged CNN runs both are absent with a one-line reason.
 // Deliberately not: real training (the database is written here through src/store's own
 // schema and functions, with made-up numbers).
 #include <gtest/gtest.h>
@@ -401,4 +403,229 @@ TEST(Report, EmptyDatabaseMakesNoFiguresAndSaysWhy) {
   EXPECT_TRUE(j["figures"].empty());
   EXPECT_GE(j["absent"].size(), 12u);
   EXPECT_TRUE(fs::exists(tmp.file("o/index.html")));
+}
+
+// ---- Setup B: F1b and F2d from CNN runs.
+
+namespace {
+
+const std::vector<int> kCnnWidths = {10, 20};
+const std::vector<double> kCnnAlphas = {1e-2, 100};  // feature, lazy
+const int kCnnSeeds = 3;
+const int kCnnTest = 30;
+
+// A setup-B run's configuration (examples/setup-b-cnn.toml's fixed options, small n).
+lf::RunConfig cnn_config(int h, double alpha, int seed) {
+  lf::RunConfig c;
+  c.dataset = "mnist", c.arch = "cnn", c.loss = "hinge";
+  c.h = h, c.ptr = 256, c.pte = kCnnTest;
+  c.alpha = alpha;
+  c.seed_init = static_cast<uint64_t>(seed);
+  c.tau = 10, c.temperature = 3e-4, c.batch_max = 64;
+  lf::finalize(c);
+  return c;
+}
+
+struct CnnRun {
+  int h;
+  double alpha;
+  int seed;
+  std::string status;
+  std::vector<double> F;  // the model's test outputs alpha (f - f0)
+  double test_err;        // the fraction of F y <= 0, as a real run records it
+};
+
+double cnn_label(int i) { return i % 3 == 0 ? 1.0 : -1.0; }
+
+// Outputs F = y (m + noise): the lazy runs (alpha = 100) noisier than the feature runs, so that
+// single networks err on some points and the ensemble of three on fewer.
+std::vector<CnnRun> cnn_runs(int seeds) {
+  std::mt19937_64 rng(11);
+  std::vector<CnnRun> runs;
+  for (int h : kCnnWidths)
+    for (double a : kCnnAlphas)
+      for (int s = 0; s < seeds; ++s) {
+        std::normal_distribution<double> z(0.0, a > 1 ? 1.2 : 0.8);
+        CnnRun r{h, a, s, "converged", {}, 0};
+        int wrong = 0;
+        for (int i = 0; i < kCnnTest; ++i) {
+          double f = cnn_label(i) * (0.5 + z(rng) - 0.2 / h);
+          r.F.push_back(f);
+          wrong += f * cnn_label(i) <= 0;
+        }
+        r.test_err = double(wrong) / kCnnTest;
+        runs.push_back(r);
+      }
+  return runs;
+}
+
+// Writes CNN runs through the store (plan, finish with their test outputs f - f0 = F / alpha).
+void write_cnn_runs(const std::string& path, const std::vector<CnnRun>& runs) {
+  lf::Store store(path);
+  std::vector<lf::RunConfig> cfgs;
+  for (const auto& r : runs) cfgs.push_back(cnn_config(r.h, r.alpha, r.seed));
+  auto ids = store.plan_all(cfgs);
+  ASSERT_EQ(ids.size(), runs.size());
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const CnnRun& r = runs[k];
+    at::Tensor y = at::empty({kCnnTest}, at::kDouble), fd = at::empty({kCnnTest}, at::kDouble);
+    for (int i = 0; i < kCnnTest; ++i) y[i] = cnn_label(i), fd[i] = r.F[i] / r.alpha;
+    json summary = {{"status", r.status}, {"test_err", r.test_err}, {"t1", 1.0}, {"t2", 2.0}};
+    store.finish(ids[k].first, r.status, r.status == "converged" ? "" : "budget exhausted", summary, fd,
+                 at::zeros({kCnnTest}, at::kDouble), y, json(nullptr));
+  }
+}
+
+std::map<std::string, std::map<double, std::map<std::string, std::string>>> by_series(const std::string& csv) {
+  std::map<std::string, std::map<double, std::map<std::string, std::string>>> m;
+  for (const auto& row : read_csv(csv)) m[row.at("series")][std::stod(row.at("x"))] = row;
+  return m;
+}
+
+std::set<std::string> ids_of(const json& a) {
+  std::set<std::string> s;
+  for (const auto& x : a) s.insert(x.is_string() ? x.get<std::string>() : x["id"].get<std::string>());
+  return s;
+}
+
+}  // namespace
+
+TEST(Report, CnnRunsMakeF1bAndF2dWithHandComputedNumbers) {
+  lft::TempDir tmp;
+  std::string db = tmp.file("b.sqlite"), out = tmp.file("report");
+  std::vector<CnnRun> runs = cnn_runs(kCnnSeeds);
+  CnnRun stopped = runs.front();
+  stopped.seed = 9, stopped.status = "stopped";
+  std::vector<CnnRun> all = runs;
+  all.push_back(stopped);  // left out: only converged runs count
+  write_cnn_runs(db, all);
+  auto res = lft::run_cli({"report", "--db", db, "--out", out, "--json", "--bootstrap", "10"});
+  ASSERT_EQ(res.status, 0) << res.err;
+  json j = json::parse(lft::last_line(res.out));
+  std::set<std::string> made = ids_of(j["figures"]), absent = ids_of(j["absent"]);
+  for (const char* id : {"F1b", "F2d"}) {
+    EXPECT_TRUE(made.count(id)) << id;
+    for (const char* ext : {".png", ".svg", ".csv", ".gp"})
+      EXPECT_GT(fs::file_size(out + "/" + id + ext), 100u) << id << ext;
+  }
+  // The setup-A figures are not made from CNN runs.
+  for (const char* id : {"F1a", "F2a", "F2b", "F2c"}) {
+    EXPECT_FALSE(made.count(id)) << id;
+    EXPECT_TRUE(absent.count(id)) << id;
+  }
+
+  // Expected numbers, by hand from the outputs written above.
+  struct Point {
+    std::vector<double> errs;
+    double ensemble_err = 0;
+  };
+  std::map<std::pair<double, int>, Point> expect;  // (alpha, h)
+  for (double a : kCnnAlphas)
+    for (int h : kCnnWidths) {
+      Point p;
+      int wrong = 0;
+      for (int i = 0; i < kCnnTest; ++i) {
+        double sum = 0;
+        for (const auto& r : runs)
+          if (r.alpha == a && r.h == h) sum += r.F[i];
+        wrong += sum * cnn_label(i) <= 0;
+      }
+      for (const auto& r : runs)
+        if (r.alpha == a && r.h == h) p.errs.push_back(r.test_err);
+      p.ensemble_err = double(wrong) / kCnnTest;
+      expect[{a, h}] = p;
+    }
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s / v.size();
+  };
+  auto sem = [&](const std::vector<double>& v) {
+    double m = mean(v), ss = 0;
+    for (double x : v) ss += (x - m) * (x - m);
+    return std::sqrt(ss / (v.size() - 1) / v.size());
+  };
+  // The synthetic data does what it is meant to: ensembles err less than single networks.
+  for (auto& [k, p] : expect) EXPECT_LT(p.ensemble_err, mean(p.errs)) << k.first << " " << k.second;
+
+  // F1b: test error vs h, one curve per alpha: mean and standard error over the seeds.
+  auto f1b = by_series(out + "/F1b.csv");
+  ASSERT_EQ(f1b.size(), 2u);
+  for (double a : kCnnAlphas) {
+    std::string name = "α=" + std::string(a > 1 ? "100" : "0.01");
+    ASSERT_TRUE(f1b.count(name)) << name;
+    ASSERT_EQ(f1b[name].size(), kCnnWidths.size());
+    for (int h : kCnnWidths) {
+      const auto& row = f1b[name].at(h);
+      const Point& p = expect[{a, h}];
+      EXPECT_NEAR(std::stod(row.at("y")), mean(p.errs), 1e-9) << name << " h=" << h;
+      EXPECT_NEAR(std::stod(row.at("y_err")), sem(p.errs), 1e-9) << name << " h=" << h;
+      EXPECT_EQ(row.at("n"), std::to_string(kCnnSeeds));
+    }
+  }
+  // F2d: single-network error (mean, s.e.) and the error of sign(f_bar), vs h at fixed alpha.
+  auto f2d = by_series(out + "/F2d.csv");
+  ASSERT_EQ(f2d.size(), 4u);
+  for (double a : kCnnAlphas) {
+    std::string as = a > 1 ? "100" : "0.01";
+    for (int h : kCnnWidths) {
+      const Point& p = expect[{a, h}];
+      const auto& single = f2d.at("single, α=" + as).at(h);
+      const auto& ens = f2d.at("ensemble, α=" + as).at(h);
+      EXPECT_NEAR(std::stod(single.at("y")), mean(p.errs), 1e-9) << as << " h=" << h;
+      EXPECT_NEAR(std::stod(single.at("y_err")), sem(p.errs), 1e-9) << as << " h=" << h;
+      EXPECT_NEAR(std::stod(ens.at("y")), p.ensemble_err, 1e-9) << as << " h=" << h;
+      EXPECT_EQ(ens.at("n"), std::to_string(kCnnSeeds));
+    }
+  }
+  // The ratio eps_lazy / eps_feature of the ensemble errors, averaged over h.
+  const json* ratio = find_fit(j["fits"], "F2d", "α=100 over 0.01");
+  ASSERT_NE(ratio, nullptr) << j["fits"].dump();
+  double lazy = (expect[{100, 10}].ensemble_err + expect[{100, 20}].ensemble_err) / 2;
+  double feature = (expect[{1e-2, 10}].ensemble_err + expect[{1e-2, 20}].ensemble_err) / 2;
+  EXPECT_NEAR((*ratio)["ratio"].get<double>(), lazy / feature, 1e-12);
+  EXPECT_DOUBLE_EQ((*ratio)["paper"].get<double>(), 1.7);
+  EXPECT_EQ((*ratio)["points"], 2);
+  // The page shows both, the family without a depth, the stopped run counted.
+  std::string html = slurp(out + "/index.html");
+  for (const char* id : {"id=\"F1b\"", "id=\"F2d\"", "cnn relu mnist n=256"})
+    EXPECT_NE(html.find(id), std::string::npos) << id;
+  EXPECT_EQ(j["runs"]["dropped"]["stopped"], 1);
+}
+
+TEST(Report, WithoutConvergedCnnRunsF1bAndF2dAreAbsentWithOneLine) {
+  lft::TempDir tmp;
+  // (1) No CNN runs at all (the FC study): absent, naming what they need and the example spec.
+  auto check_absent = [&](const json& j, const std::string& id, const std::string& needs) {
+    bool found = false;
+    for (const auto& a : j["absent"])
+      if (a["id"] == id) {
+        found = true;
+        EXPECT_NE(a["needs"].get<std::string>().find(needs), std::string::npos) << a.dump();
+        EXPECT_NE(a["sweep"].get<std::string>().find("examples/setup-b-cnn.toml"), std::string::npos);
+      }
+    EXPECT_TRUE(found) << id;
+    EXPECT_FALSE(ids_of(j["figures"]).count(id)) << id;
+  };
+  check_absent(report().summary, "F1b", "the database has no CNN runs");
+  check_absent(report().summary, "F2d", "the database has no CNN runs");
+  EXPECT_NE(slurp(report().out + "/index.html").find("the database has no CNN runs"), std::string::npos);
+  // (2) CNN runs, none converged: the report still succeeds and says how many did not converge.
+  std::vector<CnnRun> runs = cnn_runs(2);
+  for (auto& r : runs) r.status = "stopped";
+  write_cnn_runs(tmp.file("stopped.sqlite"), runs);
+  auto res = lft::run_cli({"report", "--db", tmp.file("stopped.sqlite"), "--out", tmp.file("o1"), "--json"});
+  ASSERT_EQ(res.status, 0) << res.err;
+  json j = json::parse(lft::last_line(res.out));
+  check_absent(j, "F1b", "8 CNN runs in the database did not converge");
+  check_absent(j, "F2d", "8 CNN runs in the database did not converge");
+  EXPECT_FALSE(fs::exists(tmp.file("o1/F1b.png")));
+  // (3) One seed per point: F1b is made, F2d (an ensemble needs >= 2 seeds) is absent.
+  write_cnn_runs(tmp.file("one.sqlite"), cnn_runs(1));
+  res = lft::run_cli({"report", "--db", tmp.file("one.sqlite"), "--out", tmp.file("o2"), "--json"});
+  ASSERT_EQ(res.status, 0) << res.err;
+  j = json::parse(lft::last_line(res.out));
+  EXPECT_TRUE(ids_of(j["figures"]).count("F1b"));
+  check_absent(j, "F2d", "≥2 seeds");
+  EXPECT_FALSE(fs::exists(tmp.file("o2/F2d.png")));
 }

@@ -184,6 +184,19 @@ TEST(SweepSpec, EveryExampleParses) {
   EXPECT_EQ(sizes["setup-a.toml"], 4u * 25u * 10u);
   EXPECT_EQ(sizes["variance.toml"], 2u * 9u * 26u);
   EXPECT_EQ(sizes["l2.toml"], 2u * 3u * 10u);
+  EXPECT_EQ(sizes["setup-b-cnn.toml"], 17u * 6u * 10u);
+  EXPECT_EQ(sizes["setup-b-small.toml"], 2u * 2u * 2u);
+  // Setup B: the CNN under the stochastic dynamics, every run with the spec's fixed options.
+  for (const auto& c : lf::parse_sweep_spec(std::string(LAZYFEAT_SOURCE_DIR) + "/examples/setup-b-cnn.toml")) {
+    EXPECT_EQ(c.arch, "cnn");
+    EXPECT_EQ(c.act, "relu");
+    EXPECT_EQ(c.pca, 0);
+    EXPECT_EQ(c.ptr, 5000);
+    EXPECT_EQ(c.pte, 50000);
+    EXPECT_DOUBLE_EQ(c.tau, 10.0);
+    EXPECT_DOUBLE_EQ(c.temperature, 3e-4);
+    EXPECT_EQ(c.batch_max, 64);
+  }
   EXPECT_GE(sizes.size(), 7u);
 }
 

@@ -47,7 +47,9 @@ std::string family_key(const RunRecord& r) {
 
 std::string family_label(const RunRecord& r) {
   std::ostringstream s;
-  s << r.arch << " " << r.act << " L=" << r.L << " " << r.dataset << " n=" << r.ptr << " " << r.loss;
+  s << r.arch << " " << r.act;
+  if (r.arch != "cnn") s << " L=" << r.L;  // the CNN has its four convolutions whatever L says
+  s << " " << r.dataset << " n=" << r.ptr << " " << r.loss;
   if (r.tau < 0) s << " mu=" << -r.tau;
   else if (r.tau > 0) s << " tau=" << r.tau;
   else s << " gradient-flow";

@@ -40,7 +40,8 @@ std::string ensemble_key(const RunRecord& r);
 // ensemble_key further minus h, alpha, sqrt(h) alpha and measurement-only options
 // (delta_kernel, init_kernel, final_kernel, zdot, kernel_points, device).
 std::string family_key(const RunRecord& r);
-// A short human label of a family, e.g. "fc softplus L=5 mnist n=5000 hinge mu=1000".
+// A short human label of a family, e.g. "fc softplus L=5 mnist n=5000 hinge mu=1000" or
+// "cnn relu mnist n=5000 hinge tau=10 T=0.0003" (no L: the CNN has four convolutions).
 std::string family_label(const RunRecord& r);
 
 // Rounds a positive number to `digits` significant digits as text ("0.0316"), for grouping

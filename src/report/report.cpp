@@ -118,7 +118,9 @@ struct Ensemble {
 
 class Builder {
  public:
-  Builder(const StudyDb& db, const ReportOptions& opt) : db_(db), opt_(opt) {}
+  // cnn_dropped: CNN runs of the database that did not converge (named when F1b, F2d are absent).
+  Builder(const StudyDb& db, const ReportOptions& opt, int cnn_dropped)
+      : db_(db), opt_(opt), cnn_dropped_(cnn_dropped) {}
 
   std::vector<Figure> figures;
   json fits = json::array(), absent = json::array(), families = json::array();
@@ -128,6 +130,7 @@ class Builder {
  private:
   const StudyDb& db_;
   const ReportOptions& opt_;
+  const int cnn_dropped_;
   std::map<std::string, std::vector<Ensemble>> ens_cache_;
 
   void add(Figure f, const std::string& needs_if_empty, const std::string& sweep) {
@@ -221,6 +224,12 @@ const std::vector<Ensemble>& Builder::ensembles(const Family& fam) {
   return out;
 }
 
+// The sweep that makes the setup-B figures (F1b, F2d), named where they are absent.
+const char* const kSweepB =
+    "examples/setup-b-cnn.toml (examples/setup-b-small.toml in miniature): arch=\"cnn\", act=\"relu\", "
+    "tau=10, temperature=3e-4, batch-max=64; axes h (10..159, 17 values), alpha [1e-4,1e-2,1e-1,1,10,100], "
+    "seed-init 0..9";
+
 const Get kH = [](const RunRecord& r) { return static_cast<double>(r.h); };
 const Get kAlpha = [](const RunRecord& r) { return r.alpha; };
 const Get kRegime = [](const RunRecord& r) { return analysis::regime(r); };
@@ -249,12 +258,14 @@ void Builder::error_vs_h(const Family& fam, const std::string& id, bool cnn) {
                            "frozen NTK at init");
     s.dashed = true;
     p.series.push_back(s);
+  } else if (cnn) {
+    f.notes.push_back("No frozen-NTK-at-init line: frozen-kernel training (--init-kernel) is measured for fc runs only.");
   } else {
     f.notes.push_back("No frozen-NTK-at-init runs (train with --init-kernel) in this family: the black line is missing.");
   }
   f.panels.push_back(p);
   add(f, cnn ? "CNN runs (setup B) at ≥2 widths per α" : "FC runs at ≥2 widths h for some α",
-      cnn ? "arch=\"cnn\", act=\"relu\", tau=10, temperature=3e-4, batch-max=64; axes h (10..159), alpha [1e-2..1e2], seed-init 0..9"
+      cnn ? kSweepB
           : "arch=\"fc\", L=5; axes h [100,200,400,800], alpha {log-range=[1e-3,1e5], per-decade=3}, seed-init 0..9");
 }
 
@@ -367,7 +378,7 @@ void Builder::fc_setup_a(const Family& fam) {
 void Builder::ensemble_figures(const Family& fam, bool cnn) {
   const auto& ens = ensembles(fam);
   const std::string sweep_var =
-      cnn ? "arch=\"cnn\" (setup B); axes h (10..159), alpha [1e-2,1e2], seed-init 0..19 (outputs are stored with every run)"
+      cnn ? kSweepB
           : "arch=\"fc\", L=5; axes h [50,71,100,141,200,283,400,566,800], sqrt-h-alpha [1e-2,1e6], seed-init 0..25";
   // Series of one quantity vs one abscissa, split by another key.
   auto ens_series = [&](const std::vector<const Ensemble*>& es, auto x, auto y, auto err,
@@ -456,21 +467,24 @@ void Builder::ensemble_figures(const Family& fam, bool cnn) {
   }
   c.panels.push_back(pc);
   if (pc.has_points() && groups.size() >= 2) {
-    // The ratio of ensemble errors at the largest and smallest fixed value, averaged over h.
-    auto mean_ens = [&](const std::vector<const Ensemble*>& es) {
-      double s = 0;
-      for (const Ensemble* e : es) s += e->stats.ensemble_err;
-      return s / es.size();
-    };
-    double lazy = mean_ens(groups.rbegin()->second), feature = mean_ens(groups.begin()->second);
-    double ratio = lazy / feature;
+    // The ratio of ensemble errors at the largest and smallest fixed value, each averaged over
+    // the widths that both have.
+    std::map<int64_t, double> at_lazy, at_feature;
+    for (const Ensemble* e : groups.rbegin()->second) at_lazy[e->h] = e->stats.ensemble_err;
+    for (const Ensemble* e : groups.begin()->second) at_feature[e->h] = e->stats.ensemble_err;
+    double lazy = 0, feature = 0;
+    int widths = 0;
+    for (auto& [h, err] : at_lazy)
+      if (at_feature.count(h)) lazy += err, feature += at_feature[h], ++widths;
+    double ratio = widths > 0 ? lazy / feature : NaN;
     fits.push_back({{"figure", c.id}, {"family", fam.label}, {"quantity", "ε_lazy / ε_feature (ensemble)"},
                     {"regime", fixed_sym + "=" + value_key(groups.rbegin()->first, 3) + " over " +
                                    value_key(groups.begin()->first, 3)},
                     {"ratio", std::isfinite(ratio) ? json(ratio) : json(nullptr)},
+                    {"points", widths},
                     {"paper", cnn ? 1.7 : 1.02}});
-    c.notes.push_back("ε_lazy / ε_feature (ensemble, mean over h) = " + fmt(ratio) + " (paper " +
-                      (cnn ? "1.7" : "1.02") + ")");
+    c.notes.push_back("ε_lazy / ε_feature (ensemble, mean over " + std::to_string(widths) + " widths) = " +
+                      fmt(ratio) + " (paper " + (cnn ? "1.7" : "1.02") + ")");
   }
   add(c, "stored test outputs of ≥2 seeds at one fixed " + fixed_sym + " for ≥2 widths", sweep_var);
 }
@@ -735,9 +749,10 @@ void Builder::run(const std::vector<Family>& fams) {
     error_vs_h(*cnn, "F1b", true);
     ensemble_figures(*cnn, true);
   } else {
-    const char* sb = "arch=\"cnn\", act=\"relu\", tau=10, temperature=3e-4, batch-max=64; axes h (10..159, 17 values), alpha [1e-2,1e-1,1,10,100], seed-init 0..9";
-    mark_absent("F1b", "CNN runs (setup B)", sb);
-    mark_absent("F2d", "CNN runs (setup B) with ≥2 seeds per point", sb);
+    std::string why = cnn_dropped_ > 0 ? " (" + std::to_string(cnn_dropped_) + " CNN runs in the database did not converge)"
+                                       : " (the database has no CNN runs)";
+    mark_absent("F1b", "converged CNN runs (setup B) at ≥2 widths per α" + why, kSweepB);
+    mark_absent("F2d", "converged CNN runs (setup B) with stored test outputs of ≥2 seeds per (h, α)" + why, kSweepB);
   }
   if (relu) relu_kernel(*relu);
   else mark_absent("F9", "FC ReLU runs with --delta-kernel",
@@ -805,7 +820,9 @@ json make_report(const ReportOptions& opt) {
     fams.push_back(std::move(f));
   }
 
-  Builder b(db, opt);
+  int cnn_dropped = 0;
+  for (const RunRecord& r : all) cnn_dropped += r.arch == "cnn" && r.status != "converged";
+  Builder b(db, opt, cnn_dropped);
   b.run(fams);
   for (const Figure& f : b.figures) {
     write_csv(f, opt.out);
