@@ -46,7 +46,7 @@ TEST(Cuda, BatchedEnsembleOnCudaEqualsSequentialOnCpu) {
   for (size_t k = 0; k < 3; ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
     EXPECT_EQ(a[k].trainer, "batched");
-    EXPECT_EQ(b[k].trainer, "fused");
+    EXPECT_EQ(b[k].trainer, lft::cpu_trainer());
     EXPECT_GT(b[k].steps, 100);
     lft::expect_same_run(a[k], rg[k], b[k], rc[k]);
   }

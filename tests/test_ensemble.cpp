@@ -117,7 +117,7 @@ TEST(Ensemble, BatchedEngineEqualsSequentialEngine) {
   const TwoEngines e = on_both_engines(cfgs, d);
   for (size_t k = 0; k < cfgs.size(); ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
-    EXPECT_EQ(e.seq[k].trainer, "fused");
+    EXPECT_EQ(e.seq[k].trainer, lft::cpu_trainer());
     EXPECT_EQ(e.bat[k].trainer, "batched");
     lft::expect_same_run(e.bat[k], e.bat_rec[k], e.seq[k], e.seq_rec[k]);
   }

@@ -289,7 +289,7 @@ TEST(LteNetwork, ConvergesFusedAndReferenceCountingGradients) {
   TrainHooks h = lft::quiet();
   RunResult a = train_run(c, d, h);
   ASSERT_EQ(a.status, "converged");
-  EXPECT_EQ(a.trainer, "fused");
+  EXPECT_EQ(a.trainer, lft::cpu_trainer());
   EXPECT_EQ(a.gradient_evaluations, a.steps) << "one at w0 and one after each accepted step but the last";
   EXPECT_EQ(a.summary().at("gradient_evaluations").get<int64_t>(), a.gradient_evaluations);
   h.reference = true;

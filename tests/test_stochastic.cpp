@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
 
@@ -120,7 +119,7 @@ TEST(CnnTrain, FullBatchConverges) {
   EXPECT_EQ(c.act, "relu");  // the paper's activation is the cnn default
   RunResult r = train_run(c, d, lft::quiet());
   EXPECT_EQ(r.status, "converged") << r.summary().dump();
-  EXPECT_EQ(r.trainer, "fused");  // the CPU float64 CNN kernels (models/cnn_fused.h)
+  EXPECT_EQ(r.trainer, lft::cpu_trainer());  // the CPU float64 CNN kernels (models/cnn_fused.h)
   EXPECT_EQ(r.train_loss, 0.0);
   EXPECT_EQ(r.unsatisfied, 0);
   EXPECT_LT(r.t1, r.t2);
@@ -212,12 +211,9 @@ TEST(Stochastic, ResumeEqualsUninterrupted) {
 }
 
 // An ensemble of stochastic members (2 seeds x 2 alphas, one in each regime; fc and cnn) trained
-// in lockstep, its members' trials on 2 threads (train.cpp), gives each member exactly the run it
-// makes alone: every number and checkpoint, bit for bit (the sequential engine, the members' own
-// batch generators).
+// in lockstep gives each member exactly the run it makes alone: every number and checkpoint, bit
+// for bit (the sequential engine, the members' own batch generators).
 TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
-  const int threads = at::get_num_threads();
-  at::set_num_threads(2);
   for (const std::string arch : {"fc", "cnn"}) {
     const int64_t n = arch == "cnn" ? 48 : 200;
     Dataset d = arch == "cnn" ? images(n, 50) : lft::synthetic(n, 50);
@@ -246,7 +242,6 @@ TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
     }
     EXPECT_NE(numbers(together[0]).dump(), numbers(together[2]).dump()) << "the alphas give other runs";
   }
-  at::set_num_threads(threads);
 }
 
 TEST(Stochastic, ConvergesToZeroUnsatisfied) {

@@ -1,6 +1,7 @@
 #include "testing.h"
 
 #include "dynamics/momentum.h"
+#include "models/blas.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -143,6 +144,8 @@ lf::Dataset images(int64_t n, int64_t pte, int64_t side, uint64_t seed) {
   d.y_test = y.narrow(0, n, pte).contiguous();
   return d;
 }
+
+std::string cpu_trainer() { return lf::fused_kernels_preferred() ? "fused" : "reference"; }
 
 lf::TrainHooks quiet() {
   lf::TrainHooks h;

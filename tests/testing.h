@@ -44,6 +44,9 @@ lf::Dataset synthetic(int64_t n, int64_t pte, uint64_t seed = 3);
 // smooth pattern (learnable by a small convolutional network); the first n points train.
 lf::Dataset images(int64_t n, int64_t pte, int64_t side = 28, uint64_t seed = 5);
 lf::TrainHooks quiet();  // no progress on stderr
+// The name of the CPU float64 trainer a run takes by default here: "fused", or "reference" on a
+// LibTorch whose BLAS is MKL (models/blas.h: fused_kernels_preferred).
+std::string cpu_trainer();
 
 // The rows of a read-only query of a study database as text (REAL columns with 17 digits: exact),
 // empty when the file cannot be opened or read (a test then fails on what it expected).

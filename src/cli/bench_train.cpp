@@ -65,6 +65,7 @@ int bench_train_step(const Args& args) {
 
   int64_t rejected = 0, rejected_ref = 0;  // rejected trial steps, summed over the repeats
   std::vector<double> with_setup, with_setup_ref;
+  std::string trainer;
   auto measure = [&](bool reference, int64_t n_steps) {
     std::vector<double> rates;
     for (int64_t r = 0; r < repeats; ++r) {
@@ -81,6 +82,7 @@ int bench_train_step(const Args& args) {
       rates.push_back(c1.wall_s > c0.wall_s ? double(c1.step - c0.step) / (c1.wall_s - c0.wall_s) : 0.0);
       (reference ? with_setup_ref : with_setup).push_back(res.steps_per_s);
       (reference ? rejected_ref : rejected) += res.rejected;
+      if (!reference) trainer = res.trainer;  // "fused", or "reference" where the BLAS is MKL (train.cpp)
       std::cerr << (reference ? "reference" : "fused") << " repeat " << r << ": " << rates.back()
                 << " steps/s (" << res.steps_per_s << " with the setup)\n";
     }
@@ -120,7 +122,7 @@ int bench_train_step(const Args& args) {
   std::vector<double> ref;
   if (!no_ref) ref = measure(true, ref_steps);
   nlohmann::json j = {{"benchmark", "train-step"}, {"h", h}, {"L", L}, {"ptr", ptr}, {"d", 10},
-                      {"steps", steps}, {"repeats", repeats}, {"steps_per_s", median(fused)},
+                      {"steps", steps}, {"repeats", repeats}, {"steps_per_s", median(fused)}, {"trainer", trainer},
                       {"steps_per_s_all", fused}, {"rejected", rejected},
                       {"run_steps_per_s_all", with_setup}, {"simd", fused_simd_available()},
                       {"intra_op_threads", at::get_num_threads()}, {"kernels", kern}};
@@ -130,7 +132,7 @@ int bench_train_step(const Args& args) {
     j["reference_run_steps_per_s_all"] = with_setup_ref;
     j["speedup"] = median(fused) / median(ref);
   }
-  std::cout << "train-step h=" << h << " L=" << L << " ptr=" << ptr << ": fused " << median(fused)
+  std::cout << "train-step h=" << h << " L=" << L << " ptr=" << ptr << ": " << trainer << " " << median(fused)
             << " steps/s";
   if (!no_ref) std::cout << ", reference " << median(ref) << " steps/s (x" << j["speedup"].get<double>() << ")";
   std::cout << "\n";

@@ -8,8 +8,7 @@
 //    the plain LibTorch reference, or the CNN), one member after another; outputs, df and the
 //    fit on the host. Each member gets exactly the numbers of its run alone. Cost: K times one
 //    run's. The only engine of CNN ensembles and of the stochastic dynamics (forward_rows,
-//    gradient_rows); members share nothing, so the trainer runs stochastic members' trials side
-//    by side on ATen's intra-op threads (experiment/train.cpp).
+//    gradient_rows).
 //  - BatchedEngine: the members' weights as [K, P] tensors on one device; one batched forward
 //    (batched matrix products over [K, n, h]) keeping the preactivations, df and the fit as
 //    [K', n] tensor reductions on the device (one transfer of 4 numbers a member a step), and a

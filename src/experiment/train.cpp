@@ -2,8 +2,6 @@
 // Member (experiment/member.h) that advances one trial step at a time.
 #include "experiment/train.h"
 
-#include <ATen/Parallel.h>
-
 #include <cmath>
 #include <memory>
 
@@ -12,6 +10,7 @@
 #include "experiment/engine.h"
 #include "experiment/from_config.h"
 #include "experiment/member.h"
+#include "models/blas.h"
 
 namespace lf {
 
@@ -101,10 +100,9 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   while (!live.empty()) {
     if (stochastic) {
       // Protocol section 4: each member's batch, its gradient, the trial, df on the batch, the
-      // verdict. These dynamics run on the sequential engine, whose members share nothing: the
-      // members' trials run side by side on ATen's intra-op threads (on cuda this overlaps their
-      // kernel launches and host syncs: one member's step is launch-bound), each with the numbers
-      // of its run alone. Checkpoints and hooks stay on this thread (after_step, below).
+      // verdict, member after member on the sequential engine (the only one of these dynamics).
+      // (Tried: the members' trials side by side on 2 threads on cuda gave 1.02x, one CUDA stream
+      // serialising their host syncs; docs/benchmarks.md "setup B on the GPU".)
       f.resize(live.size());
       auto trial_of = [&](size_t i) {
         const int64_t k = live[i];
@@ -116,13 +114,7 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
         if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
         else engine.restore({k});
       };
-      if (live.size() == 1) {
-        trial_of(0);  // alone: its tensor ops keep the intra-op threads
-      } else {
-        at::parallel_for(0, int64_t(live.size()), 1, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) trial_of(size_t(i));
-        });
-      }
+      for (size_t i = 0; i < live.size(); ++i) trial_of(i);
       due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
     } else {
       step.clear(), x.clear(), dt.clear();
@@ -215,8 +207,9 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
           "the batched engine trains full-batch fc ensembles only (not --arch cnn or wrn, not --temperature > 0)");
   // The fused kernels: FC for full batches (the stochastic FC dynamics take plain LibTorch ops),
   // CNN for both dynamics; CPU float64 only (CUDA keeps cuDNN through at::conv2d; the wrn takes conv2d).
-  const bool fused =
-      c0.device == "cpu" && c0.is_double() && !hooks.front().reference && (batchable || c0.arch == "cnn");
+  // Not with MKL's dgemm_ (PyTorch's LibTorch), where they measured slower (models/blas.h).
+  const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference &&
+                     fused_kernels_preferred() && (batchable || c0.arch == "cnn");
   FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator == "lte"};
   for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
   std::unique_ptr<Engine> engine =

@@ -39,7 +39,9 @@ const Blas& blas() {
 
 }  // namespace
 
+bool blas_has_dgemm() { return blas().dgemm != nullptr; }
 bool blas_owns_threads() { return blas().dgemm && blas().set_threads; }
+bool fused_kernels_preferred() { return blas_owns_threads() || !blas_has_dgemm(); }
 
 BlasOneThread::BlasOneThread() {
   if (blas().get_threads && (prev = blas().get_threads()) != 1) blas().set_threads(1);

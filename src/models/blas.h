@@ -10,10 +10,17 @@
 
 namespace lf {
 
+// True when the products go to the library's dgemm_ (false: the at::mm fallback).
+bool blas_has_dgemm();
 // True when dgemm_ is called directly and its threads can be set (OpenBLAS): callers that run
 // their own threads keep it single-threaded with BlasOneThread; otherwise (MKL, at::mm) they run
 // their threads as an ATen parallel region, inside which the library starts no threads of its own.
 bool blas_owns_threads();
+// Whether the CPU float64 kernels (models/fc_fused.h, models/cnn_fused.h) are the trainer's default
+// here: where dgemm_ is OpenBLAS's (threads settable) or absent (at::mm). With MKL's dgemm_ inside
+// PyTorch's LibTorch they measured slower than the LibTorch paths on 16 cores (FC 6 against 69
+// steps/s, CNN 6.1 against 7.3: docs/benchmarks.md "ensemble"), so the reference trainer is.
+bool fused_kernels_preferred();
 
 // Column-major C [M, N] = alpha op(A) op(B) + beta C (op = transpose when ta / tb); with
 // beta = 0, C is not read.
