@@ -39,16 +39,7 @@ double rel(const at::Tensor& a, const at::Tensor& b) {
 // A loose full-batch setting (df in [1e-2, 1e-1], dt from 1e-2), h = 1 (the wide ResNet's width
 // factor, the cnn's channels otherwise: 3).
 RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte) {
-  RunConfig c;
-  c.arch = arch;
-  c.h = arch == "wrn" ? 1 : 3;
-  c.ptr = n;
-  c.pte = pte;
-  c.dt0 = 1e-2;
-  c.df_min = 1e-2;
-  c.df_max = 1e-1;
-  finalize(c);
-  return c;
+  return lft::conv_config(arch, n, pte, arch == "wrn" ? 1 : 3);
 }
 
 // The same with the stochastic dynamics: tau 1, T = 1e-2, batches of at most 8.
@@ -274,12 +265,7 @@ TEST(ConvCli, NtkOfAStoredCnnRunAndBadInput) {
   EXPECT_EQ(nlohmann::json::parse(lft::last_line(k.out))["arch"], "cnn");
   const at::Tensor K = read_npy(out);
   // The reference: the stored state's weights, the run's test points, the Jacobian method.
-  RunConfig cfg;
-  OptionParser p("test", "test");
-  add_run_options(p, cfg);
-  run.insert(run.end(), {"--data-dir", lft::data_dir()});
-  p.parse(run);
-  finalize(cfg);
+  const RunConfig cfg = lft::config_of_args(run);
   const at::Tensor x = load_dataset(cfg).x_test.narrow(0, 0, 5);
   StoreOptions so;
   so.create = false;

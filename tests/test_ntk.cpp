@@ -316,11 +316,7 @@ TEST(NtkCli, GramOfTestPointsWrittenAsNpy) {
   EXPECT_NEAR(js["trace"].get<double>(), K.trace().item<double>(), 1e-9 * js["trace"].get<double>());
   // The matrix itself, recomputed here by the autograd Jacobian reference: the network of
   // `--seed-init 0` (fc_init, default activation) on the first 30 test points of the same split.
-  RunConfig cfg;
-  OptionParser p("test", "test");
-  add_run_options(p, cfg);
-  p.parse({"--ptr", "20", "--pte", "40", "--h", "20", "--L", "3", "--data-dir", lft::data_dir()});
-  finalize(cfg);
+  const RunConfig cfg = lft::config_of_args({"--ptr", "20", "--pte", "40", "--h", "20", "--L", "3"});
   Dataset data = load_dataset(cfg);
   at::Tensor x = data.x_test.narrow(0, 0, 30);
   ASSERT_EQ(x.sizes(), (std::vector<int64_t>{30, 10}));  // PCA 10, the fc default
@@ -350,12 +346,7 @@ TEST(NtkCli, ConvolutionalNetworksOnImages) {
     EXPECT_EQ(js["arch"], arch);
     EXPECT_EQ(js["params"], arch == "cnn" ? 1321 : 367809);
     at::Tensor K = read_npy(out);
-    RunConfig cfg;
-    OptionParser p("test", "test");
-    add_run_options(p, cfg);
-    run.insert(run.end(), {"--data-dir", lft::data_dir()});
-    p.parse(run);
-    finalize(cfg);
+    const RunConfig cfg = lft::config_of_args(run);
     Dataset data = load_dataset(cfg);
     at::Tensor x = data.x_test.narrow(0, 0, 5);
     ASSERT_EQ(x.sizes(), (std::vector<int64_t>{5, 1, 28, 28}));

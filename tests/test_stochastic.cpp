@@ -27,18 +27,7 @@ const auto kD = at::TensorOptions().dtype(at::kDouble);
 
 using lft::images;
 
-RunConfig cnn_config(int64_t n, int64_t pte) {
-  RunConfig c;
-  c.arch = "cnn";
-  c.h = 4;
-  c.ptr = n;
-  c.pte = pte;
-  c.dt0 = 1e-2;
-  c.df_min = 1e-2;
-  c.df_max = 1e-1;
-  finalize(c);
-  return c;
-}
+RunConfig cnn_config(int64_t n, int64_t pte) { return lft::conv_config("cnn", n, pte, 4); }
 
 // A stochastic run: constant tau, temperature T, batches of at most b_max.
 RunConfig stochastic_config(const std::string& arch, int64_t n) {

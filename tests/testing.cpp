@@ -1,6 +1,8 @@
 #include "testing.h"
 
+#include "common/options.h"
 #include "dynamics/momentum.h"
+#include "experiment/config.h"
 #include "models/blas.h"
 
 #include <gtest/gtest.h>
@@ -278,6 +280,29 @@ ResumedRun train_and_resume(const lf::RunConfig& cfg, const lf::Dataset& d, int6
   h.resume_state = r.mid;
   r.second = lf::train_run(cfg, d, h);
   return r;
+}
+
+lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h) {
+  lf::RunConfig c;
+  c.arch = arch;
+  c.h = h;
+  c.ptr = n;
+  c.pte = pte;
+  c.dt0 = 1e-2;
+  c.df_min = 1e-2;
+  c.df_max = 1e-1;
+  lf::finalize(c);
+  return c;
+}
+
+lf::RunConfig config_of_args(std::vector<std::string> args) {
+  lf::RunConfig cfg;
+  lf::OptionParser p("test", "test");
+  lf::add_run_options(p, cfg);
+  args.insert(args.end(), {"--data-dir", data_dir()});
+  p.parse(args);
+  lf::finalize(cfg);
+  return cfg;
 }
 
 lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps) {

@@ -85,5 +85,11 @@ ResumedRun train_and_resume(const lf::RunConfig& cfg, const lf::Dataset& d, int6
 // The ensembles' small member: FC h = 16, L = 2, 50 training and 30 test points, the protocol's
 // dynamics, seed_init seed, sqrt(h) alpha, a step budget (finalized).
 lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps);
+// A convolutional run (arch cnn or wrn) of h channels (wrn: width factor) on n training and pte
+// test images, in a loose full-batch setting: df in [1e-2, 1e-1], dt from 1e-2 (finalized).
+lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h);
+// The run configuration that `lazyfeat train ARGS` builds (run options only), with the project's
+// data folder (finalized).
+lf::RunConfig config_of_args(std::vector<std::string> args);
 
 }  // namespace lft
