@@ -18,6 +18,23 @@ namespace {
 // autograd graph per point at width 1 (60 feature maps of up to 16 x 28 x 28), hence fewer.
 constexpr int64_t kBlock = 256, kWrnBlock = 32;
 
+// The kept forward's reuse rule (ConvModel, CNNFusedModel): c at the kept forward's positions, or
+// empty when a new forward and backward is cheaper or needed. A backward over the kept forward's r
+// points costs about 2 forwards of r; a new forward and backward over the listed points about 3
+// forwards of |rows|: reuse when 3 |rows| > 2 r and every listed point is in the kept forward.
+std::vector<double> kept_coefficients(const std::vector<int64_t>& kept_rows, const std::vector<int64_t>& rows,
+                                      const std::vector<double>& c) {
+  std::vector<double> ck;
+  if (kept_rows.empty() || 3 * rows.size() <= 2 * kept_rows.size()) return ck;
+  ck.assign(kept_rows.size(), 0.0);
+  for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
+    const auto it = std::find(kept_rows.begin(), kept_rows.end(), rows[k]);
+    if (it == kept_rows.end()) ck.clear();  // a point outside the kept forward
+    else ck[size_t(it - kept_rows.begin())] += c[k];
+  }
+  return ck;
+}
+
 at::Tensor row_index(const std::vector<int64_t>& rows, at::Device device) {
   return at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(device);
 }
@@ -170,17 +187,9 @@ class ConvModel final : public LibTorchModel {
     copy_out(kept_, f);
   }
   void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
-    std::vector<double> ck;  // c at the kept forward's positions
-    // A backward over the kept forward's r points costs about 2 forwards of r; a new forward and
-    // backward over the listed points about 3 forwards of |rows|: reuse when 3 |rows| > 2 r.
-    if (kept_.defined() && w._version() == kept_version_ && 3 * rows.size() > 2 * kept_rows_.size()) {
-      ck.assign(kept_rows_.size(), 0.0);
-      for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
-        const auto it = std::find(kept_rows_.begin(), kept_rows_.end(), rows[k]);
-        if (it == kept_rows_.end()) ck.clear();  // a point outside the kept forward
-        else ck[size_t(it - kept_rows_.begin())] += c[k];
-      }
-    }
+    const std::vector<double> ck =  // c at the kept forward's positions
+        kept_.defined() && w._version() == kept_version_ ? kept_coefficients(kept_rows_, rows, c)
+                                                         : std::vector<double>();
     if (ck.empty()) {
       kept_ = at::Tensor();
       return LibTorchModel::gradient_rows(rows, c);
@@ -233,18 +242,10 @@ class CNNFusedModel final : public Model {
     }
   }
   void gradient_rows(const std::vector<int64_t>& rows, const std::vector<double>& c) override {
-    std::vector<double> ck;  // c at the kept forward's positions
-    // The backward costs about 2 forwards of the kept r points; a new forward and backward over
-    // the listed points about 3 forwards of |rows|: reuse when 3 |rows| > 2 r.
-    if (!kept_rows_.empty() && net_.kept() == int64_t(kept_rows_.size()) && w._version() == kept_version_ &&
-        3 * rows.size() > 2 * kept_rows_.size()) {
-      ck.assign(kept_rows_.size(), 0.0);
-      for (size_t k = 0; k < rows.size() && !ck.empty(); ++k) {
-        const auto it = std::find(kept_rows_.begin(), kept_rows_.end(), rows[k]);
-        if (it == kept_rows_.end()) ck.clear();  // a point outside the kept forward
-        else ck[size_t(it - kept_rows_.begin())] += c[k];
-      }
-    }
+    const std::vector<double> ck =  // c at the kept forward's positions
+        net_.kept() == int64_t(kept_rows_.size()) && w._version() == kept_version_
+            ? kept_coefficients(kept_rows_, rows, c)
+            : std::vector<double>();
     kept_rows_.clear();
     c10::NoGradGuard ng;
     g.zero_();
