@@ -20,6 +20,9 @@ Dataset bench_dataset(int64_t ptr);
 // as the real data, labels the sign of a fixed smooth pattern, no test set.
 Dataset bench_images(int64_t ptr);
 double median(std::vector<double> v);  // of a non-empty list
+// The numbers of a comma-separated option value ("1e-2,1,100"); one clear message for opt when
+// there are none or one is not a number.
+std::vector<double> parse_list(const std::string& opt, const std::string& text);
 // `bench train-step --arch cnn` (bench_train_cnn.cpp): setup B's step through the trainer.
 int bench_train_step_cnn(const Args& args);
 

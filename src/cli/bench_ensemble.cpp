@@ -97,15 +97,6 @@ EnsembleRates time_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& d
   return out;
 }
 
-std::vector<double> parse_list(const std::string& name, const std::string& v) {
-  std::vector<double> out;
-  std::stringstream ss(v);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(parse_double(name, item));
-  require(!out.empty(), name + " needs at least one value");
-  return out;
-}
-
 // --arch cnn: one ensemble of alphas x seeds members of setup B.
 int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_t steps, int64_t repeats,
                        const std::vector<double>& alphas, int64_t seeds, bool alone, bool json) {

@@ -31,16 +31,6 @@
 namespace lf::cli {
 namespace {
 
-std::vector<double> parse_list(const std::string& opt, const std::string& text) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(parse_double(opt, item));
-  require(!out.empty(), opt + " needs a comma-separated list of numbers");
-  return out;
-}
-
 // A finished run as the table needs it, kept in --cache DIR as <config_hash>.json and .npy (the
 // final test outputs f - f0), so that the expensive R_fine runs are made once.
 struct Run {

@@ -1,11 +1,13 @@
 // `lazyfeat bench NAME [options] [--json]`: dispatches to the registered benchmarks.
 #include <algorithm>
 #include <iostream>
+#include <sstream>
 
 #include "cli/bench.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include "common/error.h"
+#include "common/options.h"
 
 namespace lf::cli {
 
@@ -25,6 +27,16 @@ Dataset bench_dataset(int64_t ptr) {
   data.x_test = at::empty({0, 10}, o);
   data.y_test = at::empty({0}, o);
   return data;
+}
+
+std::vector<double> parse_list(const std::string& opt, const std::string& text) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(parse_double(opt, item));
+  require(!out.empty(), opt + " needs a comma-separated list of numbers");
+  return out;
 }
 
 double median(std::vector<double> v) {

@@ -104,17 +104,16 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
       // (Tried: the members' trials side by side on 2 threads on cuda gave 1.02x, one CUDA stream
       // serialising their host syncs; docs/benchmarks.md "setup B on the GPU".)
       f.resize(live.size());
-      auto trial_of = [&](size_t i) {
+      for (size_t i = 0; i < live.size(); ++i) {
         const int64_t k = live[i];
         Member& m = *members[k];
-        if (!m.proceed() || !m.draw_batch()) return;
+        if (!m.proceed() || !m.draw_batch()) continue;
         engine.gradient_rows(k, m.batch(), m.batch_coefficients());
         engine.trial({k}, {m.decay()}, {m.dt()}, momentum);
         engine.forward_rows(k, m.batch(), f[i]);
         if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
         else engine.restore({k});
-      };
-      for (size_t i = 0; i < live.size(); ++i) trial_of(i);
+      }
       due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
     } else {
       step.clear(), x.clear(), dt.clear();

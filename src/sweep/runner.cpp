@@ -131,7 +131,7 @@ std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vect
   std::vector<TrainHooks> member_hooks(K, hooks);
   std::vector<int64_t> last_step(K, 0);
   std::vector<double> last_t(K, 0.0);
-  std::atomic<bool> stop_asked{false};  // polled by the members, stochastic ones from several threads (train.cpp)
+  bool stop_asked = false;
   for (size_t k = 0; k < K; ++k) {
     const int64_t id = ids[k];
     out[k].run_id = id;
@@ -159,7 +159,7 @@ std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vect
     };
     h.should_stop = [&, user = hooks.should_stop]() {
       if (user && user()) stop_asked = true;
-      return stop_asked.load();
+      return stop_asked;
     };
     h.progress = hooks.progress && K == 1;
   }
