@@ -179,33 +179,14 @@ TEST(Lte, MomentumConstantGradientConvergesAtStatedOrder) {
 
 // ------------------------------------------------------- a linear model under the hinge
 
-// f(w, x) = w . x with orthogonal inputs |x_i|^2 = k_i: Theta = diag(k). Under gradient flow
-// (tau = 0) with lazyfeat's 1/|B| (protocol section 4), point i's margin m_i = alpha u_i y_i grows
-// at k_i / |B| until it reaches 1 and then stays: the exact trajectory is piecewise linear, its
-// kinks computed here event by event. Returns the exact t2.
-double exact_t2(const std::vector<double>& k) {
-  std::vector<double> m(k.size(), 0.0);
-  std::vector<bool> in(k.size(), true);
-  double t = 0;
-  for (size_t left = k.size(); left > 0; --left) {
-    double best = INFINITY;
-    size_t j = 0;
-    for (size_t i = 0; i < k.size(); ++i)
-      if (in[i] && (1 - m[i]) * double(left) / k[i] < best) best = (1 - m[i]) * double(left) / k[i], j = i;
-    for (size_t i = 0; i < k.size(); ++i)
-      if (in[i]) m[i] += best * k[i] / double(left);
-    m[j] = 1, in[j] = false;
-    t += best;
-  }
-  return t;
-}
-
+// f(w, x) = w . x with orthogonal inputs (Theta = diag(k)) under gradient flow: the exact
+// piecewise-linear trajectory ends at lft::exact_hinge_t2 with every margin at 1.
 TEST(Lte, FrozenLinearHingeMatchesExactTrajectory) {
   const std::vector<double> kv = {1.0, 0.6, 2.5, 0.3, 1.7, 0.9, 0.45, 3.1};
   const int64_t n = int64_t(kv.size());
   const at::Tensor K = at::diag(at::tensor(kv, kD));
   const at::Tensor y = at::tensor(std::vector<double>{1, -1, 1, 1, -1, -1, 1, -1}, kD);
-  const double alpha = 0.5, t2 = exact_t2(kv);
+  const double alpha = 0.5, t2 = lft::exact_hinge_t2(kv);
   FrozenOptions o;
   o.alpha = alpha;
   o.momentum.tau = 0;  // gradient flow

@@ -318,4 +318,21 @@ lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps
   return c;
 }
 
+double exact_hinge_t2(const std::vector<double>& k) {
+  std::vector<double> m(k.size(), 0.0);
+  std::vector<bool> in(k.size(), true);
+  double t = 0;
+  for (size_t left = k.size(); left > 0; --left) {
+    double best = INFINITY;
+    size_t j = 0;
+    for (size_t i = 0; i < k.size(); ++i)
+      if (in[i] && (1 - m[i]) * double(left) / k[i] < best) best = (1 - m[i]) * double(left) / k[i], j = i;
+    for (size_t i = 0; i < k.size(); ++i)
+      if (in[i]) m[i] += best * k[i] / double(left);
+    m[j] = 1, in[j] = false;
+    t += best;
+  }
+  return t;
+}
+
 }  // namespace lft

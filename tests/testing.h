@@ -91,5 +91,9 @@ lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64
 // The run configuration that `lazyfeat train ARGS` builds (run options only), with the project's
 // data folder (finalized).
 lf::RunConfig config_of_args(std::vector<std::string> args);
+// The exact t2 of a linear model f(w, x) = w . x with orthogonal inputs |x_i|^2 = k_i under
+// gradient flow and the hinge (frozen kernel Theta = diag(k), lazyfeat's 1/|B|): point i's
+// margin grows at k_i / |B| until it reaches 1 and then stays; the kinks computed event by event.
+double exact_hinge_t2(const std::vector<double>& k);
 
 }  // namespace lft

@@ -104,11 +104,12 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.dt0 = parse_double(opt("dt0"), v); }},
       {"max-dt", "DT", "cap on the step (default none)",
        [](RunConfig& c, const std::string& v) { c.max_dt = parse_double(opt("max-dt"), v); }},
-      {"integrator", "paper|lte",
-       "step-size rule: paper (default: the paper's df bounds) or lte (local-error control with kink landing; "
-       "a lazyfeat addition, protocol section 4)",
+      {"integrator", "paper|lte|eab2",
+       "step-size rule: paper (default: the paper's df bounds), lte (local-error control with kink landing) or "
+       "eab2 (exponential second-order steps with error control and kink landing); lte and eab2 are lazyfeat "
+       "additions, protocol section 4",
        [](RunConfig& c, const std::string& v) { c.integrator = v; }},
-      {"integrator-tol", "X", "lte: local error tolerance on alpha (f - f0) per step (default 1e-3)",
+      {"integrator-tol", "X", "lte, eab2: local error tolerance on alpha (f - f0) per step (default 1e-3)",
        [](RunConfig& c, const std::string& v) { c.integrator_tol = parse_double(opt("integrator-tol"), v); }},
       {"dtype", "float64|float32", "precision (default float64)",
        [](RunConfig& c, const std::string& v) { c.dtype = v; }},
@@ -213,11 +214,11 @@ void finalize(RunConfig& c) {
   require(c.temperature >= 0 && std::isfinite(c.temperature), "--temperature must be >= 0");
   require(c.batch_min >= 1 && c.batch_max >= c.batch_min, "need 1 <= --batch-min <= --batch-max");
   require(c.df_min > 0 && c.df_max > c.df_min, "need 0 < --df-min < --df-max");
-  require(is_integrator(c.integrator), "unknown integrator '" + c.integrator + "' (expected paper or lte)");
+  require(is_integrator(c.integrator), "unknown integrator '" + c.integrator + "' (expected paper, lte or eab2)");
   require(c.integrator_tol > 0 && c.integrator_tol < 1 && std::isfinite(c.integrator_tol),
           "need 0 < --integrator-tol < 1");
   require(c.integrator == "paper" || !c.stochastic(),
-          "--integrator lte applies to the full-batch dynamics only (temperature 0): the stochastic "
+          "--integrator " + c.integrator + " applies to the full-batch dynamics only (temperature 0): the stochastic "
           "dynamics redraws its batch every step, so its outputs have no smooth path to control");
   require(c.dt0 > 0, "--dt0 must be > 0");
   require(c.max_dt >= 0, "--max-dt must be >= 0");

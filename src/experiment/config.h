@@ -54,8 +54,8 @@ struct RunConfig {
   double dt0 = 1e-50;                 // initial step (full batch); the stochastic variant starts at T
   double max_dt = 0.0;                // 0 = no cap (the stochastic variant computes its own,
                                       // dynamics/momentum.h stochastic_max_dt; a smaller one here wins)
-  std::string integrator = "paper";   // paper | lte (dynamics/integrator.h; protocol section 4)
-  double integrator_tol = 1e-3;       // lte: local error tolerance on alpha (f - f0)
+  std::string integrator = "paper";   // paper | lte | eab2 (dynamics/integrator.h; protocol section 4)
+  double integrator_tol = 1e-3;       // lte, eab2: local error tolerance on alpha (f - f0)
 
   // Precision, device, budgets.
   std::string dtype = "float64";      // float64 | float32

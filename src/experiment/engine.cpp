@@ -47,6 +47,10 @@ class SequentialEngine final : public Engine {
       v_.push_back(at::zeros_like(models_.back()->w));
       w_prev_.push_back(at::empty_like(models_.back()->w));
       v_prev_.push_back(at::empty_like(models_.back()->w));
+      if (spec_.gradient_history) {
+        g_prev_.push_back(at::zeros_like(models_.back()->w));
+        g_extrap_.push_back(at::zeros_like(models_.back()->w));
+      }
     }
   }
   at::Tensor w(int64_t k) override { return models_.at(k)->w; }
@@ -54,6 +58,11 @@ class SequentialEngine final : public Engine {
   at::Tensor g(int64_t k) override { return models_.at(k)->g; }
   at::Tensor prev_w(int64_t k) override { return w_prev_.at(k); }
   at::Tensor w0(int64_t k) override { return w0_.at(k); }
+  at::Tensor g_prev(int64_t k) override { return history().at(k); }
+  at::Tensor g_extrap(int64_t k) override {
+    history();
+    return g_extrap_.at(k);
+  }
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
     fits.resize(ks.size());
@@ -99,6 +108,30 @@ class SequentialEngine final : public Engine {
       }
     }
   }
+  void trial_exp(const std::vector<int64_t>& ks, const std::vector<ExpStep>& c) override {
+    c10::NoGradGuard ng;
+    history();
+    for (size_t i = 0; i < ks.size(); ++i) {
+      Model& m = *models_[ks[i]];
+      at::Tensor &v = v_[ks[i]], &gp = g_prev_[ks[i]], &gx = g_extrap_[ks[i]];
+      if (m.raw()) {  // one pass over w, v, g, g_prev (dynamics/integrator.h)
+        exp_trial_step(c[i], m.w.data_ptr<double>(), v.data_ptr<double>(), m.g.data_ptr<double>(),
+                       gp.data_ptr<double>(), m.w.numel(), w_prev_[ks[i]].data_ptr<double>(),
+                       v_prev_[ks[i]].data_ptr<double>(), gx.data_ptr<double>());
+      } else {  // the same combination as tensor ops
+        w_prev_[ks[i]].copy_(m.w);
+        v_prev_[ks[i]].copy_(v);
+        m.w.add_(v, c[i].wv).add_(m.g, c[i].wg);
+        v.mul_(c[i].vv).add_(m.g, c[i].vg);
+        gx.copy_(m.g);
+        if (c[i].r > 0) {
+          m.w.add_(gp, c[i].wp);
+          v.add_(gp, c[i].vp);
+          gx.add_(m.g - gp, c[i].r);
+        }
+      }
+    }
+  }
   void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
     trials.resize(ks.size());
     for (size_t i = 0; i < ks.size(); ++i) {
@@ -124,7 +157,13 @@ class SequentialEngine final : public Engine {
     }
   }
   void gradient(const std::vector<int64_t>& ks) override {
-    for (int64_t k : ks) models_[k]->gradient(out_[k].fit.rows, out_[k].fit.c);
+    for (int64_t k : ks) {
+      if (spec_.gradient_history) {
+        c10::NoGradGuard ng;
+        g_prev_[k].copy_(models_[k]->g);
+      }
+      models_[k]->gradient(out_[k].fit.rows, out_[k].fit.c);
+    }
   }
   void forward_rows(int64_t k, const std::vector<int64_t>& rows, std::vector<double>& f) override {
     f.resize(rows.size());
@@ -155,12 +194,18 @@ class SequentialEngine final : public Engine {
     return out;
   }
 
+  std::vector<at::Tensor>& history() {
+    require(spec_.gradient_history, "engine: no gradient history (FitSpec::gradient_history)");
+    return g_prev_;
+  }
+
   FitSpec spec_;
   bool fused_;
   std::vector<ParamSlice> slices_;  // per layer (W_l, b_l) in w
   int64_t n_;
   std::vector<std::unique_ptr<Model>> models_;
   std::vector<at::Tensor> w0_, v_, w_prev_, v_prev_;
+  std::vector<at::Tensor> g_prev_, g_extrap_;  // eab2 (FitSpec::gradient_history)
   std::vector<Outputs> out_;
 };
 
@@ -183,6 +228,7 @@ class BatchedEngine final : public Engine {
     Wp_ = at::zeros_like(W_);
     Vp_ = at::zeros_like(W_);
     W0_ = at::zeros_like(W_);
+    if (spec_.gradient_history) Gp_ = at::zeros_like(W_), Gx_ = at::zeros_like(W_);
     const auto d64 = at::TensorOptions().dtype(at::kDouble).device(opts.device());
     F_ = at::zeros({K, n_}, d64);
     F0_ = at::zeros({K, n_}, d64);
@@ -195,6 +241,11 @@ class BatchedEngine final : public Engine {
   at::Tensor g(int64_t k) override { return G_[k]; }
   at::Tensor prev_w(int64_t k) override { return Wp_[k]; }
   at::Tensor w0(int64_t k) override { return W0_[k]; }
+  at::Tensor g_prev(int64_t k) override { return history()[k]; }
+  at::Tensor g_extrap(int64_t k) override {
+    history();
+    return Gx_[k];
+  }
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
     fits.clear();
@@ -251,6 +302,23 @@ class BatchedEngine final : public Engine {
       W_.index_copy_(0, idx, W - G * dts);  // gradient flow
     }
   }
+  void trial_exp(const std::vector<int64_t>& ks, const std::vector<ExpStep>& c) override {
+    if (ks.empty()) return;
+    c10::NoGradGuard ng;
+    history();
+    std::vector<double> vv, vg, vp, wv, wg, wp, r;
+    for (const ExpStep& s : c)
+      vv.push_back(s.vv), vg.push_back(s.vg), vp.push_back(s.vp), wv.push_back(s.wv), wg.push_back(s.wg),
+          wp.push_back(s.wp), r.push_back(s.r);
+    const at::Tensor idx = index(ks);
+    const at::Tensor W = W_.index_select(0, idx), V = V_.index_select(0, idx), G = G_.index_select(0, idx),
+                     Gp = Gp_.index_select(0, idx);  // [K', P]
+    Wp_.index_copy_(0, idx, W);
+    Vp_.index_copy_(0, idx, V);
+    W_.index_copy_(0, idx, W + V * column(wv) + G * column(wg) + Gp * column(wp));
+    V_.index_copy_(0, idx, V * column(vv) + G * column(vg) + Gp * column(vp));
+    Gx_.index_copy_(0, idx, G + (G - Gp) * column(r));
+  }
   void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
     trials.clear();
     last_ks_ = ks;
@@ -280,6 +348,7 @@ class BatchedEngine final : public Engine {
     const std::vector<int64_t> pos = positions(ks);
     std::vector<double> keep(size_t(K), 0.0);  // the members that want their gradient
     for (int64_t p : pos) keep[size_t(p)] = 1.0;
+    if (spec_.gradient_history) Gp_.index_copy_(0, index(ks), G_.index_select(0, index(ks)));
     const bool direct = everyone(ks) && everyone(last_ks_);  // the gradients straight into G_
     at::Tensor gpre = (direct ? C_ : C_ * column(keep)).to(opts_).unsqueeze(2);  // [K', n, 1]
     at::Tensor Gk = direct ? G_ : at::empty({K, lay_.size}, opts_);
@@ -425,6 +494,10 @@ class BatchedEngine final : public Engine {
     if (!opts_.device().is_cuda()) return host.to(opts_.device());
     return host.pin_memory().to(at::TensorOptions().device(opts_.device()), /*non_blocking=*/true, /*copy=*/false);
   }
+  at::Tensor& history() {
+    require(spec_.gradient_history, "engine: no gradient history (FitSpec::gradient_history)");
+    return Gp_;
+  }
   [[noreturn]] static void refuse_batches() {
     throw UsageError("the batched engine trains full-batch fc ensembles only (not the stochastic dynamics)");
   }
@@ -443,6 +516,7 @@ class BatchedEngine final : public Engine {
   int64_t n_;
   bool softplus_ = false;
   at::Tensor W_, V_, G_, Wp_, Vp_, W0_;  // [K, P]
+  at::Tensor Gp_, Gx_;                   // [K, P] eab2 (FitSpec::gradient_history)
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
   std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
   at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df

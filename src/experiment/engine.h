@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "dynamics/integrator.h"
 #include "dynamics/loss.h"
 #include "experiment/model.h"
 #include "experiment/observables.h"
@@ -35,7 +36,8 @@ struct FitSpec {
   Loss loss;
   std::vector<double> y;
   std::vector<double> alpha;  // [K]
-  bool host_outputs = false;  // Trial's host views of the outputs, for --integrator lte
+  bool host_outputs = false;      // Trial's host views of the outputs, for --integrator lte and eab2
+  bool gradient_history = false;  // --integrator eab2: gradient() keeps the previous gradient (g_prev)
 };
 
 // One member's trial step as the step rule sees it.
@@ -73,6 +75,14 @@ class Engine {
   // (1 - x) g, w <- w + dt v; off: w <- w - dt g), keeping their previous w and v.
   virtual void trial(const std::vector<int64_t>& ks, const std::vector<double>& x, const std::vector<double>& dt,
                      bool momentum) = 0;
+  // --integrator eab2 (dynamics/integrator.h): the exponential step of members ks with their
+  // coefficients c[i] on v, g and g_prev, keeping w and v for a rejection and the extrapolated
+  // gradient g_extrap = g + r (g - g_prev) for the error estimate after the next gradient.
+  virtual void trial_exp(const std::vector<int64_t>& ks, const std::vector<ExpStep>& c) = 0;
+  // Member k's gradient at its previous accepted point, and the last trial's extrapolation ([P]
+  // views; with FitSpec::gradient_history only).
+  virtual at::Tensor g_prev(int64_t k) = 0;
+  virtual at::Tensor g_extrap(int64_t k) = 0;
   // The trial outputs of members ks at their current weights: trials[i] for member ks[i].
   virtual void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) = 0;
   // Accepted members ks: their trial outputs become their outputs f.
@@ -81,7 +91,8 @@ class Engine {
   virtual void restore(const std::vector<int64_t>& ks) = 0;
   // g(ks[i]) <- dL/dw at the weights of the last forward (start or forward) of member ks[i],
   // from the fit of those outputs: sum_mu dL/df_mu df(w, x_mu)/dw over the points with a
-  // non-zero loss derivative. Every ks[i] was in that forward.
+  // non-zero loss derivative. Every ks[i] was in that forward. With FitSpec::gradient_history,
+  // g_prev(ks[i]) <- g(ks[i]) first.
   virtual void gradient(const std::vector<int64_t>& ks) = 0;
   // The stochastic dynamics (protocol section 4), member by member at its current weights:
   // f[i] <- f(w_k, x_train[rows[i]]); and g(k) <- sum_i c[i] d f(w_k, x_train[rows[i]]) / dw.

@@ -36,6 +36,9 @@ FrozenOptions frozen_options(const RunConfig& cfg) {
   o.lte = cfg.integrator == "lte";
   o.lte_control.tol = cfg.integrator_tol;
   o.lte_control.max_dt = cfg.max_dt;
+  o.eab2 = cfg.integrator == "eab2";
+  o.eab2_control.tol = cfg.integrator_tol;
+  o.eab2_control.max_dt = cfg.max_dt;
   o.max_steps = cfg.max_steps;
   o.max_wall = cfg.max_wall;
   return o;

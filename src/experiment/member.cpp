@@ -51,6 +51,10 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
   s_.v = v;
   s_.g = g;
   s_.w0 = engine.w0(k);
+  if (exponential()) {  // the eab2 history lives in the engine (a saved one goes there)
+    if (s_.g_prev.defined()) engine.g_prev(k).copy_(s_.g_prev);
+    s_.g_prev = engine.g_prev(k);
+  }
   s_.trainer = res_.trainer;
   res_.zdot = s_.zdot;
   step_at_start_ = s_.step;
@@ -106,6 +110,7 @@ void Member::measure_train(bool all) {
   for (int64_t i = 0; i < m; ++i) rows[i] = i;
   std::vector<double> f;
   engine_.forward_rows(k_, rows, f);
+  measured_ = m;
   if (all) {
     s_.f = f;
     lf::fit(loss_, cfg_.alpha, s_.f, s_.f0, y_, cur_);
@@ -145,7 +150,10 @@ std::string Member::progress_fields() const {
   const double el = seconds_since(start_);
   const double rate = el > 0 ? double(s_.step - step_at_start_) / el : 0;
   std::string s = "step " + std::to_string(s_.step) + "  t " + fmt_num(s_.t) + "  dt " + fmt_num(s_.dt) + "  loss " +
-                  fmt_num(cur_.loss2) + "  unsat " + std::to_string(cur_.unsatisfied) + "  " + fmt_num(rate) +
+                  fmt_num(cur_.loss2) + "  unsat " + std::to_string(cur_.unsatisfied) +
+                  // the stochastic dynamics measures its fit on the diagnostic points between checkpoints
+                  (stochastic_ && measured_ > 0 && measured_ < int64_t(y_.size()) ? "/" + std::to_string(measured_) : std::string()) +
+                  "  " + fmt_num(rate) +
                   " steps/s";
   double eta = -1;
   if (cfg_.max_steps > 0 && rate > 0) eta = double(cfg_.max_steps - s_.step) / rate;
@@ -249,14 +257,19 @@ StepControl::Verdict Member::judge(const Trial& trial) {
   trial_fit_ = trial.fit;
   f_before_ = trial.f;
   if (cfg_.integrator == "lte") return judge_lte(trial);
+  if (cfg_.integrator == "eab2") return judge_eab2(trial);
   return verdict(df_);
 }
 
 StepControl::Verdict Member::verdict(double df) {
   StepControl sc{s_.dt, cfg_.df_min, cfg_.df_max, step_cap()};
-  const StepControl::Verdict v = sc.judge(df);
+  const StepControl::Verdict v = sc.judge(df);  // before reading sc.dt, which it updates
+  return settle(v, sc.dt);
+}
+
+StepControl::Verdict Member::settle(StepControl::Verdict v, double next_dt) {
   dt_trial_ = s_.dt;
-  s_.dt = sc.dt;
+  s_.dt = next_dt;
   if (v == StepControl::Verdict::Diverge) {
     end("diverged", kNanStep);  // protocol section 4
   } else if (v == StepControl::Verdict::Reject) {
@@ -278,15 +291,30 @@ StepControl::Verdict Member::judge_lte(const Trial& trial) {
   const StepControl::Verdict verdict =
       lc.judge(dt, s_.dt_prev, trial.f, trial.f_new, hist ? s_.f_prev.data() : nullptr, trial.f0, y_.data(), n,
                cfg_.alpha, Momentum{cfg_.tau}, s_.t, &df_);
-  dt_trial_ = s_.dt;
-  s_.dt = dt;
-  if (verdict == StepControl::Verdict::Diverge) {
-    end("diverged", kNanStep);
-  } else if (verdict == StepControl::Verdict::Reject) {
-    ++s_.rejected;
-    if (!(s_.dt > 0)) end("diverged", kStepUnderflow);
-  }
-  return verdict;
+  return settle(verdict, dt);
+}
+
+// The eab2 integrator's verdict on the trial's outputs (dynamics/integrator.h): df and the kinks.
+StepControl::Verdict Member::judge_eab2(const Trial& trial) {
+  require(trial.f && trial.f_new && trial.f0, "--integrator eab2: the engine gave no host outputs");
+  const Eab2Control ec{cfg_.integrator_tol, cfg_.max_dt};
+  double dt = s_.dt;
+  const StepControl::Verdict verdict = ec.judge(dt, trial.f, trial.f_new, trial.f0, y_.data(), x_train_.size(0),
+                                                cfg_.alpha, Momentum{cfg_.tau}, s_.t, &df_, &crossed_, &fmax_);
+  return settle(verdict, dt);
+}
+
+ExpStep Member::exp_step() const { return lf::exp_step(Momentum{cfg_.tau}, s_.t, s_.dt, slope() ? s_.dt_prev : 0.0); }
+
+// After the gradient g_{n+1} at the end of an accepted eab2 step: the step's smooth error from how
+// far g_{n+1} left the step's extrapolation caps the next dt (dynamics/integrator.h).
+void Member::after_gradient() {
+  if (!exponential()) return;
+  c10::NoGradGuard ng;
+  const double gn = s_.g_prev.norm().item<double>();
+  const double rho = gn > 0 ? (s_.g - engine_.g_extrap(k_)).norm().item<double>() / gn : 0.0;
+  const Eab2Control ec{cfg_.integrator_tol, cfg_.max_dt};
+  s_.dt = std::min(s_.dt, ec.next_dt_cap(s_.dt_prev, h_used_, df_, rho, fmax_));
 }
 
 void Member::accept() {
@@ -306,14 +334,18 @@ void Member::accept() {
   if (cfg_.integrator == "lte") {  // the history of the error estimate: the outputs before this step
     s_.f_prev.assign(f_before_, f_before_ + x_train_.size(0));
     s_.dt_prev = dt;
+  } else if (exponential()) {  // the history of the next step's slope and error estimate
+    h_used_ = slope() ? s_.dt_prev : 0.0;
+    s_.dt_prev = dt;
+    s_.crossed_last = crossed_;
   }
   if (!std::isfinite(cur_.loss2) || !std::isfinite(s_.t) || !std::isfinite(s_.dt))
     return end("diverged", "non-finite loss, time or step size");
   if (std::isnan(s_.t1) && cur_.loss2 < 0.5) {  // protocol section 5
     s_.t1 = s_.t;
-    // lte's steps are long: the crossing of 0.5 interpolated linearly in the loss within the step
+    // lte's and eab2's steps are long: the crossing of 0.5 interpolated linearly in the loss within the step
     // (protocol section 4 "Integrator lte"); the paper's rule keeps the step's end.
-    if (cfg_.integrator == "lte" && loss_before > cur_.loss2)
+    if (cfg_.integrator != "paper" && loss_before > cur_.loss2)
       s_.t1 = (s_.t - dt) + dt * std::min(1.0, (loss_before - 0.5) / (loss_before - cur_.loss2));
   }
   if (needs_gradient()) ++s_.gradient_evaluations;  // the backward run_members makes next

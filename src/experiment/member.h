@@ -12,7 +12,9 @@
 //   engine.gradient      g at the new weights (points with a non-zero loss derivative only)
 //   after_step()         checkpoint on the log-spaced schedule, resumable state, progress
 // One forward and one backward per accepted step. judge() applies the --integrator's step rule
-// (dynamics/integrator.h): the paper's, or lte (which keeps the outputs of the previous step).
+// (dynamics/integrator.h): the paper's, lte (which keeps the outputs of the previous step) or
+// eab2, whose trial is engine.trial_exp with exp_step()'s coefficients (the previous gradient
+// kept by the engine) and whose after_gradient() follows engine.gradient.
 // The stochastic variant (temperature T > 0, protocol section 4), one trial step:
 //   proceed()            the budgets and a request (no full-set check)
 //   draw_batch()         b from dt and T; a fresh randperm(n) of the batch generator walked in
@@ -58,6 +60,12 @@ class Member {
   double decay() const;            // x of this trial step
   double dt() const { return s_.dt; }
   bool momentum() const { return Momentum{cfg_.tau}.enabled(); }
+  // --integrator eab2 (dynamics/integrator.h): the trial is engine.trial_exp with exp_step()'s
+  // coefficients, and after the gradient at an accepted point after_gradient() caps the next dt
+  // by the step's smooth error estimate.
+  bool exponential() const { return cfg_.integrator == "eab2"; }
+  ExpStep exp_step() const;
+  void after_gradient();
   // The trial's verdict; after Reject or Diverge the engine restores the member's weights.
   StepControl::Verdict judge(const Trial& trial);
   void accept();  // after engine.accept; may end the run (non-finite loss)
@@ -78,7 +86,10 @@ class Member {
   RunResult finish();
 
  private:
-  StepControl::Verdict judge_lte(const Trial& trial);  // --integrator lte
+  StepControl::Verdict judge_lte(const Trial& trial);   // --integrator lte
+  StepControl::Verdict judge_eab2(const Trial& trial);  // --integrator eab2
+  StepControl::Verdict settle(StepControl::Verdict v, double next_dt);  // s_.dt, rejections, divergence
+  bool slope() const { return s_.dt_prev > 0 && !s_.crossed_last; }  // eab2: the step uses g1
   StepControl::Verdict verdict(double df);  // the paper's rule on df (already times alpha)
   // A checkpoint now (weights and test set; see above), from engine.observe's numbers of this
   // member (final: a stochastic run's last, on every point).
@@ -108,6 +119,9 @@ class Member {
                                   // live in the engine (filled for a saved state only; a
                                   // stochastic member keeps them: its batches need f0)
   double df_ = 0, dt_trial_ = 0;  // of the trial being judged
+  bool crossed_ = false;          // eab2: the trial carried a point across the kink
+  double fmax_ = 0;               // eab2: alpha max |f_new - f0| of the trial
+  double h_used_ = 0;             // eab2: the h_prev of the accepted step's slope (0: none)
   Fit cur_, trial_fit_;
   const double* f_before_ = nullptr;  // lte: the outputs before the trial being judged (engine's)
   std::vector<double> y_;             // the training labels (lte, the stochastic dynamics)
@@ -123,6 +137,7 @@ class Member {
   std::vector<int64_t> batch_;
   std::vector<double> batch_f_, batch_c_;
   bool last_ckpt_full_ = false;
+  int64_t measured_ = 0;  // the training points cur_ was measured on (stochastic: diagnostic or all)
   Progress progress_;
 };
 

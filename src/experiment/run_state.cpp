@@ -19,6 +19,10 @@ std::string RunState::encode(const RunConfig& cfg, const NetLayout& lay) const {
   s.header["gradient_evaluations"] = gradient_evaluations;
   s.tensors["dt_prev"] = to_tensor({dt_prev});
   if (!f_prev.empty()) s.tensors["f_prev"] = to_tensor(f_prev);
+  if (g_prev.defined()) {
+    s.tensors["g_prev"] = g_prev;
+    s.tensors["eab2"] = to_tensor({crossed_last ? 1.0 : 0.0});
+  }
   s.tensors["w"] = w.detach();
   s.tensors["v"] = v;
   s.tensors["g"] = g;
@@ -63,11 +67,16 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
     r.gradient_evaluations = hd.at("gradient_evaluations").get<int64_t>();
     r.dt_prev = to_vector(s.tensor("dt_prev")).at(0);
     if (s.tensors.count("f_prev")) r.f_prev = to_vector(s.tensor("f_prev"));
+    if (s.tensors.count("g_prev")) {
+      r.g_prev = s.tensor("g_prev").to(opts);
+      r.crossed_last = to_vector(s.tensor("eab2")).at(0) != 0.0;
+    }
   } else {  // version 1: one backward at w0 and one after each accepted step of a run in progress
     r.gradient_evaluations = r.step + 1;
   }
   if (s.tensors.count("batch_rng")) r.batch_rng = s.tensor("batch_rng").clone();
   require(!cfg.stochastic() || r.batch_rng.defined(), "the saved training state has no batch generator state");
+  require(cfg.integrator != "eab2" || r.g_prev.defined(), "the saved training state has no eab2 gradient history");
   return r;
 }
 

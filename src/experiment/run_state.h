@@ -2,7 +2,7 @@
 // observables need to continue a run so that it equals the uninterrupted one bit for bit.
 // Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2:
 // version 1 plus the network's shape under "arch", gradient_evaluations, the lte integrator's
-// history (f_prev, dt_prev) and, for the stochastic dynamics, the state of the batch generator
+// history (f_prev, dt_prev), the eab2 integrator's (tensors g_prev and eab2: crossed_last) and, for the stochastic dynamics, the state of the batch generator
 // (tensor "batch_rng"). Version-1 states (fc, full batch) still read: no history, and
 // gradient_evaluations = step + 1, exact for a run in progress.
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
@@ -38,7 +38,9 @@ struct RunState {
   // Cost and the integrator's history (dynamics/integrator.h).
   int64_t gradient_evaluations = 0;  // backward passes so far (the first gradient at w0 included)
   std::vector<double> f_prev;        // lte: [n] outputs before the last accepted step (empty: none)
-  double dt_prev = 0;                // lte: that step's length
+  double dt_prev = 0;                // lte, eab2: the last accepted step's length
+  at::Tensor g_prev;                 // eab2: [P] the gradient at the previous accepted point (undefined otherwise)
+  bool crossed_last = false;         // eab2: the last accepted step carried a point across the kink
   // The stochastic dynamics (protocol sections 4, 8): the batch generator's state (uint8, as
   // at::Generator::get_state gives it) after the last accepted step; undefined in full batch.
   at::Tensor batch_rng;

@@ -90,12 +90,14 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   std::vector<RunResult> out(members.size());
   std::vector<int64_t> live, step, accepted, restored, grads, due;
   std::vector<double> x, dt;
+  std::vector<ExpStep> coefs;  // --integrator eab2
   std::vector<Trial> trials;
   std::vector<std::vector<double>> f;  // the stochastic dynamics: a batch's outputs
   std::vector<ChangeNorms> norms;
   std::vector<at::Tensor> f_test;
   for (size_t k = 0; k < members.size(); ++k) live.push_back(int64_t(k));
   bool momentum = !members.empty() && members.front()->momentum();
+  const bool exponential = !members.empty() && members.front()->exponential();  // the same for all (lockstep_key)
   const bool stochastic = !members.empty() && members.front()->stochastic();
   while (!live.empty()) {
     if (stochastic) {
@@ -116,14 +118,19 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
       }
       due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
     } else {
-      step.clear(), x.clear(), dt.clear();
+      step.clear(), x.clear(), dt.clear(), coefs.clear();
       for (int64_t k : live)
         if (members[k]->proceed()) {
           step.push_back(k);
-          x.push_back(members[k]->decay());
-          dt.push_back(members[k]->dt());
+          if (exponential) {
+            coefs.push_back(members[k]->exp_step());
+          } else {
+            x.push_back(members[k]->decay());
+            dt.push_back(members[k]->dt());
+          }
         }
-      engine.trial(step, x, dt, momentum);
+      if (exponential) engine.trial_exp(step, coefs);
+      else engine.trial(step, x, dt, momentum);
       engine.forward(step, trials);
       accepted.clear(), restored.clear();
       for (size_t i = 0; i < step.size(); ++i)
@@ -137,6 +144,7 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
         if (m.needs_gradient()) grads.push_back(k);
       }
       engine.gradient(grads);
+      for (int64_t k : grads) members[k]->after_gradient();
       // The checkpoints due after this step: the members' weights observed together.
       due.clear();
       for (int64_t k : live)
@@ -209,7 +217,8 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   // Not with MKL's dgemm_ (PyTorch's LibTorch), where they measured slower (models/blas.h).
   const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference &&
                      fused_kernels_preferred() && (batchable || c0.arch == "cnn");
-  FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator == "lte"};
+  FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator != "paper",
+               c0.integrator == "eab2"};
   for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
   std::unique_ptr<Engine> engine =
       kind == EngineKind::Batched

@@ -43,6 +43,11 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
   std::vector<double> u(n, 0.0), v(n, 0.0), g(n, 0.0), u_prev(n), v_prev(n), lp(n, 0.0);
   std::vector<double> u_hist;  // lte: u before the previous accepted step (dynamics/integrator.h)
   double dt_prev = 0;
+  // eab2: the gradient at the previous accepted point, the extrapolation of the last step, and
+  // what the error estimate after the next gradient needs (dynamics/integrator.h)
+  std::vector<double> gprev(opt.eab2 ? n : 0), gx(opt.eab2 ? n : 0);
+  bool have_prev = false, crossed_last = false;
+  double h_used = 0, df_last = 0, fmax = 0;
   std::vector<char> inB(n, 0);
   bool first = true;
   double t = 0;
@@ -89,6 +94,7 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       break;
     }
     ++r.gradient_evaluations;
+    if (opt.eab2 && have_prev) gprev = g;  // g_n, before g becomes g_{n+1}
     if (changed) {
       std::vector<int64_t> idx;
       for (int64_t i = 0; i < n; ++i)
@@ -104,13 +110,29 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       gt = gt.div_(double(idx.size())).to(cpu).contiguous();
       std::copy(gt.data_ptr<double>(), gt.data_ptr<double>() + n, g.begin());
     }
+    if (opt.eab2 && have_prev) {  // the last step's smooth error caps the next dt
+      double d2 = 0, g2 = 0;
+      for (int64_t i = 0; i < n; ++i) d2 += (g[i] - gx[i]) * (g[i] - gx[i]), g2 += gprev[i] * gprev[i];
+      const double rho = g2 > 0 ? std::sqrt(d2 / g2) : 0.0;
+      ctl.dt = std::min(ctl.dt, opt.eab2_control.next_dt_cap(dt_prev, h_used, df_last, rho, fmax));
+    }
     while (true) {  // trial steps until one is accepted (dynamics/momentum.h, as the network's)
       const double dt = ctl.dt;
-      const double x = opt.momentum.decay(t, dt);
-      trial_step(x, 1.0 - x, dt, opt.momentum.enabled(), u.data(), v.data(), g.data(), n, u_prev.data(),
-                 v_prev.data());
       StepControl::Verdict verdict;
-      if (opt.lte) {  // judged on the outputs before (u_prev) and after (u) the trial
+      bool crossed = false;
+      const bool slope = opt.eab2 && have_prev && !crossed_last;  // eab2 with g1
+      if (opt.eab2) {
+        const ExpStep c = exp_step(opt.momentum, t, dt, slope ? dt_prev : 0.0);
+        exp_trial_step(c, u.data(), v.data(), g.data(), gprev.data(), n, u_prev.data(), v_prev.data(), gx.data());
+      } else {
+        const double x = opt.momentum.decay(t, dt);
+        trial_step(x, 1.0 - x, dt, opt.momentum.enabled(), u.data(), v.data(), g.data(), n, u_prev.data(),
+                   v_prev.data());
+      }
+      if (opt.eab2) {
+        verdict = opt.eab2_control.judge(ctl.dt, u_prev.data(), u.data(), nullptr, y, n, alpha, opt.momentum, t,
+                                         &df_last, &crossed, &fmax);
+      } else if (opt.lte) {  // judged on the outputs before (u_prev) and after (u) the trial
         const bool hist = dt_prev > 0 && !u_hist.empty();
         verdict = opt.lte_control.judge(ctl.dt, dt_prev, u_prev.data(), u.data(), hist ? u_hist.data() : nullptr,
                                         nullptr, y, n, alpha, opt.momentum, t);
@@ -141,6 +163,12 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       }
       t += dt;
       ++r.steps;
+      if (opt.eab2) {
+        h_used = slope ? dt_prev : 0.0;
+        dt_prev = dt;
+        crossed_last = crossed;
+        have_prev = true;
+      }
       if (opt.lte) {
         u_hist = u_prev;
         dt_prev = dt;

@@ -6,7 +6,7 @@
 //   B = the points with l'_mu != 0 (hinge, qhinge: the unsatisfied points; softhinge: nearly all),
 //   g = Theta[:, B] l'_B / |B|,   the momentum rule of dynamics/momentum.h on (u, v),
 //   u <- u + dt v,   df = alpha dt max|v|,   the same accept/reject/grow and stop rules; or,
-//   with lte, the step rule of dynamics/integrator.h on u (the network's lte, with f0 = 0).
+//   with lte or eab2, the step rules of dynamics/integrator.h on u (the network's, with f0 = 0).
 // Test predictions: Theta_train,train c = u_train (least squares), u_test = Theta_test,train c.
 // The run stops when no point is unsatisfied (m < 1 for all), whatever the loss, as the network
 // trainer does.
@@ -31,6 +31,8 @@ struct FrozenOptions {
   StepControl control;     // dt0, df bounds, max_dt
   bool lte = false;        // --integrator lte: lte_control judges the trials (dt starts at control.dt)
   LteControl lte_control;
+  bool eab2 = false;       // --integrator eab2: exponential steps (exp_step) judged by eab2_control
+  Eab2Control eab2_control;
   int64_t max_steps = 0;   // 0 = none
   double max_wall = 0.0;   // seconds, 0 = none
 };
