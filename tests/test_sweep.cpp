@@ -71,6 +71,19 @@ std::string trainer_problem() {
 
 // ---- The spec, no training needed.
 
+// The progress lines' description of a run: L for fc networks only (the cnn and the wrn have
+// fixed depths), T for the stochastic dynamics.
+TEST(SweepSpec, DescribeRunShowsWhatTheArchitectureHas) {
+  lf::RunConfig fc;
+  fc.h = 64, fc.L = 3, fc.sqrt_h_alpha = 1e3;
+  lf::finalize(fc);
+  EXPECT_EQ(lf::describe_run(lf::config_to_json(fc)), "fc softplus L=3 h=64 sqrt_h_alpha=1e+03 seed_init=0");
+  lf::RunConfig cnn;
+  cnn.arch = "cnn", cnn.h = 32, cnn.temperature = 3e-4, cnn.sqrt_h_alpha = 1e-2, cnn.seed_init = 2;
+  lf::finalize(cnn);
+  EXPECT_EQ(lf::describe_run(lf::config_to_json(cnn)), "cnn relu h=32 sqrt_h_alpha=0.01 seed_init=2 T=0.0003");
+}
+
 TEST(SweepSpec, LogRangeHitsDecadesExactly) {
   EXPECT_EQ(lf::log_range(1e-2, 1e4, 1), (std::vector<double>{0.01, 0.1, 1, 10, 100, 1000, 10000}));
   auto a = lf::log_range(1e-3, 1e5, 3);  // setup A's alpha grid: mantissas 1, 2.2, 4.6

@@ -144,13 +144,20 @@ std::vector<std::string> axis_values(const std::string& key, const Table& v, con
   return out;
 }
 
-std::string describe(const nlohmann::json& c) {
+}  // namespace
+
+std::string describe_run(const nlohmann::json& c) {
   std::ostringstream o;
-  o << c.value("arch", "") << " " << c.value("act", "") << " L=" << c.value("L", 0)
-    << " h=" << c.value("h", 0) << " sqrt_h_alpha=" << fmt_num(c.value("sqrt_h_alpha", 0.0))
+  const std::string arch = c.value("arch", "");
+  o << arch << " " << c.value("act", "");
+  if (arch == "fc") o << " L=" << c.value("L", 0);  // the cnn and the wrn have fixed depths
+  o << " h=" << c.value("h", 0) << " sqrt_h_alpha=" << fmt_num(c.value("sqrt_h_alpha", 0.0))
     << " seed_init=" << c.value("seed_init", uint64_t{0});
+  if (c.value("temperature", 0.0) > 0) o << " T=" << fmt_num(c.value("temperature", 0.0));
   return o.str();
 }
+
+namespace {
 
 std::string self_exe() {
   char buf[4096];
@@ -399,7 +406,7 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
       continue;
     }
     for (size_t k = 0; k < group.size(); ++k) {
-      what.push_back("run " + std::to_string(group[k]) + " (" + describe(config_to_json(cfgs[k])) + ")");
+      what.push_back("run " + std::to_string(group[k]) + " (" + describe_run(config_to_json(cfgs[k])) + ")");
       if (opts.progress) std::cerr << "sweep: start " << what[k] << (group.size() > 1 ? " in an ensemble of " + std::to_string(group.size()) : "") << "\n";
       event("start", group[k], false);
     }

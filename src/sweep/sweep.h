@@ -113,6 +113,9 @@ struct RunsStanding {
 RunsStanding runs_standing(const std::vector<int64_t>& ids, const SweepOptions& opts,
                            const std::set<int64_t>& ours);
 std::string describe_held(const std::vector<HeldRun>& runs);
+// A run in the sweep's progress lines, from its config JSON: arch, act, L (fc only), h,
+// sqrt_h_alpha, seed_init, and T for the stochastic dynamics.
+std::string describe_run(const nlohmann::json& config);
 // The line on stderr while a sweep waits for runs held elsewhere: when the set changes, and
 // every 30 s otherwise.
 class WaitingNote {
