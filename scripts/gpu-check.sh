@@ -10,11 +10,14 @@
 #    matrix rate measured in the same call; bench ntk --device cuda, both methods. Then setup B's
 #    CNN on cuda (one network at h = 32; 50 members), and, on all cores, bench train-step: the CPU
 #    trainer on this LibTorch (MKL inside).
-# Logs (each benchmark's ends with its JSON line) under ${OUT:-/tmp/gpu-check}. Data: data/mnist (carried gzipped in .gpu/).
+# Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
+# tool brings back only about 8 files). Data: data/mnist (carried gzipped in .gpu/).
 # Usage: scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=${OUT:-/tmp/gpu-check}; mkdir -p "$out"
+dest=${OUT:-/tmp/gpu-check}; mkdir -p "$dest"
+out=$(mktemp -d)  # the logs, tarred into $dest at the end
+trap 'tar czf "$dest/gpu-check.tgz" -C "$out" .' EXIT
 build=${1:-/tmp/lazyfeat-gpu}
 mkdir -p "$root/data/mnist"
 for f in "$root"/.gpu/mnist/*.gz; do

@@ -5,11 +5,15 @@
 # study database if it holds the run. A call trains until the runs' total wall time reaches WALL
 # seconds (default 420), saving a state every minute; carry the database back in for the next call:
 #   run: OUT=$OUT DB=.gpu/setupb.sqlite WALL=420 scripts/gpu-setupb.sh     (carry [".gpu"])
-#   then copy $OUT/setupb.sqlite to .gpu/ and call again with a larger WALL.
-# Logs and the runs' JSON summaries under $OUT. Deliberately not: a sweep (two runs), the tests.
+#   then extract $OUT/setupb.tgz, copy its setupb.sqlite to .gpu/ and call again with WALL = the
+#   run's stored wall time plus the seconds the next call can give (`lazyfeat runs --db F`).
+# Logs, the runs' JSON summaries and the database end up in one file, $OUT/setupb.tgz: the device
+# tool brings back only about 8 files. Deliberately not: a sweep (two runs), the tests.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=${OUT:-/tmp/gpu-setupb}; mkdir -p "$out"
+dest=${OUT:-/tmp/gpu-setupb}; mkdir -p "$dest"
+out=$(mktemp -d)  # the files, tarred into $dest at the end
+trap 'tar czf "$dest/setupb.tgz" -C "$out" .' EXIT
 db=${DB:-$root/.gpu/setupb.sqlite}
 wall=${WALL:-420}
 build=${BUILD:-/tmp/lazyfeat-gpu}
