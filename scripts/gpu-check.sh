@@ -15,9 +15,9 @@
 # Usage: scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-dest=${OUT:-/tmp/gpu-check}; mkdir -p "$dest"
-out=$(mktemp -d)  # the logs, tarred into $dest at the end
-trap 'tar czf "$dest/gpu-check.tgz" -C "$out" .' EXIT
+dest=${OUT:-/tmp/gpu-check}
+out=$dest/gpu-check; mkdir -p "$out"  # tarred into $dest/gpu-check.tgz at the exit (left as files if killed)
+trap 'tar czf "$dest/gpu-check.tgz" -C "$out" . && rm -rf "$out"' EXIT
 build=${1:-/tmp/lazyfeat-gpu}
 mkdir -p "$root/data/mnist"
 for f in "$root"/.gpu/mnist/*.gz; do

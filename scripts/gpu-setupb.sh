@@ -11,9 +11,9 @@
 # tool brings back only about 8 files. Deliberately not: a sweep (two runs), the tests.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-dest=${OUT:-/tmp/gpu-setupb}; mkdir -p "$dest"
-out=$(mktemp -d)  # the files, tarred into $dest at the end
-trap 'tar czf "$dest/setupb.tgz" -C "$out" .' EXIT
+dest=${OUT:-/tmp/gpu-setupb}
+out=$dest/setupb; mkdir -p "$out"  # tarred into $dest/setupb.tgz at the exit (left as files if killed)
+trap 'tar czf "$dest/setupb.tgz" -C "$out" . && rm -rf "$out"' EXIT
 db=${DB:-$root/.gpu/setupb.sqlite}
 wall=${WALL:-420}
 build=${BUILD:-/tmp/lazyfeat-gpu}
