@@ -214,17 +214,7 @@ TEST(Eab2, FrozenMomentumCoupledKernelNearFineRule) {
 
 // ------------------------------------------------------------------------ the network
 
-RunConfig small_eab2() {
-  RunConfig c;
-  c.h = 16;
-  c.L = 2;
-  c.ptr = 60;
-  c.pte = 100;
-  c.integrator = "eab2";
-  c.integrator_tol = 1e-3;
-  finalize(c);
-  return c;
-}
+RunConfig small_eab2() { return lft::small_integrator_run("eab2"); }
 
 // Fused and reference trainers reach the same end (two roundings of one dynamics), counting one
 // gradient at w0 and one after each accepted step but the last; far fewer than the paper's rule.

@@ -252,17 +252,7 @@ TEST(Lte, FrozenMomentumCoupledKernelNearFineRule) {
 
 // ------------------------------------------------------------------------ the network
 
-RunConfig small_lte() {
-  RunConfig c;
-  c.h = 16;
-  c.L = 2;
-  c.ptr = 60;
-  c.pte = 100;
-  c.integrator = "lte";
-  c.integrator_tol = 1e-3;
-  finalize(c);
-  return c;
-}
+RunConfig small_lte() { return lft::small_integrator_run("lte"); }
 
 TEST(LteNetwork, ConvergesFusedAndReferenceCountingGradients) {
   Dataset d = lft::synthetic(60, 100);

@@ -335,4 +335,16 @@ double exact_hinge_t2(const std::vector<double>& k) {
   return t;
 }
 
+lf::RunConfig small_integrator_run(const std::string& name) {
+  lf::RunConfig c;
+  c.h = 16;
+  c.L = 2;
+  c.ptr = 60;
+  c.pte = 100;
+  c.integrator = name;
+  c.integrator_tol = 1e-3;
+  lf::finalize(c);
+  return c;
+}
+
 }  // namespace lft

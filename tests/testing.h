@@ -85,6 +85,9 @@ ResumedRun train_and_resume(const lf::RunConfig& cfg, const lf::Dataset& d, int6
 // The ensembles' small member: FC h = 16, L = 2, 50 training and 30 test points, the protocol's
 // dynamics, seed_init seed, sqrt(h) alpha, a step budget (finalized).
 lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps);
+// The integrators' small network run: FC h = 16, L = 2, 60 training and 100 test points (to go
+// with synthetic(60, 100)), --integrator name at tol 1e-3 (finalized).
+lf::RunConfig small_integrator_run(const std::string& name);
 // A convolutional run (arch cnn or wrn) of h channels (wrn: width factor) on n training and pte
 // test images, in a loose full-batch setting: df in [1e-2, 1e-1], dt from 1e-2 (finalized).
 lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h);

@@ -53,6 +53,41 @@ namespace lf {
 // Order: first (the trial step is the paper's); with the error per step held at tol the global
 // error falls as tol^(1/2) on a smooth trajectory, and as tol between kinks of a piecewise linear
 // one (a frozen kernel under gradient flow, where the steps are exact away from the kinks).
+// What both error-controlled rules read of a trial's outputs on n points (f_old -> f_new over dt
+// from time t; f0: the outputs at w0, nullptr: 0; y: +-1): df = alpha max|f_new - f_old| (NaN as
+// soon as one difference is not a number), fmax = alpha max|f_new - f0|, and the kink part e_k
+// (above): crossed, e_k, the momentum share of the worst crossing (land) and theta, the fraction
+// of the trial at which the first crossing point is tol/4 past the kink (m linear in the trial).
+struct KinkScan {
+  double df = 0, fmax = 0, ek = 0, theta = 1.0, land = 0;
+  bool crossed = false;
+  // The factor on dt of a trial rejected for its kink part: land just past the first kink when
+  // most of the wrong gradient reached the velocity (e_k ~ dt), else the square-root rule (e_k ~ dt^2).
+  double kink_factor(double tol) const { return land > 0.5 ? theta : 0.9 * std::sqrt(tol / ek); }
+};
+inline KinkScan scan_outputs(const double* f_old, const double* f_new, const double* f0, const double* y, int64_t n,
+                             double alpha, const Momentum& m, double t, double dt, double tol) {
+  KinkScan k;
+  for (int64_t i = 0; i < n; ++i) {
+    const double ad = std::fabs(f_new[i] - f_old[i]);
+    if (!(ad <= k.df)) k.df = (ad > k.df) ? ad : std::numeric_limits<double>::quiet_NaN();
+    if (std::isnan(k.df)) break;
+    const double b = f0 ? f0[i] : 0.0;
+    const double m_old = alpha * (f_old[i] - b) * y[i], m_new = alpha * (f_new[i] - b) * y[i];
+    k.fmax = std::max(k.fmax, std::fabs(m_new));
+    if ((m_old < 1.0) != (m_new < 1.0) && m_new != m_old) {  // crossed the kink m = 1
+      k.crossed = true;
+      const double c = std::fabs(1.0 - m_old) / std::fabs(m_new - m_old);  // crossing fraction
+      const double share = m.enabled() ? 1.0 - m.decay(t + c * dt, (1.0 - c) * dt) : 1.0;
+      const double e = std::fabs(m_new - 1.0) * share;
+      if (e > k.ek) k.ek = e, k.land = share;
+      k.theta = std::min(k.theta, (std::fabs(1.0 - m_old) + 0.25 * tol) / std::fabs(m_new - m_old));
+    }
+  }
+  k.df *= std::fabs(alpha);
+  return k;
+}
+
 struct LteControl {
   double tol = 1e-3;
   double max_dt = 0.0;  // 0 = no cap
@@ -68,30 +103,15 @@ struct LteControl {
                              const double* f_prev, const double* f0, const double* y, int64_t n, double alpha,
                              const Momentum& m, double t, double* df_out = nullptr,
                              double* err_out = nullptr) const {
-    const double a = std::fabs(alpha);
     const double r = (f_prev && dt_prev > 0) ? dt / dt_prev : 1.0;
-    double df = 0, es = 0, ek = 0, theta = 1.0, land = 0;
-    for (int64_t i = 0; i < n; ++i) {
+    const KinkScan k = scan_outputs(f_old, f_new, f0, y, n, alpha, m, t, dt, tol);
+    const double df = k.df, ek = k.ek;
+    double es = 0;  // the smooth part: max |Delta - r Delta_prev| (|Delta| without a previous step)
+    for (int64_t i = 0; i < n && !std::isnan(df); ++i) {
       const double d = f_new[i] - f_old[i];
-      const double ad = std::fabs(d);
-      if (!(ad <= df)) df = (ad > df) ? ad : std::numeric_limits<double>::quiet_NaN();
-      if (std::isnan(df)) break;
-      const double dd = f_prev ? std::fabs(d - r * (f_old[i] - f_prev[i])) : ad;
-      es = std::max(es, dd);
-      const double b = f0 ? f0[i] : 0.0;
-      const double m_old = alpha * (f_old[i] - b) * y[i], m_new = alpha * (f_new[i] - b) * y[i];
-      if ((m_old < 1.0) != (m_new < 1.0) && m_new != m_old) {  // crossed the kink m = 1
-        const double c = std::fabs(1.0 - m_old) / std::fabs(m_new - m_old);  // crossing fraction
-        const double share = m.enabled() ? 1.0 - m.decay(t + c * dt, (1.0 - c) * dt) : 1.0;
-        const double e = std::fabs(m_new - 1.0) * share;
-        if (e > ek) ek = e, land = share;
-        // the fraction of the trial at which the point is tol/4 past the kink (m linear in it)
-        const double th = (std::fabs(1.0 - m_old) + 0.25 * tol) / std::fabs(m_new - m_old);
-        theta = std::min(theta, th);
-      }
+      es = std::max(es, f_prev ? std::fabs(d - r * (f_old[i] - f_prev[i])) : std::fabs(d));
     }
-    df *= a;
-    es *= 0.5 * r * a;
+    es *= 0.5 * r * std::fabs(alpha);
     if (df_out) *df_out = df;
     if (err_out) *err_out = std::max(es, ek);
     if (std::isnan(df) || std::isnan(es)) return StepControl::Verdict::Diverge;
@@ -105,7 +125,7 @@ struct LteControl {
     const double fc = 0.9 * cap() / df;
     if (err > tol || !(df < cap())) {
       double f = std::min(fs, fc);
-      if (ek > tol) f = std::min(f, land > 0.5 ? theta : 0.9 * std::sqrt(tol / ek));
+      if (ek > tol) f = std::min(f, k.kink_factor(tol));
       dt *= std::clamp(f, 1e-3, 0.9);
       return StepControl::Verdict::Reject;
     }
@@ -236,32 +256,15 @@ struct Eab2Control {
   double max_dt = 0.0;
   static constexpr double kCap = 0.1;
 
-  // As LteControl::judge without the smooth part. crossed (out): some point crossed the kink.
+  // lte's verdict without its smooth part. crossed, fmax (out): the trial's (KinkScan).
   StepControl::Verdict judge(double& dt, const double* f_old, const double* f_new, const double* f0,
                              const double* y, int64_t n, double alpha, const Momentum& m, double t,
                              double* df_out, bool* crossed, double* fmax_out = nullptr) const {
-    double df = 0, ek = 0, theta = 1.0, land = 0, fmax = 0;
-    bool any = false;
-    for (int64_t i = 0; i < n; ++i) {
-      const double d = std::fabs(f_new[i] - f_old[i]);
-      if (!(d <= df)) df = (d > df) ? d : std::numeric_limits<double>::quiet_NaN();
-      if (std::isnan(df)) break;
-      const double b = f0 ? f0[i] : 0.0;
-      const double m_old = alpha * (f_old[i] - b) * y[i], m_new = alpha * (f_new[i] - b) * y[i];
-      fmax = std::max(fmax, std::fabs(m_new));
-      if ((m_old < 1.0) != (m_new < 1.0) && m_new != m_old) {
-        any = true;
-        const double c = std::fabs(1.0 - m_old) / std::fabs(m_new - m_old);
-        const double share = m.enabled() ? 1.0 - m.decay(t + c * dt, (1.0 - c) * dt) : 1.0;
-        const double e = std::fabs(m_new - 1.0) * share;
-        if (e > ek) ek = e, land = share;
-        theta = std::min(theta, (std::fabs(1.0 - m_old) + 0.25 * tol) / std::fabs(m_new - m_old));
-      }
-    }
-    df *= std::fabs(alpha);
+    const KinkScan k = scan_outputs(f_old, f_new, f0, y, n, alpha, m, t, dt, tol);
+    const double df = k.df, ek = k.ek;
     if (df_out) *df_out = df;
-    if (crossed) *crossed = any;
-    if (fmax_out) *fmax_out = fmax;
+    if (crossed) *crossed = k.crossed;
+    if (fmax_out) *fmax_out = k.fmax;
     if (std::isnan(df)) return StepControl::Verdict::Diverge;
     if (df == 0.0) {
       dt *= 10.0;
@@ -271,7 +274,7 @@ struct Eab2Control {
     const double fc = 0.9 * kCap / df;
     if (ek > tol || !(df < kCap)) {
       double f = fc;
-      if (ek > tol) f = std::min(f, land > 0.5 ? theta : 0.9 * std::sqrt(tol / ek));
+      if (ek > tol) f = std::min(f, k.kink_factor(tol));
       dt *= std::clamp(f, 1e-3, 0.9);
       return StepControl::Verdict::Reject;
     }
@@ -281,11 +284,10 @@ struct Eab2Control {
   }
   // After the gradient at the end of an accepted step of length h (h_prev > 0: it used g1) that
   // changed the outputs by df, with rho = |g_{n+1} - gx| / |g_n|: the cap on the next dt.
-  double next_dt_cap(double h, double h_prev, double df, double rho, double fmax = 1.0, double* es_out = nullptr) const {
+  double next_dt_cap(double h, double h_prev, double df, double rho, double fmax = 1.0) const {
     const double tol = this->tol * std::min(1.0, fmax);  // relative while the outputs are below 1
     const double cp = h_prev > 0 ? (h / 3 + h_prev / 2) / (h + h_prev) : 0.5;
     const double es = df * rho * cp;
-    if (es_out) *es_out = es;
     if (df == 0.0) return std::numeric_limits<double>::infinity();  // the start from dt0 (judge: dt *= 10)
     if (!(es > 0)) return 5.0 * h;
     const double p = h_prev > 0 ? 2.0 : 1.0;

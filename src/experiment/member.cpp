@@ -311,8 +311,10 @@ ExpStep Member::exp_step() const { return lf::exp_step(Momentum{cfg_.tau}, s_.t,
 void Member::after_gradient() {
   if (!exponential()) return;
   c10::NoGradGuard ng;
-  const double gn = s_.g_prev.norm().item<double>();
-  const double rho = gn > 0 ? (s_.g - engine_.g_extrap(k_)).norm().item<double>() / gn : 0.0;
+  // both norms in one transfer (one host sync on cuda)
+  const at::Tensor norms = at::stack({(s_.g - engine_.g_extrap(k_)).norm(), s_.g_prev.norm()}).to(at::kCPU, at::kDouble);
+  const double* nv = norms.data_ptr<double>();
+  const double rho = nv[1] > 0 ? nv[0] / nv[1] : 0.0;
   const Eab2Control ec{cfg_.integrator_tol, cfg_.max_dt};
   s_.dt = std::min(s_.dt, ec.next_dt_cap(s_.dt_prev, h_used_, df_, rho, fmax_));
 }

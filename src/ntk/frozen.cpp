@@ -121,30 +121,29 @@ FrozenResult frozen_kernel_train(const at::Tensor& K_in, const at::Tensor& y_in,
       StepControl::Verdict verdict;
       bool crossed = false;
       const bool slope = opt.eab2 && have_prev && !crossed_last;  // eab2 with g1
-      if (opt.eab2) {
+      if (opt.eab2) {  // the exponential step, judged on the outputs before (u_prev) and after (u) it
         const ExpStep c = exp_step(opt.momentum, t, dt, slope ? dt_prev : 0.0);
         exp_trial_step(c, u.data(), v.data(), g.data(), gprev.data(), n, u_prev.data(), v_prev.data(), gx.data());
+        verdict = opt.eab2_control.judge(ctl.dt, u_prev.data(), u.data(), nullptr, y, n, alpha, opt.momentum, t,
+                                         &df_last, &crossed, &fmax);
       } else {
         const double x = opt.momentum.decay(t, dt);
         trial_step(x, 1.0 - x, dt, opt.momentum.enabled(), u.data(), v.data(), g.data(), n, u_prev.data(),
                    v_prev.data());
-      }
-      if (opt.eab2) {
-        verdict = opt.eab2_control.judge(ctl.dt, u_prev.data(), u.data(), nullptr, y, n, alpha, opt.momentum, t,
-                                         &df_last, &crossed, &fmax);
-      } else if (opt.lte) {  // judged on the outputs before (u_prev) and after (u) the trial
-        const bool hist = dt_prev > 0 && !u_hist.empty();
-        verdict = opt.lte_control.judge(ctl.dt, dt_prev, u_prev.data(), u.data(), hist ? u_hist.data() : nullptr,
-                                        nullptr, y, n, alpha, opt.momentum, t);
-      } else {
-        const double* rate = opt.momentum.enabled() ? v.data() : g.data();  // du/dt = v, or -g
-        double vmax = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          const double a = std::fabs(rate[i]);
-          if (!(a <= vmax)) vmax = a > vmax ? a : std::numeric_limits<double>::quiet_NaN();  // NaN sticks
+        if (opt.lte) {  // judged on the outputs before (u_prev) and after (u) the trial
+          const bool hist = dt_prev > 0 && !u_hist.empty();
+          verdict = opt.lte_control.judge(ctl.dt, dt_prev, u_prev.data(), u.data(), hist ? u_hist.data() : nullptr,
+                                          nullptr, y, n, alpha, opt.momentum, t);
+        } else {
+          const double* rate = opt.momentum.enabled() ? v.data() : g.data();  // du/dt = v, or -g
+          double vmax = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const double a = std::fabs(rate[i]);
+            if (!(a <= vmax)) vmax = a > vmax ? a : std::numeric_limits<double>::quiet_NaN();  // NaN sticks
+          }
+          const double df = alpha * dt * vmax;  // NaN if any velocity is not a number
+          verdict = ctl.judge(df);
         }
-        const double df = alpha * dt * vmax;  // NaN if any velocity is not a number
-        verdict = ctl.judge(df);
       }
       if (verdict != StepControl::Verdict::Accept) {
         trial_restore(u.data(), v.data(), u_prev.data(), v_prev.data(), n);
