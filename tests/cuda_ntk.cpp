@@ -51,6 +51,21 @@ TEST(Cuda, NtkOnCudaEqualsTheCpuKernel) {
   }
 }
 
+// The members' kernels batched on cuda (ntk_members: one batched forward and backward, the Grams
+// stacked over members and layers) against each network's kernel on the CPU.
+TEST(Cuda, MembersNtkOnCudaEqualsEachCpuKernel) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({200, 10}, kCpu);
+  std::vector<Net> cpu, gpu;
+  for (uint64_t seed : {0, 1, 2}) {
+    cpu.push_back(Net::fc(fc_init(10, 32, 3, seed), Activation::make("softplus")));
+    gpu.push_back(cpu.back().to(kGpu));
+  }
+  const at::Tensor K = ntk_members(gpu, x.to(kGpu));
+  for (size_t k = 0; k < cpu.size(); ++k) EXPECT_LT(rel(K[k], ntk(cpu[k], x)), 1e-12) << "member " << k;
+}
+
 // A run on cuda measures its kernels on the GPU: the same statistics and frozen-kernel run as the
 // CPU run's (both from dt = 1e-4: see cuda_engine.cpp).
 TEST(Cuda, RunKernelsOnCudaEqualTheCpuRunsKernels) {

@@ -70,6 +70,59 @@ TEST(NtkFC, TilesAndBlocksAgree) {
   EXPECT_LT(rel(blk.bb, ntk(net, b, big)), 1e-13);
 }
 
+// The layers' Grams stacked into two batched products (the GPU's default plan) against the
+// tiles (the CPU's), and the members' kernels batched against each network's own.
+TEST(NtkFC, StackedLayersEqualTiles) {
+  for (int64_t L : {1, 3}) {
+    Net net = make_fc(10, 16, L, "softplus", 3);
+    at::manual_seed(1);
+    at::Tensor a = at::randn({23, 10}, f64), b = at::randn({17, 10}, f64);
+    NtkOptions tiled, stacked;
+    tiled.stack_layers = false;
+    tiled.tile = 8;
+    stacked.stack_layers = true;
+    std::string plan;
+    stacked.plan = &plan;
+    EXPECT_LT(rel(ntk(net, a, b, stacked), ntk(net, a, b, tiled)), 1e-13) << "L=" << L;
+    EXPECT_NE(plan.find("stacked"), std::string::npos) << plan;
+    const at::Tensor S = ntk(net, a, stacked);
+    EXPECT_LT(rel(S, ntk(net, a, tiled)), 1e-13) << "L=" << L;
+    EXPECT_TRUE(at::equal(S, S.t()));
+  }
+}
+
+TEST(NtkFC, MembersBatchedEqualEachNetworkAlone) {
+  at::manual_seed(2);
+  const at::Tensor a = at::randn({19, 6}, f64), b = at::randn({11, 6}, f64);
+  std::vector<Net> nets;
+  for (uint64_t seed : {0, 1, 2, 5}) nets.push_back(make_fc(6, 12, 3, "softplus", seed));
+  for (double budget : {1e9, 2.0 * 8 * 3 * 19 * 19 * 2.5}) {  // one chunk of 4; chunks of 2
+    NtkOptions o;
+    o.memory_budget = budget;
+    std::string plan;
+    o.plan = &plan;
+    const at::Tensor S = ntk_members(nets, a, at::Tensor(), o);
+    EXPECT_NE(plan.find(budget < 1e9 ? "chunks of 2 " : "chunks of 4 "), std::string::npos) << plan;
+    const at::Tensor X = ntk_members(nets, a, b, o);
+    ASSERT_EQ(S.sizes(), (std::vector<int64_t>{4, 19, 19}));
+    ASSERT_EQ(X.sizes(), (std::vector<int64_t>{4, 19, 11}));
+    for (size_t k = 0; k < nets.size(); ++k) {
+      EXPECT_LT(rel(S[k], ntk(nets[k], a)), 1e-13) << "member " << k;
+      EXPECT_LT(rel(X[k], ntk(nets[k], a, b)), 1e-13) << "member " << k;
+    }
+    EXPECT_GT(rel(S[0], S[1]), 1e-3);  // the members differ
+  }
+  // Networks of other shapes or activations go one after another, with the same result.
+  nets.push_back(make_fc(6, 8, 3, "softplus", 7));
+  nets.push_back(make_fc(6, 12, 3, "relu", 8));
+  std::string plan;
+  NtkOptions o;
+  o.plan = &plan;
+  const at::Tensor S = ntk_members(nets, a, at::Tensor(), o);
+  EXPECT_EQ(plan.find("members batched"), std::string::npos) << plan;
+  for (size_t k = 0; k < nets.size(); ++k) EXPECT_LT(rel(S[k], ntk(nets[k], a)), 1e-13) << "member " << k;
+}
+
 TEST(NtkFC, SymmetricPositiveSemidefinite) {
   Net net = make_fc(10, 32, 3, "relu", 5);
   at::manual_seed(2);
@@ -287,6 +340,8 @@ TEST(NtkCli, BadInputExitsTwo) {
       {{"ntk", "--points", "abc"}, "--points: not an integer: 'abc'"},
       {{"ntk", "stray"}, "unexpected argument 'stray'"},
       {{"bench", "ntk", "--h", "0"}, "--h must be >= 1"},
+      {{"bench", "ntk", "--members", "-1"}, "--members must be >= 0"},
+      {{"bench", "ntk", "--stack-layers", "yes"}, "--stack-layers must be auto, on or off"},
   };
   for (const auto& c : cases) {
     auto r = lft::run_cli(c.args);

@@ -10,14 +10,21 @@
 //          differences to R_fine
 //   gradient evaluations (backward passes, rejected trials' forwards not included: see
 //   RunResult::gradient_evaluations), trials (forwards: steps + rejected), wall time.
+// The R_fine runs of the issue's configurations (ptr 1000) take 15-60 minutes each: with --cache,
+// --stop-after S ends this process's runs after S seconds, each leaving its saved state in the
+// cache (<config_hash>.state, written every minute too), and the next call resumes them; --arms
+// picks the arms this call trains (several processes can share one cache, one arm each).
 // Deliberately not: a test (speed and closeness are measured here, the tests check correctness),
 // synthetic data (the question is the paper's trajectories), the stochastic dynamics.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "cli/bench.h"
@@ -31,6 +38,8 @@
 namespace lf::cli {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 // A finished run as the table needs it, kept in --cache DIR as <config_hash>.json and .npy (the
 // final test outputs f - f0), so that the expensive R_fine runs are made once.
 struct Run {
@@ -39,20 +48,46 @@ struct Run {
   double get(const char* k) const { return s.contains(k) && s[k].is_number() ? s[k].get<double>() : NAN; }
 };
 
-Run run_cached(const RunConfig& c, const Dataset& data, const std::string& cache) {
+bool finished(const Run& r) { return r.fd.defined(); }
+
+// The run of config c: from the cache when it finished in an earlier call; otherwise trained (from
+// its saved state when an earlier call left one) and, once finished, cached. train == false or a
+// run still going at `deadline` gives an unfinished Run (its summary only, status "unfinished").
+Run run_cached(const RunConfig& c, const Dataset& data, const std::string& cache, bool train,
+               std::optional<Clock::time_point> deadline) {
+  namespace fs = std::filesystem;
   const std::string base = cache.empty() ? "" : cache + "/" + config_hash(c);
-  if (!base.empty() && std::filesystem::exists(base + ".json") && std::filesystem::exists(base + ".npy")) {
+  if (!base.empty() && fs::exists(base + ".json") && fs::exists(base + ".npy")) {
     std::ifstream in(base + ".json");
     return {nlohmann::json::parse(in), read_npy(base + ".npy")};
   }
+  if (!train) return {{{"status", "unfinished"}}, at::Tensor()};
   TrainHooks hooks;
-  hooks.progress = false;
+  if (!base.empty()) {
+    fs::create_directories(cache);
+    const std::string state = base + ".state";
+    if (fs::exists(state)) {
+      std::ifstream in(state, std::ios::binary);
+      hooks.resume_state.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    hooks.state_every_s = 60;
+    hooks.on_state = [state](const std::string& bytes) {  // whole or not at all: write, then rename
+      std::ofstream(state + ".tmp", std::ios::binary) << bytes;
+      fs::rename(state + ".tmp", state);
+    };
+  }
+  if (deadline) hooks.should_stop = [d = *deadline] { return Clock::now() >= d; };
   RunResult r = train_run(c, data, hooks);
+  if (r.status == "stopped" && deadline && Clock::now() >= *deadline) {
+    nlohmann::json s = r.summary();
+    s["status"] = "unfinished";
+    return {s, at::Tensor()};
+  }
   Run out{r.summary(), r.test_f_delta.contiguous()};
   if (!base.empty()) {
-    std::filesystem::create_directories(cache);
     write_npy(base + ".npy", out.fd);
     std::ofstream(base + ".json") << out.s.dump();
+    fs::remove(base + ".state");
   }
   return out;
 }
@@ -64,12 +99,12 @@ nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlo
 int bench_integrator(const Args& args) {
   int64_t ptr = 200, pte = 1000, L = 3;
   std::vector<double> hs = {32}, shas = {1e-2, 1e3}, seeds = {0, 1};
-  double tol = RunConfig().integrator_tol, max_wall = 0;
+  double tol = RunConfig().integrator_tol, max_wall = 0, stop_after = 0;
   bool json = false, kernel = true;
-  std::string cache, integrator = "eab2";
+  std::string cache, integrator = "eab2", arms_run = "R_fine,R,N";
   OptionParser p(
       "lazyfeat bench integrator [--ptr N --pte N --L N --h LIST --sqrt-h-alpha LIST --seeds LIST --integrator NAME "
-      "--tol X] [--json]",
+      "--tol X --cache DIR --stop-after S --arms LIST] [--json]",
       "R (paper's rule), R_fine (ten times finer) and N (--integrator eab2 or lte) on MNIST, FC softplus, setup A: "
       "closeness of R and N to R_fine, gradient evaluations and wall time.");
   p.value("ptr", "N", "training points (default 200; the issue's: 1000)",
@@ -89,10 +124,28 @@ int bench_integrator(const Args& args) {
           [&](const std::string& v) { max_wall = parse_double("--max-wall", v); });
   p.value("cache", "DIR", "keep each finished run in DIR (by config hash) and reuse it (default: none)",
           [&](const std::string& v) { cache = v; });
+  p.value("stop-after", "S", "with --cache: end this call's runs after S seconds, each resumable from its saved "
+          "state by the next call (default: run to the end)",
+          [&](const std::string& v) { stop_after = parse_double("--stop-after", v); });
+  p.value("arms", "LIST", "the arms this call trains, of R_fine,R,N (default all; the others are read from "
+          "--cache when there)",
+          [&](const std::string& v) { arms_run = v; });
   p.flag("kernel", "measure the kernel change (--delta-kernel; default on)", kernel);
   p.flag("json", "print the figures as one JSON line", json);
   p.parse(args);
   require(integrator == "eab2" || integrator == "lte", "--integrator: eab2 or lte (N is the new integrator)");
+  require(stop_after >= 0 && std::isfinite(stop_after), "--stop-after must be a number of seconds >= 0");
+  require(stop_after == 0 || !cache.empty(), "--stop-after needs --cache DIR (the unfinished runs' states live there)");
+  std::vector<std::string> train_arms;
+  for (std::stringstream ss(arms_run); ss.good();) {
+    std::string a;
+    std::getline(ss, a, ',');
+    require(a == "R_fine" || a == "R" || a == "N", "--arms: a comma-separated list of R_fine, R and N, not '" + a + "'");
+    train_arms.push_back(a);
+  }
+  std::optional<Clock::time_point> deadline;
+  if (stop_after > 0)
+    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(stop_after));
 
   RunConfig base;
   base.ptr = ptr;
@@ -133,17 +186,19 @@ int bench_integrator(const Args& args) {
           c.df_min = a.df_min;
           c.df_max = a.df_max;
           finalize(c);
-          res.push_back(run_cached(c, data, cache));
+          const bool train = std::find(train_arms.begin(), train_arms.end(), a.name) != train_arms.end();
+          res.push_back(run_cached(c, data, cache, train, deadline));
           std::cerr << "h " << h << " sqrt(h) alpha " << sha << " seed " << seed << " " << a.name << ": "
                     << res.back().s.value("status", "") << " steps " << res.back().get("steps") << " wall "
                     << res.back().get("wall_s") << "\n";
         }
-        const Run& fine = res[0];
-        const at::Tensor ff = fine.fd;  // alpha cancels in the ratio
-        const double ff_rms = ff.pow(2).mean().sqrt().item<double>();
+        const Run& fine = res[0];  // unfinished: the comparisons are NaN (null)
         for (size_t i = 0; i < res.size(); ++i) {
           const Run& r = res[i];
-          const double out = (r.fd - ff).pow(2).mean().sqrt().item<double>() / ff_rms;
+          const double out = finished(r) && finished(fine)
+                                 ? (r.fd - fine.fd).pow(2).mean().sqrt().item<double>() /  // alpha cancels
+                                       fine.fd.pow(2).mean().sqrt().item<double>()
+                                 : kNaN;
           const double steps = r.get("steps"), trials = steps + r.get("rejected");
           nlohmann::json row = {{"h", int64_t(h)},
                                 {"sqrt_h_alpha", sha},

@@ -2,9 +2,12 @@
 // test x test for 1,000 + 1,000 points, FC L=5, d=10, float64, synthetic inputs (protocol
 // section 7: the published implementation took 3.2 s at h=100 and 62 s at h=400), against the
 // machine's float64 matrix-product rate measured in the same call (a 2000 x 2000 x h at::mm).
+// --members K: the same for K networks (seeds 0..K-1) through ntk_members (the members' Grams
+// batched) against the K networks one after another, in the same call.
 // Deliberately not a test: speed is measured here only.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
 #include "cli/bench.h"
@@ -22,8 +25,45 @@ double time_s(F&& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// --members: ntk_members of the union of the two point sets (the three Grams of ntk_blocks) for K
+// networks against ntk_blocks of each, median seconds of each over the repeats.
+int bench_members(const Net& net0, int64_t K, const at::Tensor& a, const at::Tensor& b, NtkOptions opt, bool json,
+                  int64_t repeats = 3) {
+  const auto& p0 = std::get<FCParams>(net0.params);
+  std::vector<Net> nets;
+  for (int64_t k = 0; k < K; ++k)
+    nets.push_back(Net::fc(fc_init(p0.d(), p0.h(), p0.L(), uint64_t(k), a.options()), net0.act));
+  const at::Tensor ab = at::cat({a, b});
+  std::vector<double> t_batched, t_alone;
+  double c_batched = 0, c_alone = 0;
+  std::string plan;
+  for (int64_t r = 0; r < repeats; ++r) {
+    t_batched.push_back(time_s([&] { c_batched = ntk_members(nets, ab, at::Tensor(), opt).sum().item<double>(); }));
+    t_alone.push_back(time_s([&] {
+      c_alone = 0;
+      for (const Net& n : nets) {
+        NtkBlocks k = ntk_blocks(n, a, b, opt);
+        c_alone += k.aa.sum().item<double>() + 2 * k.ba.sum().item<double>() + k.bb.sum().item<double>();
+      }
+    }));
+  }
+  (void)ntk_members(nets, ab, at::Tensor(), opt);  // the plan of the batched call
+  plan = *opt.plan;
+  const double tb = median(t_batched), ta = median(t_alone);
+  nlohmann::json j = {{"members", K}, {"h", p0.h()}, {"L", p0.L()}, {"n_train", a.size(0)}, {"n_test", b.size(0)},
+                      {"device", a.is_cuda() ? "cuda" : "cpu"}, {"repeats", repeats}, {"seconds_batched", tb},
+                      {"seconds_alone", ta}, {"speedup", ta / tb}, {"plan", plan},
+                      {"checksum_rel_diff", std::fabs(c_batched - c_alone) / std::fabs(c_alone)}};
+  if (json) print_json_line(j.dump());
+  else
+    std::cout << "ntk of " << K << " members h=" << p0.h() << " L=" << p0.L() << ": batched " << tb << " s, alone "
+              << ta << " s (x" << ta / tb << "), " << plan << "\n";
+  return 0;
+}
+
 int bench_ntk(const Args& args) {
-  int64_t h = 100, L = 5, d = 10, n = 1000, repeats = 5, tile = 0;
+  int64_t h = 100, L = 5, d = 10, n = 1000, repeats = 5, tile = 0, members = 0;
+  std::string stack = "auto";
   std::string method = "structured", device = "cpu";
   bool json = false;
   OptionParser p("lazyfeat bench ntk [--h H] [--L L] [--n N] [--method M] [--repeats R] [--json]",
@@ -37,6 +77,10 @@ int bench_ntk(const Args& args) {
   p.value("repeats", "R", "repeats, the median is reported (default 5)",
           [&](const std::string& v) { repeats = parse_int("--repeats", v); });
   p.value("tile", "T", "points per tile (default automatic)", [&](const std::string& v) { tile = parse_int("--tile", v); });
+  p.value("members", "K", "K networks: batched (ntk_members) against one after another (default: one network)",
+          [&](const std::string& v) { members = parse_int("--members", v); });
+  p.value("stack-layers", "auto|on|off", "FC: the layers' Grams as one batched product (default auto: on cuda)",
+          [&](const std::string& v) { stack = v; });
   p.flag("json", "print the figures as one JSON object on the last line", json);
   p.value("device", "cpu|cuda", "device (default cpu)", [&](const std::string& v) { device = v; });
   double budget_gb = 1;
@@ -49,11 +93,14 @@ int bench_ntk(const Args& args) {
   require(n >= 1, "--n must be >= 1");
   require(repeats >= 1, "--repeats must be >= 1");
   require(tile >= 0, "--tile must be >= 0");
+  require(members >= 0, "--members must be >= 0");
+  require(stack == "auto" || stack == "on" || stack == "off", "--stack-layers must be auto, on or off");
   require(device == "cpu" || device == "cuda", "--device must be cpu or cuda");
   require(device == "cpu" || at::hasCUDA(), "--device cuda: this build/machine has no CUDA device");
   NtkOptions opt;
   opt.method = ntk_method_from_name(method);
   opt.tile = tile;
+  if (stack != "auto") opt.stack_layers = stack == "on";
   require(budget_gb > 0, "--memory-budget must be > 0");
   opt.memory_budget = budget_gb * 1e9;
   double flops = 0;
@@ -66,6 +113,7 @@ int bench_ntk(const Args& args) {
   at::manual_seed(0);
   at::Tensor x_train = at::randn({n, d}, f64).to(dev), x_test = at::randn({n, d}, f64).to(dev);
   Net net = Net::fc(fc_init(d, h, L, 0, dev), Activation::make("softplus"));
+  if (members > 0) return bench_members(net, members, x_train, x_test, opt, json);
   at::Tensor A = at::randn({2000, h}, dev), B = at::randn({h, 2000}, dev), C = at::empty({2000, 2000}, dev);
 
   std::vector<double> t_ntk, t_mm;

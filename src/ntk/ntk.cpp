@@ -81,31 +81,61 @@ at::Tensor tiled_gram(int64_t n1, int64_t n2, bool symmetric, int64_t T, at::Ten
 //   Theta = sum_{l<L} (D_l D_l^T) o (Zh_l Zh_l^T + 1)  +  Zh_L Zh_L^T + 1
 // with Zh_l = z_{l-1} / sqrt(fan_in_l) and Delta_L = 1 (the output layer is linear).
 struct FCFeatures {
-  std::vector<at::Tensor> Z;  // Z[l] = z_{l-1} / sqrt(fan_in_l)   [n, fan_in_l], l = 0..L
-  std::vector<at::Tensor> D;  // D[l] = df/da_l                    [n, h],        l = 0..L-1
+  std::vector<at::Tensor> Z;  // Z[l] = z_{l-1} / sqrt(fan_in_l)   [(K,) n, fan_in_l], l = 0..L
+  std::vector<at::Tensor> D;  // D[l] = df/da_l                    [(K,) n, h],        l = 0..L-1
 };
 
+// The features of one network (W[l] [h, fan_in]) or of K networks of one shape at once (W[l]
+// [K, h, fan_in], b[l] [K, h]: then every tensor has a leading K), on the same points x [n, d].
 FCFeatures fc_features(const FCParams& p, const Activation& act, const at::Tensor& x) {
   c10::NoGradGuard no_grad;
   const int64_t L = p.L();
   FCFeatures F;
-  std::vector<at::Tensor> dphi;  // phi'(a_l) [n, h]
+  std::vector<at::Tensor> dphi;  // phi'(a_l) [(K,) n, h]
   at::Tensor z = x;
   for (int64_t l = 0; l < L; ++l) {
-    at::Tensor zh = z / std::sqrt(double(p.W[l].size(1)));
+    at::Tensor zh = z / std::sqrt(double(p.W[l].size(-1)));
     F.Z.push_back(zh);
-    at::Tensor a = at::addmm(p.b[l], zh, p.W[l].t());  // [n, h]
+    at::Tensor a = p.W[l].dim() == 2 ? at::addmm(p.b[l], zh, p.W[l].t())  // [n, h]
+                                     : at::matmul(zh, p.W[l].transpose(1, 2)).add_(p.b[l].unsqueeze(1));  // [K, n, h]
     dphi.push_back(act.derivative(a));
     z = act(a);
   }
-  const double h = double(p.W[L].size(1));
+  const double h = double(p.W[L].size(-1));
   F.Z.push_back(z / std::sqrt(h));
   F.D.resize(L);
   // Backward of sum f by hand: df/dz_L = W_L / sqrt(h); Delta_{l-1} = (Delta_l W_l / sqrt(fan_in_l)) o phi'(a_{l-1}).
-  F.D[L - 1] = dphi[L - 1] * (p.W[L] / std::sqrt(h));  // [n, h] * [1, h]
+  F.D[L - 1] = dphi[L - 1] * (p.W[L] / std::sqrt(h));  // [(K,) n, h] * [(K,) 1, h]
   for (int64_t l = L - 1; l >= 1; --l)
-    F.D[l - 1] = at::mm(F.D[l], p.W[l]).mul_(1.0 / std::sqrt(double(p.W[l].size(1)))).mul_(dphi[l - 1]);
+    F.D[l - 1] = at::matmul(F.D[l], p.W[l]).mul_(1.0 / std::sqrt(double(p.W[l].size(-1)))).mul_(dphi[l - 1]);
   return F;
+}
+
+// The whole Gram with the L hidden layers' products stacked: two batched products over
+// [(K,) L, n1, h] x [(K,) L, h, n2] instead of 2 L small ones (on a GPU one launch with L times
+// the thread blocks: the small products alone leave most of it idle). No symmetric saving.
+// Memory: two [(K,) L, n1, n2] buffers. Flops 2 n1 n2 (2 L h + d) (per member).
+at::Tensor fc_gram_stacked(const FCFeatures& A, const FCFeatures& B, double& flops) {
+  const int64_t L = int64_t(A.D.size());
+  const at::Tensor DA = at::stack(A.D, -3), DB = at::stack(B.D, -3);  // [(K,) L, n, h]
+  const std::vector<at::Tensor> za(A.Z.begin() + 1, A.Z.end()), zb(B.Z.begin() + 1, B.Z.end());
+  const at::Tensor GD = at::matmul(DA, DB.transpose(-1, -2));                            // [(K,) L, n1, n2]
+  const at::Tensor GZ = at::matmul(at::stack(za, -3), at::stack(zb, -3).transpose(-1, -2));  // Z_1..Z_L
+  const int64_t n1 = DA.size(-2), n2 = DB.size(-2), h = DA.size(-1), d = A.Z[0].size(-1);
+  // Output layer (Delta_L = 1): Zh_L Zh_L^T + 1; layer 0: (D_0 D_0^T) o (Zh_0 Zh_0^T + 1).
+  at::Tensor acc = GZ.select(-3, L - 1) + 1.0;
+  acc.addcmul_(GD.select(-3, 0), at::matmul(A.Z[0], B.Z[0].transpose(-1, -2)).add_(1.0));
+  if (L > 1) acc.add_((GD.narrow(-3, 1, L - 1) * (GZ.narrow(-3, 0, L - 1) + 1.0)).sum(-3));
+  const double K = DA.dim() == 4 ? double(DA.size(0)) : 1.0;
+  flops += K * (2.0 * n1 * n2 * double(2 * L * h + d) + 4.0 * L * n1 * n2);
+  return acc;
+}
+
+// Whether the stacked plan applies: asked for, or by default on a GPU when the whole Gram is one
+// tile and the two stacked buffers fit the memory budget.
+bool fc_stacks(const NtkOptions& opt, bool cuda, int64_t members, int64_t L, int64_t n1, int64_t n2) {
+  if (opt.stack_layers) return *opt.stack_layers;
+  return cuda && opt.tile <= 0 && 2.0 * 8.0 * double(members) * L * n1 * n2 <= opt.memory_budget;
 }
 
 at::Tensor fc_structured(const FCParams& p, const Activation& act, const at::Tensor& x1, const at::Tensor* x2,
@@ -116,6 +146,14 @@ at::Tensor fc_structured(const FCParams& p, const Activation& act, const at::Ten
   const FCFeatures& Bf = sym ? A : B;
   const int64_t n1 = x1.size(0), n2 = sym ? n1 : x2->size(0);
   const int64_t L = p.L();
+  if (fc_stacks(opt, x1.is_cuda(), 1, L, n1, n2)) {
+    double flops = 0;
+    at::Tensor out = fc_gram_stacked(A, Bf, flops);
+    if (sym) out = (out + out.t()) * 0.5;
+    if (opt.flops) *opt.flops = flops;
+    if (opt.plan) *opt.plan = "fc structured: the layers' Grams stacked (one batched product each)";
+    return out;
+  }
   // Tiles: on the CPU 256 (measured: it beats 512-2000 at h=400: fewer FLOPs, same rate); on a
   // GPU the whole Gram as one tile where the budget allows (small tiles are launch-bound there).
   int64_t T = opt.tile > 0 ? opt.tile : x1.is_cuda() ? std::max(n1, n2) : 256;
@@ -315,6 +353,53 @@ at::Tensor ntk(const Net& net, const at::Tensor& x1, const at::Tensor& x2, const
 }
 
 at::Tensor ntk(const Net& net, const at::Tensor& x, const NtkOptions& opt) { return dispatch(net, x, nullptr, opt); }
+
+at::Tensor ntk_members(const std::vector<Net>& nets, const at::Tensor& x1, const at::Tensor& x2,
+                       const NtkOptions& opt) {
+  require(!nets.empty(), "ntk_members: no networks");
+  const bool sym = !x2.defined();
+  auto batchable = [&](const Net& n) {
+    if (opt.method != NtkMethod::Structured || !n.is_fc() || !nets[0].is_fc()) return false;
+    const auto &p = std::get<FCParams>(n.params), &q = std::get<FCParams>(nets[0].params);
+    bool same = p.W.size() == q.W.size() && n.act.name() == nets[0].act.name() && n.act.beta == nets[0].act.beta &&
+                n.act.scale == nets[0].act.scale && n.act.threshold == nets[0].act.threshold;
+    for (size_t l = 0; same && l < p.W.size(); ++l) same = p.W[l].sizes() == q.W[l].sizes() && p.W[l].dim() == 2;
+    return same;
+  };
+  const int64_t K = int64_t(nets.size()), n1 = x1.size(0), n2 = sym ? n1 : x2.size(0);
+  if (!std::all_of(nets.begin(), nets.end(), batchable)) {
+    std::vector<at::Tensor> g;
+    for (const Net& n : nets) g.push_back(sym ? ntk(n, x1, opt) : ntk(n, x1, x2, opt));
+    return at::stack(g);
+  }
+  const FCParams& p0 = std::get<FCParams>(nets[0].params);
+  const int64_t L = p0.L();
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(K, int64_t(opt.memory_budget / (2.0 * 8.0 * L * n1 * n2))));
+  at::Tensor out = at::empty({K, n1, n2}, x1.options());
+  double flops = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+    const int64_t c = std::min(chunk, K - k0);
+    FCParams P;  // the chunk's weights stacked: W[l] [c, h, fan_in], b[l] [c, h]
+    for (size_t l = 0; l < p0.W.size(); ++l) {
+      std::vector<at::Tensor> w, b;
+      for (int64_t k = k0; k < k0 + c; ++k) {
+        w.push_back(std::get<FCParams>(nets[k].params).W[l]);
+        b.push_back(std::get<FCParams>(nets[k].params).b[l]);
+      }
+      P.W.push_back(at::stack(w));
+      P.b.push_back(at::stack(b));
+    }
+    FCFeatures A = fc_features(P, nets[0].act, x1);
+    FCFeatures B = sym ? FCFeatures{} : fc_features(P, nets[0].act, x2);
+    at::Tensor g = fc_gram_stacked(A, sym ? A : B, flops);  // [c, n1, n2]
+    if (sym) g = (g + g.transpose(1, 2)) * 0.5;
+    out.narrow(0, k0, c).copy_(g);
+  }
+  if (opt.flops) *opt.flops = flops;
+  if (opt.plan)
+    *opt.plan = "fc structured, members batched: chunks of " + std::to_string(chunk) + " members, layers stacked";
+  return out;
+}
 
 NtkBlocks ntk_blocks(const Net& net, const at::Tensor& a, const at::Tensor& b, const NtkOptions& opt) {
   const int64_t na = a.size(0), nb = b.size(0);

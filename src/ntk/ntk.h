@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -56,6 +57,10 @@ struct NtkOptions {
   // the elementwise combination) and a one-line description of the plan chosen.
   double* flops = nullptr;
   std::string* plan = nullptr;
+  // FC, structured: the L layers' Grams as two batched products over the whole Gram (no tiles, no
+  // symmetric saving, two [L, n1, n2] buffers) rather than tile by tile. Default: on a GPU when it
+  // fits the memory budget (there the small products leave the device idle); the CPU tiles.
+  std::optional<bool> stack_layers;
 };
 
 // Theta(x1, x2): [n1, n2].
@@ -70,6 +75,14 @@ struct NtkBlocks {
   at::Tensor bb;  // Theta(b, b)  [nb, nb]
 };
 NtkBlocks ntk_blocks(const Net& net, const at::Tensor& a, const at::Tensor& b, const NtkOptions& opt = {});
+
+// Theta of K networks on the same points: [K, n1, n2] (x2 undefined: the symmetric Grams [K, n, n]).
+// FC networks of one shape and activation, structured method: one batched forward and backward
+// over the members' stacked weights ([K, n, h] features) and their Grams stacked over members
+// and layers, in chunks of members whose buffers (2 L n1 n2 doubles each) fit the memory budget:
+// 2 K n1 n2 (2 L h + d) flops in a few launches. Otherwise ntk() of one network after another.
+at::Tensor ntk_members(const std::vector<Net>& nets, const at::Tensor& x1, const at::Tensor& x2 = {},
+                       const NtkOptions& opt = {});
 
 // The Jacobian method for any model: rows of per-sample gradients (flattened, in the order of
 // params), one autograd backward pass per point; cost O(n P) memory, n backward passes, then
