@@ -51,6 +51,13 @@ TEST(NtkFC, StructuredEqualsJacobian) {
       EXPECT_LT(rel(S, J), 1e-10) << act << " L=" << L;
       at::Tensor Ss = ntk(net, x1, s), Js = ntk(net, x1, j);
       EXPECT_LT(rel(Ss, Js), 1e-10) << act << " L=" << L << " symmetric";
+      NtkOptions jb = j;  // J in blocks of 4 rows, recomputed per block
+      jb.memory_budget = 2.0 * 8.0 * double(net.num_params()) * 4;
+      std::string plan;
+      jb.plan = &plan;
+      EXPECT_LT(rel(ntk(net, x1, jb), Js), 1e-13) << act << " L=" << L << " symmetric, blocks";
+      EXPECT_NE(plan.find("blocks of 4"), std::string::npos) << plan;
+      EXPECT_LT(rel(ntk(net, x1, x2, jb), J), 1e-13) << act << " L=" << L << " blocks";
       EXPECT_GT(S.abs().max().item<double>(), 0.1);  // not trivially zero
     }
   }
