@@ -143,6 +143,30 @@ TEST(NtkFC, SymmetricPositiveSemidefinite) {
   EXPECT_GT(ev.max().item<double>(), 1.0);
 }
 
+// The Jacobian's rows B at a time (the gradients with respect to expanded parameter views through
+// the per-sample forward) against one backward pass a row.
+TEST(NtkFC, JacobianRowsPerPassEqualOneRowAPass) {
+  Net net = make_fc(6, 12, 3, "softplus", 4);
+  at::manual_seed(5);
+  const at::Tensor x = at::randn({8, 6}, f64);
+  auto unflat = [](const std::vector<at::Tensor>& ps) {
+    FCParams p;
+    for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
+    return p;
+  };
+  const ForwardFn f = [&](const std::vector<at::Tensor>& ps, const at::Tensor& z) {
+    return fc_forward_reference(unflat(ps), z, net.act);
+  };
+  const ForwardFn per_sample = [&](const std::vector<at::Tensor>& ps, const at::Tensor& z) {
+    return fc_forward_per_sample(unflat(ps), z, net.act);
+  };
+  const at::Tensor J1 = jacobian(f, net.flat(), x);
+  ASSERT_EQ(J1.sizes(), (std::vector<int64_t>{8, net.num_params()}));
+  for (int64_t B : {0, 3, 8}) EXPECT_LT(rel(jacobian(f, net.flat(), x, per_sample, B), J1), 1e-13) << "B=" << B;
+  // Each row is its own point's gradient: the rows of two different points differ.
+  EXPECT_GT(rel(J1[0], J1[1]), 1e-2);
+}
+
 // f(w + eps grad_w f(x')) - f(w) = eps Theta(x, x') + O(eps^2).
 TEST(NtkFC, PredictsFirstOrderChange) {
   Net net = make_fc(6, 12, 3, "softplus", 9);

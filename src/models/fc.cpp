@@ -33,4 +33,15 @@ at::Tensor fc_forward_reference(const FCParams& p, const at::Tensor& x, const Ac
   return at::addmm(p.b[L], z, p.W[L].t(), 1.0, 1.0 / std::sqrt(fan_in)).squeeze(1);
 }
 
+at::Tensor fc_forward_per_sample(const FCParams& p, const at::Tensor& x, const Activation& act) {
+  at::Tensor z = x.unsqueeze(1);  // [n, 1, d]
+  const int64_t L = p.L();
+  for (int64_t l = 0; l <= L; ++l) {
+    const double fan_in = static_cast<double>(p.W[l].size(2));
+    at::Tensor a = at::baddbmm(p.b[l].unsqueeze(1), z, p.W[l].transpose(1, 2), 1.0, 1.0 / std::sqrt(fan_in));
+    z = l < L ? act(a) : a;  // [n, 1, h]; the output layer [n, 1, 1]
+  }
+  return z.reshape({-1});
+}
+
 }  // namespace lf

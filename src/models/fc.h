@@ -30,5 +30,8 @@ FCParams fc_init(int64_t d, int64_t h, int64_t L, uint64_t seed,
 
 // Reference forward, differentiable by autograd: x [n, d] -> f [n].
 at::Tensor fc_forward_reference(const FCParams& p, const at::Tensor& x, const Activation& act);
+// The same with weights of each point's own: W[l] [n, h, fan_in], b[l] [n, h] (e.g. expanded
+// views of one network's, whose gradients are then the per-sample gradients), x [n, d] -> f [n].
+at::Tensor fc_forward_per_sample(const FCParams& p, const at::Tensor& x, const Activation& act);
 
 }  // namespace lf

@@ -1,10 +1,13 @@
-// The Jacobian method of the empirical NTK (ntk.h): one autograd backward pass per point gives a
-// row of per-sample gradients; Theta = J1 J2^T. Works for any differentiable model; it is the
-// reference the structured method is tested against and the fallback for other architectures.
-// Cost: n1 + n2 forward/backward passes (n1 for a symmetric Gram whose J fits the memory budget;
-// recomputed per block when J does not fit), 2 n1 n2 P flops for the products, blocks of J of at
-// most memory_budget / 2 bytes.
-// Deliberately not fast: the published implementation worked this way (protocol section 7).
+// The Jacobian method of the empirical NTK (ntk.h): rows of per-sample gradients through
+// autograd; Theta = J1 J2^T. Works for any differentiable model; it is the reference the
+// structured method is tested against and the fallback for other architectures.
+// Rows: one backward pass per point, or, where the model has a per-sample forward (FC), B rows
+// per backward pass: the gradients with respect to the parameters expanded to [B, ...] views
+// (what torch.func's vmap of a per-sample gradient computes).
+// Cost: n1 + n2 rows (n1 for a symmetric Gram whose J fits the memory budget; recomputed per
+// block when J does not fit), 2 n1 n2 P flops for the products, blocks of J of at most
+// memory_budget / 2 bytes, and the rows of one pass (B P doubles) on top.
+// Deliberately not: per-architecture formulas (that is the structured method).
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -13,7 +16,8 @@
 
 namespace lf {
 
-at::Tensor jacobian(const ForwardFn& f, const std::vector<at::Tensor>& params, const at::Tensor& x) {
+at::Tensor jacobian(const ForwardFn& f, const std::vector<at::Tensor>& params, const at::Tensor& x,
+                    const ForwardFn& per_sample, int64_t rows_per_pass) {
   std::vector<at::Tensor> ps;
   int64_t P = 0;
   for (auto& p : params) {
@@ -21,35 +25,54 @@ at::Tensor jacobian(const ForwardFn& f, const std::vector<at::Tensor>& params, c
     P += p.numel();
   }
   const int64_t n = x.size(0);
+  const int64_t B = per_sample ? (rows_per_pass > 0 ? std::min(rows_per_pass, n) : n) : 1;
   at::Tensor J = at::empty({n, P}, params[0].options());
-  for (int64_t i = 0; i < n; ++i) {
-    at::Tensor out = f(ps, x.narrow(0, i, 1)).sum();
-    auto grads = torch::autograd::grad({out}, ps, {}, /*retain_graph=*/false, /*create_graph=*/false,
+  for (int64_t i0 = 0; i0 < n; i0 += B) {
+    const int64_t b = std::min(B, n - i0);
+    std::vector<at::Tensor> inputs;  // what the rows are gradients with respect to
+    at::Tensor out;
+    if (per_sample) {
+      for (auto& p : ps) {
+        std::vector<int64_t> sizes = {b};
+        sizes.insert(sizes.end(), p.sizes().begin(), p.sizes().end());
+        inputs.push_back(p.unsqueeze(0).expand(sizes));  // [b, ...], no copy
+      }
+      out = per_sample(inputs, x.narrow(0, i0, b)).sum();
+    } else {
+      inputs = ps;
+      out = f(ps, x.narrow(0, i0, 1)).sum();
+    }
+    auto grads = torch::autograd::grad({out}, inputs, {}, /*retain_graph=*/false, /*create_graph=*/false,
                                        /*allow_unused=*/true);
-    std::vector<at::Tensor> row;  // the row in one copy (one kernel, not one a parameter)
+    std::vector<at::Tensor> rows;  // [b, numel] each, the block in one copy
     for (size_t k = 0; k < ps.size(); ++k)
-      row.push_back(grads[k].defined() ? grads[k].reshape(-1) : at::zeros({ps[k].numel()}, ps[k].options()));
-    at::Tensor Ji = J[i];
-    at::cat_out(Ji, row);
+      rows.push_back(grads[k].defined() ? grads[k].reshape({b, -1}) : at::zeros({b, ps[k].numel()}, ps[k].options()));
+    at::Tensor Jb = J.narrow(0, i0, b);
+    at::cat_out(Jb, rows, 1);
   }
   return J;
 }
 
 at::Tensor ntk_jacobian(const ForwardFn& f, const std::vector<at::Tensor>& params, const at::Tensor& x1,
-                        const at::Tensor& x2, const NtkOptions& opt) {
+                        const at::Tensor& x2, const NtkOptions& opt, const ForwardFn& per_sample) {
   int64_t P = 0;
   for (auto& p : params) P += p.numel();
   const bool sym = !x2.defined();
   const at::Tensor& xb = sym ? x1 : x2;
   const int64_t n1 = x1.size(0), n2 = xb.size(0);
   double flops = 0;
+  // Rows per backward pass (per-sample forward): a quarter of the budget.
+  const int64_t R = std::max<int64_t>(1, int64_t(opt.memory_budget / (4.0 * 8.0 * double(P))));
+  auto rows = [&](const at::Tensor& x) { return jacobian(f, params, x, per_sample, R); };
   // A symmetric Gram whose whole J fits the budget: J once, J J^T as one product.
   if (sym && 8.0 * double(n1) * double(P) <= opt.memory_budget) {
-    at::Tensor J = jacobian(f, params, x1);
+    at::Tensor J = rows(x1);
     at::Tensor out = at::mm(J, J.t());
     out = (out + out.t()) * 0.5;
     if (opt.flops) *opt.flops = 6.0 * double(n1) * double(P) + 2.0 * double(n1) * double(n1) * double(P);
-    if (opt.plan) *opt.plan = "jacobian: J of " + std::to_string(n1) + " rows once";
+    if (opt.plan)
+      *opt.plan = "jacobian: J of " + std::to_string(n1) + " rows once, " +
+                  (per_sample ? std::to_string(std::min(R, n1)) + " rows a backward pass" : "a backward pass a row");
     return out;
   }
   // Rows of J per block: two blocks within the budget.
@@ -57,11 +80,11 @@ at::Tensor ntk_jacobian(const ForwardFn& f, const std::vector<at::Tensor>& param
   at::Tensor out = at::empty({n1, n2}, params[0].options());
   for (int64_t i0 = 0; i0 < n1; i0 += B) {
     const int64_t ti = std::min(B, n1 - i0);
-    at::Tensor Ji = jacobian(f, params, x1.narrow(0, i0, ti));
+    at::Tensor Ji = rows(x1.narrow(0, i0, ti));
     flops += 6.0 * double(ti) * double(P);  // forward + backward, about three passes of 2P flops
     for (int64_t j0 = 0; j0 < n2; j0 += B) {
       const int64_t tj = std::min(B, n2 - j0);
-      at::Tensor Jj = (sym && i0 == j0) ? Ji : jacobian(f, params, xb.narrow(0, j0, tj));
+      at::Tensor Jj = (sym && i0 == j0) ? Ji : rows(xb.narrow(0, j0, tj));
       if (!(sym && i0 == j0)) flops += 6.0 * double(tj) * double(P);
       out.narrow(0, i0, ti).narrow(1, j0, tj).copy_(at::mm(Ji, Jj.t()));
       flops += 2.0 * double(ti) * double(tj) * double(P);
@@ -69,7 +92,9 @@ at::Tensor ntk_jacobian(const ForwardFn& f, const std::vector<at::Tensor>& param
   }
   if (sym) out = (out + out.t()) * 0.5;
   if (opt.flops) *opt.flops = flops;
-  if (opt.plan) *opt.plan = "jacobian: blocks of " + std::to_string(std::min(B, std::max(n1, n2))) + " rows";
+  if (opt.plan)
+    *opt.plan = "jacobian: blocks of " + std::to_string(std::min(B, std::max(n1, n2))) + " rows, " +
+                (per_sample ? std::to_string(std::min(R, B)) + " rows a backward pass" : "a backward pass a row");
   return out;
 }
 

@@ -131,13 +131,6 @@ at::Tensor fc_gram_stacked(const FCFeatures& A, const FCFeatures& B, double& flo
   return acc;
 }
 
-// Whether the stacked plan applies: asked for, or by default on a GPU when the whole Gram is one
-// tile and the two stacked buffers fit the memory budget.
-bool fc_stacks(const NtkOptions& opt, bool cuda, int64_t members, int64_t L, int64_t n1, int64_t n2) {
-  if (opt.stack_layers) return *opt.stack_layers;
-  return cuda && opt.tile <= 0 && 2.0 * 8.0 * double(members) * L * n1 * n2 <= opt.memory_budget;
-}
-
 at::Tensor fc_structured(const FCParams& p, const Activation& act, const at::Tensor& x1, const at::Tensor* x2,
                          const NtkOptions& opt) {
   const bool sym = (x2 == nullptr);
@@ -146,7 +139,7 @@ at::Tensor fc_structured(const FCParams& p, const Activation& act, const at::Ten
   const FCFeatures& Bf = sym ? A : B;
   const int64_t n1 = x1.size(0), n2 = sym ? n1 : x2->size(0);
   const int64_t L = p.L();
-  if (fc_stacks(opt, x1.is_cuda(), 1, L, n1, n2)) {
+  if (opt.stack_layers.value_or(false)) {
     double flops = 0;
     at::Tensor out = fc_gram_stacked(A, Bf, flops);
     if (sym) out = (out + out.t()) * 0.5;
@@ -337,10 +330,21 @@ ForwardFn net_forward_fn(const Net& net) {
   };
 }
 
+// FC: the forward with a leading point dimension on every parameter (the batched Jacobian rows).
+ForwardFn net_per_sample_fn(const Net& net) {
+  if (!net.is_fc()) return {};
+  const Activation act = net.act;
+  return [act](const std::vector<at::Tensor>& ps, const at::Tensor& x) {
+    FCParams p;
+    for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
+    return fc_forward_per_sample(p, x, act);
+  };
+}
+
 at::Tensor dispatch(const Net& net, const at::Tensor& x1, const at::Tensor* x2, const NtkOptions& opt) {
   require(x1.scalar_type() == at::kDouble || x1.scalar_type() == at::kFloat, "NTK inputs must be floating point");
   if (opt.method == NtkMethod::Jacobian)
-    return ntk_jacobian(net_forward_fn(net), net.flat(), x1, x2 ? *x2 : at::Tensor(), opt);
+    return ntk_jacobian(net_forward_fn(net), net.flat(), x1, x2 ? *x2 : at::Tensor(), opt, net_per_sample_fn(net));
   if (net.is_fc()) return fc_structured(std::get<FCParams>(net.params), net.act, x1, x2, opt);
   if (auto* w = std::get_if<WRNParams>(&net.params)) return wrn_structured(*w, net.act, x1, x2, opt);
   return cnn_structured(std::get<CNNParams>(net.params), net.act, x1, x2, opt);
