@@ -35,7 +35,7 @@ tests=$!
 bench() { local name=$1; shift; OMP_NUM_THREADS=2 timeout 150 taskset -c 14,15 $lf bench "$@" --json > "$out/$name.log" 2>&1;
           echo "$name (${SECONDS} s): $(grep -v '^{' "$out/$name.log" | grep -v repeat | tail -6)"; }
 bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5
-bench ntk-jacobian ntk --device cuda --h 1000 --L 5 --n 1000 --method jacobian --repeats 1 --memory-budget 100
+bench ntk-jacobian ntk --device cuda --h 1000 --L 5 --n 1000 --method jacobian --repeats 3 --memory-budget 100
 bench ensemble-setup-a ensemble --device cuda --K 1,10,100,1000 --h 100 --L 5 --ptr 5000 --steps 200 --repeats 1 --alone-max 10
 bench ensemble-steady ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 2000 --repeats 1 --alone-max 0
 bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0

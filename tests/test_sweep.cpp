@@ -415,4 +415,39 @@ TEST(Sweep, MpirunCompletesASmallGrid) {
   EXPECT_DOUBLE_EQ(std::stod(row[0][1]), jp["test_err"].get<double>());
 }
 
+// `mpirun -np 2 ... --ensemble 3`: the one worker rank trains the six runs as two ensembles of
+// three; every run once, converged, with the rows of a plain sweep that trained each run alone.
+// Both with one intra-op thread (an MPI rank is bound to one core): with two, the numbers differ
+// in the last bits (ATen's reductions split by thread) and the trajectories then drift apart.
+TEST(Sweep, MpirunEnsemblesGiveTheRunsAlone) {
+  NEED_TRAINER();
+  ASSERT_EQ(system("command -v mpirun > /dev/null 2>&1"), 0)
+      << "mpirun not found in PATH: scripts/setup.sh installs it (Debian's openmpi-bin)";
+  lft::TempDir tmp;
+  std::string spec = write(tmp.file("tiny.toml"), kTiny), db = tmp.file("m.sqlite"), alone = tmp.file("a.sqlite");
+  pid_t pid = start({"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", lft::binary(), "sweep", spec,
+                     "--db", db, "--ensemble", "3", "--json"},
+                    tmp.file("o"), tmp.file("e"), true, {"OMP_NUM_THREADS=1"});
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(wait_exit(pid), 0) << slurp(tmp.file("e"));
+  const std::string err = slurp(tmp.file("e"));
+  size_t starts = 0;
+  for (size_t at = err.find("in an ensemble of 3"); at != std::string::npos; at = err.find("in an ensemble of 3", at + 1))
+    ++starts;
+  EXPECT_EQ(starts, 6u) << err;
+  auto j = json::parse(lft::last_line(slurp(tmp.file("o"))));
+  EXPECT_EQ(j["done"], 6);
+  EXPECT_EQ(j["failed"], 0);
+  expect_all_converged_once(db, 6);
+  auto plain = lft::run_cli({"sweep", spec, "--db", alone, "--json"}, {"OMP_NUM_THREADS=1"});
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  const char* rows = "SELECT seed_init, sqrt_h_alpha, status, steps, t2, test_err, train_loss FROM runs "
+                     "ORDER BY seed_init, sqrt_h_alpha";
+  const auto a = query(db, rows), b = query(alone, rows);
+  ASSERT_EQ(a.size(), 6u);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(query(db, "SELECT run_id, step, train_loss, test_err FROM checkpoints ORDER BY run_id, step"),
+            query(alone, "SELECT run_id, step, train_loss, test_err FROM checkpoints ORDER BY run_id, step"));
+}
+
 }  // namespace

@@ -1,10 +1,13 @@
 // Sweeps under `mpirun -np K lazyfeat sweep ...` (sweep.h, run_sweep_mpi): rank 0 owns the
-// study database, claims runs and hands them out one at a time; ranks 1..K-1 train and send
-// back checkpoints, states and results as CBOR-encoded JSON messages; rank 0 writes them.
+// study database, claims runs and hands them out, one run at a time or, with --ensemble E, up to
+// E compatible runs at a time (sweep.h, GroupClaimer) that the rank trains as one ensemble; ranks
+// 1..K-1 train and send back each run's checkpoints, states and result as CBOR-encoded JSON
+// messages; rank 0 writes them.
 // MPI is detected at run time (OMPI_COMM_WORLD_SIZE / PMI_SIZE), so one binary serves both.
 // Deliberately not: a scheduler (runs are claimed in grid order), shared-filesystem writes.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -137,33 +140,45 @@ void worker(const SweepOptions& opts) {
     }
     json m = std::move(*reply);
     if (m["type"] == "quit") return;
-    int64_t id = m["id"];
+    // The runs of one ensemble (one run without --ensemble): {id, config, state, resumed} each.
+    std::vector<int64_t> ids;
+    for (const auto& r : m["runs"]) ids.push_back(r["id"].get<int64_t>());
     try {
-      RunConfig cfg = config_from_json(m["config"]);
-      if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
-      TrainHooks hooks;
-      hooks.state_every_s = opts.state_every_s;
-      hooks.should_stop = [] { return g_stop_requested.load(); };
-      hooks.progress = false;
-      if (m["state"].is_binary()) {
-        const auto& b = m["state"].get_binary();
-        hooks.resume_state.assign(b.begin(), b.end());
+      std::vector<RunConfig> cfgs;
+      std::vector<TrainHooks> hooks;
+      for (const auto& r : m["runs"]) {
+        RunConfig cfg = config_from_json(r["config"]);
+        if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
+        cfgs.push_back(cfg);
+        TrainHooks h;
+        h.state_every_s = opts.state_every_s;
+        h.should_stop = [] { return g_stop_requested.load(); };
+        h.progress = false;
+        if (r["state"].is_binary()) {
+          const auto& b = r["state"].get_binary();
+          h.resume_state.assign(b.begin(), b.end());
+        }
+        hooks.push_back(std::move(h));
       }
-      ExecutedRun ex = execute_run(
-          cfg, hooks,
-          [&](const Checkpoint& c) { send(0, kTagUp, {{"type", "checkpoint"}, {"id", id}, {"c", checkpoint_json(c)}}); },
-          [&](int64_t step, double t, const std::string& blob) {
-            send(0, kTagUp, {{"type", "state"}, {"id", id}, {"step", step}, {"t", t},
+      std::vector<ExecutedRun> ran = execute_ensemble(
+          cfgs, hooks,
+          [&](size_t k, const Checkpoint& c) {
+            send(0, kTagUp, {{"type", "checkpoint"}, {"id", ids[k]}, {"c", checkpoint_json(c)}});
+          },
+          [&](size_t k, int64_t step, double t, const std::string& blob) {
+            send(0, kTagUp, {{"type", "state"}, {"id", ids[k]}, {"step", step}, {"t", t},
                              {"blob", json::binary(std::vector<uint8_t>(blob.begin(), blob.end()))}});
           });
-      const RunResult& r = ex.result;
-      send(0, kTagUp, {{"type", ex.interrupted ? "interrupted" : "result"}, {"id", id},
-                       {"resumed", m.value("resumed", false)},
-                       {"status", r.status}, {"message", r.message}, {"summary", r.summary()},
-                       {"kernel", r.kernel}, {"f_delta", binary(r.test_f_delta, at::kDouble)},
-                       {"f0", binary(r.test_f0, at::kDouble)}, {"y", binary(ex.y_test, at::kChar)}});
+      for (size_t k = 0; k < ran.size(); ++k) {
+        const RunResult& r = ran[k].result;
+        send(0, kTagUp, {{"type", ran[k].interrupted ? "interrupted" : "result"}, {"id", ids[k]},
+                         {"resumed", m["runs"][k].value("resumed", false)},
+                         {"status", r.status}, {"message", r.message}, {"summary", r.summary()},
+                         {"kernel", r.kernel}, {"f_delta", binary(r.test_f_delta, at::kDouble)},
+                         {"f0", binary(r.test_f0, at::kDouble)}, {"y", binary(ran[k].y_test, at::kChar)}});
+      }
     } catch (const std::exception& e) {
-      send(0, kTagUp, {{"type", "failed"}, {"id", id}, {"error", e.what()}});
+      for (int64_t id : ids) send(0, kTagUp, {{"type", "failed"}, {"id", id}, {"error", e.what()}});
     }
   }
 }
@@ -174,11 +189,9 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
   if (opts.progress)
     std::cerr << "sweep: " << counts.total << " configs in " << opts.db << " (" << counts.planned
               << " newly planned), " << size - 1 << " MPI worker ranks\n";
-  if (opts.ensemble > 1)
-    std::cerr << "sweep: note: under mpirun each rank trains one run at a time; --ensemble applies to sweeps "
-                 "without mpirun (--jobs N)\n";
   Store store(opts.db);
-  std::map<int, int64_t> in_flight;  // rank -> run id
+  GroupClaimer claimer(store, opts.ensemble, opts.stale_s);
+  std::map<int, std::vector<int64_t>> in_flight;  // rank -> the run ids it trains (an ensemble's)
   std::vector<int> idle;             // ranks waiting for a run while others hold the rest
   std::set<int64_t> failed_here, waited_on;
   std::vector<HeldRun> held;
@@ -188,19 +201,32 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
   auto last_poll = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
 
-  auto hand_out = [&](int rank, int64_t id) {
-    RunRow row = store.run(id);
-    json msg = {{"type", "run"}, {"id", id}, {"config", row.config}, {"state", nullptr}};
-    if (auto s = store.load_state(id)) {
-      msg["state"] = json::binary(std::vector<uint8_t>(s->blob.begin(), s->blob.end()));
-      store.drop_checkpoints_after(id, schedule_floor(s->step));
-      msg["resumed"] = true;
-    } else {
-      store.drop_checkpoints_after(id, -1);
+  auto hand_out = [&](int rank, const std::vector<int64_t>& group) {
+    json runs = json::array();
+    for (int64_t id : group) {
+      RunRow row = store.run(id);
+      json r = {{"id", id}, {"config", row.config}, {"state", nullptr}};
+      if (auto s = store.load_state(id)) {
+        r["state"] = json::binary(std::vector<uint8_t>(s->blob.begin(), s->blob.end()));
+        store.drop_checkpoints_after(id, schedule_floor(s->step));
+        r["resumed"] = true;
+      } else {
+        store.drop_checkpoints_after(id, -1);
+      }
+      runs.push_back(std::move(r));
+      if (opts.progress)
+        std::cerr << "sweep: rank " << rank << " starts run " << id
+                  << (group.size() > 1 ? " in an ensemble of " + std::to_string(group.size()) : "") << "\n";
     }
-    in_flight[rank] = id;
-    if (opts.progress) std::cerr << "sweep: rank " << rank << " starts run " << id << "\n";
-    send(rank, kTagDown, msg);
+    in_flight[rank] = group;
+    send(rank, kTagDown, {{"type", "runs"}, {"runs", runs}});
+  };
+  // A run of `from`'s ensemble reported its end: it no longer counts as in flight.
+  auto settle = [&](int from, int64_t id) {
+    auto it = in_flight.find(from);
+    if (it == in_flight.end()) return;
+    it->second.erase(std::remove(it->second.begin(), it->second.end(), id), it->second.end());
+    if (it->second.empty()) in_flight.erase(it);
   };
   auto quit = [&](int rank) {
     send(rank, kTagDown, {{"type", "quit"}});
@@ -213,12 +239,23 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
     std::vector<int64_t> todo;
     for (int64_t id : ids)
       if (!failed_here.count(id)) todo.push_back(id);
-    if (auto id = store.claim_next(todo, opts.stale_s, opts.retry_failed)) {
-      waited_on.erase(*id);
-      return hand_out(rank, *id);
+    while (auto id = store.claim_next(todo, opts.stale_s, opts.retry_failed)) {
+      ClaimedGroup g = claimer.complete(*id, todo);  // --ensemble K: up to K runs
+      if (!g.error.empty()) {  // an unreadable config: its group failed, try the next
+        for (int64_t f : g.ids) {
+          ++counts.failed;
+          counts.failed_ids.push_back(f);
+          failed_here.insert(f);
+          todo.erase(std::remove(todo.begin(), todo.end(), f), todo.end());
+        }
+        std::cerr << "sweep: failed to start run " << *id << ": " << g.error << "\n";
+        continue;
+      }
+      for (int64_t g_id : g.ids) waited_on.erase(g_id);
+      return hand_out(rank, g.ids);
     }
     std::set<int64_t> ours;
-    for (auto [r, id] : in_flight) ours.insert(id);
+    for (const auto& [r, group] : in_flight) ours.insert(group.begin(), group.end());
     held = runs_standing(todo, opts, ours).elsewhere;
     for (const auto& h : held) waited_on.insert(h.id);
     if (held.empty() || !opts.wait_elsewhere) return quit(rank);
@@ -234,7 +271,8 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       auto now = std::chrono::steady_clock::now();
       if (now - last_beat > std::chrono::seconds(30)) {
-        for (auto [rank, id] : in_flight) store.heartbeat(id);
+        for (const auto& [rank, group] : in_flight)
+          for (int64_t id : group) store.heartbeat(id);
         last_beat = now;
       }
       if (g_stop_requested.load()) {
@@ -243,11 +281,12 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
         // Ranks that do not report within 15 s of the stop are dead or stuck: their runs go back
         // to planned (their last saved states stay) and this rank ends without them.
         if (now - *stop_seen > std::chrono::seconds(15) && !in_flight.empty()) {
-          for (auto [rank, id] : in_flight) {
-            store.release(id);
-            ++counts.interrupted;
-            std::cerr << "sweep: rank " << rank << " did not stop; run " << id << " put back to planned\n";
-          }
+          for (const auto& [rank, group] : in_flight)
+            for (int64_t id : group) {
+              store.release(id);
+              ++counts.interrupted;
+              std::cerr << "sweep: rank " << rank << " did not stop; run " << id << " put back to planned\n";
+            }
           in_flight.clear();
           clean = false;
           break;
@@ -274,7 +313,7 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
                    tensor(m["f0"], at::kDouble), tensor(m["y"], at::kChar), m["kernel"]);
       ++counts.done;
       if (m.value("resumed", false)) ++counts.resumed;
-      in_flight.erase(from);
+      settle(from, id);
       if (opts.progress)
         std::cerr << "sweep: rank " << from << " " << m["status"].get<std::string>() << " run " << id
                   << (m.value("resumed", false) ? " resumed" : "")
@@ -282,13 +321,13 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
     } else if (type == "interrupted") {
       store.release(m["id"]);
       ++counts.interrupted;
-      in_flight.erase(from);
+      settle(from, m["id"].get<int64_t>());
     } else if (type == "failed") {
       store.fail(m["id"], m["error"]);
       ++counts.failed;
       counts.failed_ids.push_back(m["id"].get<int64_t>());
       failed_here.insert(m["id"].get<int64_t>());
-      in_flight.erase(from);
+      settle(from, m["id"].get<int64_t>());
       std::cerr << "sweep: rank " << from << " failed run " << m["id"] << ": "
                 << m["error"].get<std::string>() << "\n";
     }

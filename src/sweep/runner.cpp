@@ -47,36 +47,50 @@ const Dataset& cached_dataset(const RunConfig& cfg) {
 
 }  // namespace
 
+std::vector<ExecutedRun> execute_ensemble(
+    const std::vector<RunConfig>& cfgs, std::vector<TrainHooks> hooks,
+    const std::function<void(size_t, const Checkpoint&)>& on_checkpoint,
+    const std::function<void(size_t, int64_t, double, const std::string&)>& on_state) {
+  require(!cfgs.empty() && hooks.size() == cfgs.size(), "execute_ensemble: one TrainHooks per member");
+  const size_t K = cfgs.size();
+  const Dataset& data = cached_dataset(cfgs.front());
+  std::vector<int64_t> last_step(K, 0);
+  std::vector<double> last_t(K, 0.0);
+  bool stop_asked = false;
+  for (size_t k = 0; k < K; ++k) {
+    TrainHooks& h = hooks[k];
+    h.on_checkpoint = [&, k, user = h.on_checkpoint](const Checkpoint& c) {
+      last_step[k] = c.step;
+      last_t[k] = c.t;
+      if (on_checkpoint) on_checkpoint(k, c);
+      if (user) user(c);
+    };
+    // The state's step and t: those of the latest checkpoint (the trainer re-emits everything after).
+    h.on_state = [&, k, user = h.on_state](const std::string& blob) {
+      if (on_state) on_state(k, last_step[k], last_t[k], blob);
+      if (user) user(blob);
+    };
+    h.should_stop = [&, user = h.should_stop]() {
+      if (user && user()) stop_asked = true;
+      return stop_asked;
+    };
+  }
+  std::vector<RunResult> results = train_ensemble(cfgs, data, hooks);
+  std::vector<ExecutedRun> out(K);
+  for (size_t k = 0; k < K; ++k) {
+    out[k].result = std::move(results[k]);
+    out[k].y_test = data.y_test;
+    out[k].interrupted = stop_asked && out[k].result.status == "stopped";
+  }
+  return out;
+}
+
 ExecutedRun execute_run(const RunConfig& cfg, TrainHooks hooks,
                         const std::function<void(const Checkpoint&)>& on_checkpoint,
                         const std::function<void(int64_t, double, const std::string&)>& on_state) {
-  ExecutedRun out;
-  const Dataset& data = cached_dataset(cfg);
-  out.y_test = data.y_test;
-  int64_t last_step = 0;
-  double last_t = 0;
-  auto user_ckpt = hooks.on_checkpoint;
-  auto user_state = hooks.on_state;
-  auto user_stop = hooks.should_stop;
-  hooks.on_checkpoint = [&](const Checkpoint& c) {
-    last_step = c.step;
-    last_t = c.t;
-    if (on_checkpoint) on_checkpoint(c);
-    if (user_ckpt) user_ckpt(c);
-  };
-  // The state's step and t: those of the latest checkpoint (the trainer re-emits everything after).
-  hooks.on_state = [&](const std::string& blob) {
-    if (on_state) on_state(last_step, last_t, blob);
-    if (user_state) user_state(blob);
-  };
-  bool stop_asked = false;
-  hooks.should_stop = [&]() {
-    if (user_stop && user_stop()) stop_asked = true;
-    return stop_asked;
-  };
-  out.result = train_run(cfg, data, hooks);
-  out.interrupted = stop_asked && out.result.status == "stopped";
-  return out;
+  return std::move(execute_ensemble(
+      {cfg}, {std::move(hooks)}, [&](size_t, const Checkpoint& c) { if (on_checkpoint) on_checkpoint(c); },
+      [&](size_t, int64_t step, double t, const std::string& blob) { if (on_state) on_state(step, t, blob); })[0]);
 }
 
 namespace {
@@ -129,9 +143,6 @@ std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vect
   const size_t K = ids.size();
   std::vector<StoredRunOutcome> out(K);
   std::vector<TrainHooks> member_hooks(K, hooks);
-  std::vector<int64_t> last_step(K, 0);
-  std::vector<double> last_t(K, 0.0);
-  bool stop_asked = false;
   for (size_t k = 0; k < K; ++k) {
     const int64_t id = ids[k];
     out[k].run_id = id;
@@ -146,28 +157,14 @@ std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vect
       h.resume_state.clear();
       store.drop_checkpoints_after(id, -1);  // a fresh start re-emits every checkpoint
     }
-    h.on_checkpoint = [&, k, id, user = hooks.on_checkpoint](const Checkpoint& c) {
-      last_step[k] = c.step;
-      last_t[k] = c.t;
-      store.add_checkpoint(id, c);
-      if (user) user(c);
-    };
-    // The state's step and t: those of the latest checkpoint (the trainer re-emits everything after).
-    h.on_state = [&, k, id, user = hooks.on_state](const std::string& blob) {
-      store.save_state(id, last_step[k], last_t[k], blob);
-      if (user) user(blob);
-    };
-    h.should_stop = [&, user = hooks.should_stop]() {
-      if (user && user()) stop_asked = true;
-      return stop_asked;
-    };
     h.progress = hooks.progress && K == 1;
   }
   HeartbeatThread beat(store.path(), ids);
-  std::vector<RunResult> results;
-  const Dataset& data = cached_dataset(cfgs.front());
+  std::vector<ExecutedRun> ran;
   try {
-    results = train_ensemble(cfgs, data, member_hooks);
+    ran = execute_ensemble(
+        cfgs, member_hooks, [&](size_t k, const Checkpoint& c) { store.add_checkpoint(ids[k], c); },
+        [&](size_t k, int64_t step, double t, const std::string& blob) { store.save_state(ids[k], step, t, blob); });
   } catch (const std::exception& e) {
     for (int64_t id : ids) {
       try {
@@ -179,12 +176,12 @@ std::vector<StoredRunOutcome> run_claimed_ensemble(Store& store, const std::vect
     throw;
   }
   for (size_t k = 0; k < K; ++k) {
-    out[k].result = std::move(results[k]);
+    out[k].result = std::move(ran[k].result);
     const RunResult& r = out[k].result;
-    if (stop_asked && r.status == "stopped") {
+    if (ran[k].interrupted) {
       store.release(ids[k]);  // interrupted: back to planned, resumable from its state
     } else {
-      store.finish(ids[k], r.status, r.message, r.summary(), r.test_f_delta, r.test_f0, data.y_test, r.kernel);
+      store.finish(ids[k], r.status, r.message, r.summary(), r.test_f_delta, r.test_f0, ran[k].y_test, r.kernel);
     }
   }
   return out;

@@ -39,6 +39,13 @@ struct ExecutedRun {
 ExecutedRun execute_run(const RunConfig& cfg, TrainHooks hooks,
                         const std::function<void(const Checkpoint&)>& on_checkpoint,
                         const std::function<void(int64_t step, double t, const std::string&)>& on_state);
+// The same for an ensemble (experiment/train.h, train_ensemble: configs that differ in seed_init
+// and alpha only; MPI worker ranks under --ensemble K): member k's checkpoints and states reach
+// the callbacks with its index k; a stop request interrupts every member still running.
+std::vector<ExecutedRun> execute_ensemble(
+    const std::vector<RunConfig>& cfgs, std::vector<TrainHooks> hooks,
+    const std::function<void(size_t k, const Checkpoint&)>& on_checkpoint,
+    const std::function<void(size_t k, int64_t step, double t, const std::string&)>& on_state);
 
 // Runs the already claimed run `id` of the store (sweep workers): resumes from its saved state
 // when resume and one exists, records checkpoints, states, the result (or "failed" and

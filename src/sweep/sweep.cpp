@@ -362,47 +362,21 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
     if (opts.worker_events)
       std::cout << nlohmann::json{{"event", what}, {"id", id}, {"resumed", resumed}}.dump() << std::endl;
   };
-  auto config_of = [&](int64_t id) {
-    RunConfig cfg = config_from_json(store.run(id).config);
-    if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
-    return cfg;
-  };
-  std::map<int64_t, std::string> keys;  // lockstep_key of each id, read once
-  auto key_of = [&](int64_t id) -> const std::string& {
-    auto it = keys.find(id);
-    if (it == keys.end()) it = keys.emplace(id, lockstep_key(config_of(id))).first;
-    return it->second;
-  };
+  GroupClaimer claimer(store, opts.ensemble, opts.stale_s);
   while (!g_stop_requested.load()) {
     auto first = store.claim_next(ids, opts.stale_s, opts.retry_failed);
     if (!first) break;
-    // --ensemble K: up to K - 1 more runs of this worker's list that differ from the first in
-    // seed and alpha only, claimed one by one (another process may take some first).
-    std::vector<int64_t> group = {*first};
-    std::vector<RunConfig> cfgs;
+    ClaimedGroup g = claimer.complete(*first, ids);  // --ensemble K: up to K runs
+    const std::vector<int64_t>& group = g.ids;
+    const std::vector<RunConfig>& cfgs = g.cfgs;
     std::vector<std::string> what;
-    try {
-      cfgs.push_back(config_of(*first));
-      for (size_t i = 0; i < ids.size() && int64_t(group.size()) < opts.ensemble; ++i) {
-        const int64_t id = ids[i];
-        if (id == *first || key_of(id) != key_of(*first)) continue;
-        RunConfig cfg = config_of(id);
-        if (store.claim(id, cfg, opts.stale_s)) {
-          group.push_back(id);
-          cfgs.push_back(cfg);
-        }
-      }
-    } catch (const std::exception& e) {
+    if (!g.error.empty()) {
       for (int64_t id : group) {
         ++c.failed;
         c.failed_ids.push_back(id);
         event("failed", id, false);
-        try {
-          store.fail(id, e.what());
-        } catch (...) {
-        }
       }
-      std::cerr << "sweep: failed to start run " << *first << ": " << e.what() << "\n";
+      std::cerr << "sweep: failed to start run " << *first << ": " << g.error << "\n";
       continue;
     }
     for (size_t k = 0; k < group.size(); ++k) {
@@ -443,6 +417,44 @@ SweepCounts run_worker(const std::vector<int64_t>& ids, const SweepOptions& opts
     }
   }
   return c;
+}
+
+RunConfig GroupClaimer::config_of(int64_t id) {
+  RunConfig cfg = config_from_json(store_.run(id).config);
+  if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir();
+  return cfg;
+}
+
+const std::string& GroupClaimer::key_of(int64_t id) {
+  auto it = keys_.find(id);
+  if (it == keys_.end()) it = keys_.emplace(id, lockstep_key(config_of(id))).first;
+  return it->second;
+}
+
+ClaimedGroup GroupClaimer::complete(int64_t first, const std::vector<int64_t>& ids) {
+  ClaimedGroup g;
+  g.ids = {first};
+  try {
+    g.cfgs.push_back(config_of(first));
+    for (size_t i = 0; i < ids.size() && int64_t(g.ids.size()) < k_; ++i) {
+      const int64_t id = ids[i];
+      if (id == first || key_of(id) != key_of(first)) continue;
+      RunConfig cfg = config_of(id);
+      if (store_.claim(id, cfg, stale_s_)) {
+        g.ids.push_back(id);
+        g.cfgs.push_back(cfg);
+      }
+    }
+  } catch (const std::exception& e) {
+    g.error = e.what();
+    for (int64_t id : g.ids) {
+      try {
+        store_.fail(id, g.error);
+      } catch (...) {
+      }
+    }
+  }
+  return g;
 }
 
 RunsStanding runs_standing(const std::vector<int64_t>& ids, const SweepOptions& opts,

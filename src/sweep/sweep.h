@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -136,5 +137,30 @@ void settle_counts(SweepCounts& counts, const std::set<int64_t>& waited_on,
 // without duplicates) and the counts so far (total, planned).
 std::vector<int64_t> plan_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts,
                                 SweepCounts& counts);
+
+class Store;
+
+// --ensemble K, shared by the sweep's workers and rank 0 under mpirun: after `first` is claimed,
+// up to K - 1 more runs of `ids` that differ from it in seed_init and alpha only (lockstep_key),
+// claimed one by one (another process may take some first). A config that cannot be read ends
+// the group with `error` set: the caller fails the runs claimed so far (`ids`).
+struct ClaimedGroup {
+  std::vector<int64_t> ids;      // first first
+  std::vector<RunConfig> cfgs;   // their stored configs (data_dir filled in)
+  std::string error;
+};
+class GroupClaimer {
+ public:
+  GroupClaimer(Store& store, int64_t ensemble, double stale_s) : store_(store), k_(ensemble), stale_s_(stale_s) {}
+  ClaimedGroup complete(int64_t first, const std::vector<int64_t>& ids);
+
+ private:
+  RunConfig config_of(int64_t id);
+  const std::string& key_of(int64_t id);
+  Store& store_;
+  int64_t k_;
+  double stale_s_;
+  std::map<int64_t, std::string> keys_;  // lockstep_key of each id, read once
+};
 
 }  // namespace lf
