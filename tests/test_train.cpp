@@ -242,6 +242,27 @@ TEST(TrainCli, MnistPtr200Converges) {
 // (PyTorch's, MKL inside) the trainer takes the reference trainer. Emulated here with
 // LAZYFEAT_FUSED_ATEN_MM=1 and LAZYFEAT_FUSED_BLAS_THREADS=fixed: the same run, step for step, to
 // rounding (600 points at h = 64: three blocks of rows, so that both threads take tasks).
+// The same seeds give the same numbers, bit for bit, with one or two OpenBLAS threads (and ATen
+// intra-op threads): the whitened PCA of the data runs on one BLAS thread (data/pca.cpp; with two,
+// its covariance differed in the last bits and the six runs of a small sweep in their steps), and
+// the fused trainer keeps its products single-threaded.
+TEST(TrainCli, SameNumbersWithOneOrTwoThreads) {
+  auto cli = [](std::vector<std::string> args, const char* threads) {
+    auto r = lft::run_cli(args, {std::string("OPENBLAS_NUM_THREADS=") + threads, std::string("OMP_NUM_THREADS=") + threads});
+    EXPECT_EQ(r.status, 0) << r.err;
+    nlohmann::json j = nlohmann::json::parse(lft::last_line(r.out));
+    for (const char* k : {"seconds", "wall_s", "steps_per_s"}) j.erase(k);
+    return j;
+  };
+  const std::vector<std::string> data = {"data", "--ptr", "200", "--pte", "200", "--json"};
+  EXPECT_EQ(cli(data, "1"), cli(data, "2"));
+  const std::vector<std::string> train = {"train", "--ptr", "200", "--pte", "200", "--h", "16", "--L", "2",
+                                          "--sqrt-h-alpha", "10", "--max-steps", "3000", "--json", "--quiet"};
+  const nlohmann::json one = cli(train, "1"), two = cli(train, "2");
+  EXPECT_EQ(one["trainer"], lft::cpu_trainer());
+  EXPECT_EQ(one, two);
+}
+
 TEST(TrainCli, FusedKernelsWithoutDgemmGiveTheSameRun) {
   auto train = [](const std::vector<std::string>& env) {
     auto r = lft::run_cli({"train", "--ptr", "600", "--pte", "300", "--h", "64", "--L", "3",

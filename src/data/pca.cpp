@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/blas_threads.h"
 #include "common/error.h"
 
 namespace lf {
@@ -61,6 +62,7 @@ std::pair<at::Tensor, at::Tensor> symmetric_eigen_dsyev(const at::Tensor& a) {
 }
 
 at::Tensor WhitenedPca::apply(const at::Tensor& x) const {
+  OpenBlasOneThread one;  // as in fit_whitened_pca
   return at::mm(x - mean, components) * eigenvalues.rsqrt();  // [m, p] @ [p, D] -> [m, D]
 }
 
@@ -72,6 +74,9 @@ WhitenedPca fit_whitened_pca(const at::Tensor& z, int64_t D, PcaSolver solver, a
   require(N >= 2, "the PCA needs at least 2 points to fit on");
   // The published order: mu = z.mean(0); cov = (z - mu)^T (z - mu) / N; eigh; sort
   // descending; vec[:, order]; u = (z - mu) @ vec[:, :D] * val[:D].rsqrt().
+  // One OpenBLAS thread: with more, the covariance product splits its sums by thread, and the
+  // data's last bits (then the trajectories) would depend on the machine's core count.
+  OpenBlasOneThread one;
   WhitenedPca pca;
   pca.mean = z.mean(0);                                  // [p]
   at::Tensor zc = z - pca.mean;                          // [N, p]

@@ -11,14 +11,13 @@
 namespace lf {
 namespace {
 
-// Column-major dgemm of the loaded BLAS, and OpenBLAS's thread control when it is OpenBLAS; null
-// where absent.
+// Column-major dgemm of the loaded BLAS (null where absent), and whether OpenBLAS's threads can be
+// set.
 using DgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const double*,
                          const double*, const int*, const double*, const int*, const double*, double*, const int*);
 struct Blas {
   DgemmFn dgemm = nullptr;
-  void (*set_threads)(int) = nullptr;
-  int (*get_threads)() = nullptr;
+  bool threads_settable = false;  // OpenBLAS (common/blas_threads.h)
   Blas() {
     // LAZYFEAT_FUSED_ATEN_MM=1: behave as on a LibTorch without dgemm_ (tests/test_train.cpp).
     const char* aten = std::getenv("LAZYFEAT_FUSED_ATEN_MM");
@@ -27,9 +26,7 @@ struct Blas {
     // LAZYFEAT_FUSED_BLAS_THREADS=fixed: behave as on a BLAS whose threads cannot be set (MKL).
     const char* fixed = std::getenv("LAZYFEAT_FUSED_BLAS_THREADS");
     if (fixed && std::string(fixed) == "fixed") return;
-    set_threads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    get_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (!set_threads || !get_threads) set_threads = nullptr, get_threads = nullptr;
+    threads_settable = openblas_threads() > 0;
   }
 };
 const Blas& blas() {
@@ -40,15 +37,8 @@ const Blas& blas() {
 }  // namespace
 
 bool blas_has_dgemm() { return blas().dgemm != nullptr; }
-bool blas_owns_threads() { return blas().dgemm && blas().set_threads; }
+bool blas_owns_threads() { return blas().dgemm && blas().threads_settable; }
 bool fused_kernels_preferred() { return blas_owns_threads() || !blas_has_dgemm(); }
-
-BlasOneThread::BlasOneThread() {
-  if (blas().get_threads && (prev = blas().get_threads()) != 1) blas().set_threads(1);
-}
-BlasOneThread::~BlasOneThread() {
-  if (blas().set_threads && prev != 1) blas().set_threads(prev);
-}
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {

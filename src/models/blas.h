@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/blas_threads.h"
+
 namespace lf {
 
 // True when the products go to the library's dgemm_ (false: the at::mm fallback).
@@ -29,12 +31,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 
 // OpenBLAS single-threaded for the scope (for callers that run their own threads), then restored.
 // (A no-op where blas_owns_threads() is false.)
-struct BlasOneThread {
-  int prev = 1;
-  BlasOneThread();
-  ~BlasOneThread();
-  BlasOneThread(const BlasOneThread&) = delete;
-  BlasOneThread& operator=(const BlasOneThread&) = delete;
+struct BlasOneThread : OpenBlasOneThread {
+  BlasOneThread() : OpenBlasOneThread(blas_owns_threads()) {}
 };
 
 }  // namespace lf
