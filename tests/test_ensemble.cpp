@@ -68,6 +68,34 @@ TEST(Ensemble, FourMembersEqualTheirRunsAlone) {
       << "the members must take different paths for lockstep to matter";
 }
 
+// The kernels of an ensemble's members (at init: one ntk_members call for all of them; at the end
+// Theta(w) and Theta(w0) in one) equal those of each run alone, tiled one network at a time.
+TEST(Ensemble, KernelMeasurementsEqualTheirRunsAlone) {
+  Dataset d = synthetic(50, 30);
+  std::vector<RunConfig> cfgs;
+  for (auto [seed, sha] : std::vector<std::pair<uint64_t, double>>{{0, 1e-2}, {1, 1e-2}, {2, 1e3}}) {
+    RunConfig c = member(seed, sha, 300);
+    c.delta_kernel = c.init_kernel = true;
+    c.kernel_points = 25;
+    cfgs.push_back(c);
+  }
+  std::vector<RunResult> together = train_ensemble(cfgs, d, std::vector<TrainHooks>(cfgs.size()));
+  for (size_t k = 0; k < cfgs.size(); ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    const RunResult alone = train_run(cfgs[k], d);
+    const nlohmann::json &a = alone.kernel, &b = together[k].kernel;
+    ASSERT_TRUE(a.contains("init") && a.contains("final") && a.contains("init_kernel_run")) << a.dump();
+    for (const char* which : {"init", "final"})
+      for (const char* stat : {"frobenius", "trace", "mean"})
+        EXPECT_NEAR(b[which][stat].get<double>(), a[which][stat].get<double>(), 1e-12 * std::fabs(a[which][stat].get<double>()))
+            << which << " " << stat;
+    EXPECT_NEAR(b["change"].get<double>(), a["change"].get<double>(), 1e-9 * a["change"].get<double>());
+    EXPECT_GT(a["change"].get<double>(), 0.0);
+    EXPECT_EQ(b["init_kernel_run"]["test_err"], a["init_kernel_run"]["test_err"]);
+  }
+  EXPECT_NE(together[0].kernel["init"]["frobenius"], together[1].kernel["init"]["frobenius"]);
+}
+
 // Members that converge at different steps (each leaves the ensemble when it converges) and one
 // forced to diverge at once (alpha so small that the first trial step gives NaN) leave the
 // others' numbers unchanged; the diverged one is recorded as diverged with its message.

@@ -103,13 +103,15 @@ TEST(NtkFC, MembersBatchedEqualEachNetworkAlone) {
   const at::Tensor a = at::randn({19, 6}, f64), b = at::randn({11, 6}, f64);
   std::vector<Net> nets;
   for (uint64_t seed : {0, 1, 2, 5}) nets.push_back(make_fc(6, 12, 3, "softplus", seed));
-  for (double budget : {1e9, 2.0 * 8 * 3 * 19 * 19 * 2.5}) {  // one chunk of 4; chunks of 2
+  const double one = 2.0 * 8 * 3 * 19 * 19;  // the stacked buffers of one member (L = 3, 19 points)
+  for (double budget : {1e9, 2.5 * one, 0.5 * one}) {  // one chunk of 4; chunks of 2; one by one
     NtkOptions o;
     o.memory_budget = budget;
     std::string plan;
     o.plan = &plan;
     const at::Tensor S = ntk_members(nets, a, at::Tensor(), o);
-    EXPECT_NE(plan.find(budget < 1e9 ? "chunks of 2 " : "chunks of 4 "), std::string::npos) << plan;
+    if (budget < one) EXPECT_EQ(plan.find("members batched"), std::string::npos) << plan;
+    else EXPECT_NE(plan.find(budget < 1e9 ? "chunks of 2 " : "chunks of 4 "), std::string::npos) << plan;
     const at::Tensor X = ntk_members(nets, a, b, o);
     ASSERT_EQ(S.sizes(), (std::vector<int64_t>{4, 19, 19}));
     ASSERT_EQ(X.sizes(), (std::vector<int64_t>{4, 19, 11}));

@@ -243,9 +243,9 @@ TEST(TrainCli, MnistPtr200Converges) {
 // LAZYFEAT_FUSED_ATEN_MM=1 and LAZYFEAT_FUSED_BLAS_THREADS=fixed: the same run, step for step, to
 // rounding (600 points at h = 64: three blocks of rows, so that both threads take tasks).
 // The same seeds give the same numbers, bit for bit, with one or two OpenBLAS threads (and ATen
-// intra-op threads): the whitened PCA of the data runs on one BLAS thread (data/pca.cpp; with two,
-// its covariance differed in the last bits and the six runs of a small sweep in their steps), and
-// the fused trainer keeps its products single-threaded.
+// intra-op threads): the whitened PCA of the data runs on a fixed two BLAS threads (data/pca.cpp;
+// left to the machine, its covariance differed in the last bits and the six runs of a small sweep
+// in their steps), and the fused trainer keeps its products single-threaded.
 TEST(TrainCli, SameNumbersWithOneOrTwoThreads) {
   auto cli = [](std::vector<std::string> args, const char* threads) {
     auto r = lft::run_cli(args, {std::string("OPENBLAS_NUM_THREADS=") + threads, std::string("OMP_NUM_THREADS=") + threads});

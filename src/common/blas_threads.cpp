@@ -24,12 +24,12 @@ const OpenBlas& openblas() {
 
 int openblas_threads() { return openblas().get ? openblas().get() : 0; }
 
-OpenBlasOneThread::OpenBlasOneThread(bool active) {
-  if (active && openblas().get && (prev_ = openblas().get()) != 1) openblas().set(1);
+OpenBlasThreads::OpenBlasThreads(int threads, bool active) {
+  if (active && openblas().get && (prev_ = openblas().get()) != threads) openblas().set(threads);
   else prev_ = 0;
 }
-OpenBlasOneThread::~OpenBlasOneThread() {
-  if (prev_ > 1) openblas().set(prev_);
+OpenBlasThreads::~OpenBlasThreads() {
+  if (prev_ > 0) openblas().set(prev_);
 }
 
 }  // namespace lf

@@ -61,8 +61,14 @@ std::pair<at::Tensor, at::Tensor> symmetric_eigen_dsyev(const at::Tensor& a) {
   return {w, buf.t()};  // eigenvector k = column k: vec[i][k] = buf[k n + i]
 }
 
+// The PCA's products run on a fixed number of OpenBLAS threads: the thread count decides how the
+// covariance's sums are split, so the data's last bits (then the trajectories) would otherwise
+// depend on the machine's core count. Two: the published runs' PCA, made on this machine class
+// (2 cores, OpenBLAS's default of one thread a core), replays bit for bit (tests/test_replay.cpp).
+constexpr int kPcaBlasThreads = 2;
+
 at::Tensor WhitenedPca::apply(const at::Tensor& x) const {
-  OpenBlasOneThread one;  // as in fit_whitened_pca
+  OpenBlasThreads threads(kPcaBlasThreads);  // as in fit_whitened_pca
   return at::mm(x - mean, components) * eigenvalues.rsqrt();  // [m, p] @ [p, D] -> [m, D]
 }
 
@@ -74,9 +80,7 @@ WhitenedPca fit_whitened_pca(const at::Tensor& z, int64_t D, PcaSolver solver, a
   require(N >= 2, "the PCA needs at least 2 points to fit on");
   // The published order: mu = z.mean(0); cov = (z - mu)^T (z - mu) / N; eigh; sort
   // descending; vec[:, order]; u = (z - mu) @ vec[:, :D] * val[:D].rsqrt().
-  // One OpenBLAS thread: with more, the covariance product splits its sums by thread, and the
-  // data's last bits (then the trajectories) would depend on the machine's core count.
-  OpenBlasOneThread one;
+  OpenBlasThreads threads(kPcaBlasThreads);
   WhitenedPca pca;
   pca.mean = z.mean(0);                                  // [p]
   at::Tensor zc = z - pca.mean;                          // [N, p]

@@ -25,10 +25,11 @@ Net kernel_net(const RunConfig& cfg, const Net& net) { return net.to(kernel_opti
 at::Tensor on_device(const RunConfig& cfg, const at::Tensor& t) { return t.to(kernel_options(cfg)); }
 at::Tensor cpu64(const at::Tensor& t) { return t.to(at::TensorOptions().dtype(at::kDouble).device(at::kCPU)); }
 
-// Theta on the first kernel_points test points (protocol section 5), CPU float64.
-at::Tensor kernel_on_test_points(const RunConfig& cfg, const Dataset& data, const Net& net) {
+// Theta of each network on the first kernel_points test points (protocol section 5), CPU float64:
+// [networks, n, n].
+at::Tensor kernels_on_test_points(const RunConfig& cfg, const Dataset& data, const std::vector<Net>& nets) {
   const int64_t n = std::min<int64_t>(cfg.kernel_points, data.x_test.size(0));
-  return cpu64(ntk(net, on_device(cfg, data.x_test.narrow(0, 0, n))));
+  return cpu64(ntk_members(nets, on_device(cfg, data.x_test.narrow(0, 0, n))));
 }
 
 nlohmann::json stats_on_test_points(const RunConfig& cfg, const Dataset& data, const at::Tensor& K) {
@@ -57,12 +58,22 @@ nlohmann::json frozen_run(const RunConfig& cfg, const Dataset& data, const Net& 
 bool wants_kernels(const RunConfig& cfg) { return cfg.delta_kernel || cfg.init_kernel || cfg.final_kernel; }
 
 nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const Net& w0) {
-  nlohmann::json j = nlohmann::json::object();
-  if (!wants_kernels(cfg)) return j;
-  Net net0 = kernel_net(cfg, w0);
-  if (cfg.kernel_points > 0) j["init"] = stats_on_test_points(cfg, data, kernel_on_test_points(cfg, data, net0));
-  if (cfg.init_kernel) j["init_kernel_run"] = frozen_run(cfg, data, net0);
-  return j;
+  return measure_kernels_at_init(std::vector<RunConfig>{cfg}, data, std::vector<Net>{w0}).front();
+}
+
+std::vector<nlohmann::json> measure_kernels_at_init(const std::vector<RunConfig>& cfgs, const Dataset& data,
+                                                    const std::vector<Net>& w0s) {
+  std::vector<nlohmann::json> out(cfgs.size(), nlohmann::json::object());
+  if (cfgs.empty() || !wants_kernels(cfgs.front())) return out;
+  std::vector<Net> nets;
+  for (size_t k = 0; k < cfgs.size(); ++k) nets.push_back(kernel_net(cfgs[k], w0s[k]));
+  if (cfgs.front().kernel_points > 0) {
+    const at::Tensor K = kernels_on_test_points(cfgs.front(), data, nets);  // [members, n, n]
+    for (size_t k = 0; k < cfgs.size(); ++k) out[k]["init"] = stats_on_test_points(cfgs[k], data, K[int64_t(k)]);
+  }
+  for (size_t k = 0; k < cfgs.size(); ++k)
+    if (cfgs[k].init_kernel) out[k]["init_kernel_run"] = frozen_run(cfgs[k], data, nets[k]);
+  return out;
 }
 
 nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const Net& w0, const Net& w,
@@ -71,9 +82,9 @@ nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data,
   if (!wants_kernels(cfg)) return j;
   Net net = kernel_net(cfg, w);
   if (cfg.kernel_points > 0) {
-    at::Tensor K = kernel_on_test_points(cfg, data, net);
+    const at::Tensor KK0 = kernels_on_test_points(cfg, data, {net, kernel_net(cfg, w0)});
+    const at::Tensor K = KK0[0], K0 = KK0[1];
     j["final"] = stats_on_test_points(cfg, data, K);
-    at::Tensor K0 = kernel_on_test_points(cfg, data, kernel_net(cfg, w0));
     if (!j.contains("init")) j["init"] = stats_on_test_points(cfg, data, K0);
     j["change"] = kernel_change(K, K0);  // ||Theta_end - Theta_0|| / ||Theta_0||
   }

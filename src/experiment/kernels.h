@@ -6,6 +6,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <vector>
+
 #include "ntk/ntk.h"
 
 namespace lf {
@@ -21,7 +23,13 @@ bool wants_kernels(const RunConfig& cfg);
 // Before training, at w0. Returns a state the end-of-training call completes, e.g.
 // {"init": {"frobenius":..,"mean":..,"trace":..}, "init_kernel_run": {"test_err":..,"t2":..}}.
 nlohmann::json measure_kernels_at_init(const RunConfig& cfg, const Dataset& data, const Net& w0);
-// After training, at w (w0 given again: Theta(w0) is recomputed rather than held); adds "final", "change" (||Theta_end - Theta_0|| / ||Theta_0||) and
+// The same for several runs that share their kernel options (an ensemble's new members): the
+// kernels on the test points of all of them in one computation (ntk_members: FC batched over
+// the members). Results in the order of cfgs.
+std::vector<nlohmann::json> measure_kernels_at_init(const std::vector<RunConfig>& cfgs, const Dataset& data,
+                                                    const std::vector<Net>& w0s);
+// After training, at w (w0 given again: Theta(w0) is recomputed rather than held, with Theta(w) in
+// one ntk_members call); adds "final", "change" (||Theta_end - Theta_0|| / ||Theta_0||) and
 // "final_kernel_run" as the options ask. `at_init` is what measure_kernels_at_init returned.
 nlohmann::json measure_kernels_at_end(const RunConfig& cfg, const Dataset& data, const Net& w0, const Net& w,
                                       const nlohmann::json& at_init);

@@ -66,11 +66,12 @@ void Member::init_outputs(const Fit& fit0) {
   if (needs_gradient()) ++s_.gradient_evaluations;  // the engine's first backward (train.cpp)
 }
 
-void Member::start() {
+Net Member::net0() const { return lay_.net(s_.w0.detach(), act_); }
+
+void Member::start(const nlohmann::json* kernel_init) {
   if (fresh_) {
     s_.f0_test = engine_.evaluate(k_, x_test_);
-    if (wants_kernels(cfg_))
-      s_.kernel_init = measure_kernels_at_init(cfg_, data_, lay_.net(s_.w0.detach(), act_));
+    if (wants_kernels(cfg_)) s_.kernel_init = kernel_init ? *kernel_init : measure_kernels_at_init(cfg_, data_, net0());
     fresh_ = false;
   }
   observer_ = std::make_unique<TestObserver>(lay_.slices(), s_.w0, to_vector(data_.y_test), s_.f0_test);
@@ -401,7 +402,7 @@ RunResult Member::finish() {
   res_.test_f0 = s_.f0_test;
   res_.test_f_delta = (observer_->f_test() - s_.f0_test).contiguous();
   if (wants_kernels(cfg_) && !diverged) {
-    res_.kernel = measure_kernels_at_end(cfg_, data_, lay_.net(s_.w0.detach(), act_),
+    res_.kernel = measure_kernels_at_end(cfg_, data_, net0(),
                                          lay_.net(engine_.w(k_).detach(), act_), s_.kernel_init);
     if (res_.kernel.is_object() && res_.kernel.contains("change") && res_.kernel["change"].is_number())
       res_.kernel_change = res_.kernel["change"].get<double>();

@@ -54,7 +54,10 @@ class Member {
   Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k);
   bool needs_outputs() const { return fresh_; }
   void init_outputs(const Fit& fit0);  // the fit of f0 (engine.start)
-  void start();
+  // kernel_init: the kernels at init when the ensemble measured them for all its new members at
+  // once (measure_kernels_at_init of several runs); null: measured here if the run asks for them.
+  void start(const nlohmann::json* kernel_init = nullptr);
+  Net net0() const;  // the initial weights as a Net (ntk/ntk.h)
   bool running() const { return status_.empty(); }
   bool proceed();                  // stop checks; true: take a trial step now
   double decay() const;            // x of this trial step

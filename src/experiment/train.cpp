@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "experiment/engine.h"
 #include "experiment/from_config.h"
+#include "experiment/kernels.h"
 #include "experiment/member.h"
 #include "models/blas.h"
 
@@ -237,7 +238,16 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
     if (members[fresh[i]]->needs_gradient()) grads.push_back(fresh[i]);
   }
   engine->gradient(grads);
-  for (auto& m : members) m->start();
+  // The kernels at init of the new runs, in one computation (FC: ntk_members, batched).
+  std::vector<nlohmann::json> kernel_init(static_cast<size_t>(K));
+  if (wants_kernels(c0) && !fresh.empty()) {
+    std::vector<RunConfig> kc;
+    std::vector<Net> nets;
+    for (int64_t k : fresh) kc.push_back(cfgs[k]), nets.push_back(members[k]->net0());
+    std::vector<nlohmann::json> js = measure_kernels_at_init(kc, data, nets);
+    for (size_t i = 0; i < fresh.size(); ++i) kernel_init[size_t(fresh[i])] = std::move(js[i]);
+  }
+  for (int64_t k = 0; k < K; ++k) members[k]->start(kernel_init[k].is_null() ? nullptr : &kernel_init[k]);
   return run_members(*engine, members, data.x_test.to(at::kDouble).contiguous());
 }
 

@@ -31,8 +31,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 
 // OpenBLAS single-threaded for the scope (for callers that run their own threads), then restored.
 // (A no-op where blas_owns_threads() is false.)
-struct BlasOneThread : OpenBlasOneThread {
-  BlasOneThread() : OpenBlasOneThread(blas_owns_threads()) {}
+struct BlasOneThread : OpenBlasThreads {
+  BlasOneThread() : OpenBlasThreads(1, blas_owns_threads()) {}
 };
 
 }  // namespace lf

@@ -371,14 +371,16 @@ at::Tensor ntk_members(const std::vector<Net>& nets, const at::Tensor& x1, const
     return same;
   };
   const int64_t K = int64_t(nets.size()), n1 = x1.size(0), n2 = sym ? n1 : x2.size(0);
-  if (!std::all_of(nets.begin(), nets.end(), batchable)) {
+  auto one_by_one = [&] {
     std::vector<at::Tensor> g;
     for (const Net& n : nets) g.push_back(sym ? ntk(n, x1, opt) : ntk(n, x1, x2, opt));
     return at::stack(g);
-  }
+  };
+  if (!std::all_of(nets.begin(), nets.end(), batchable)) return one_by_one();
   const FCParams& p0 = std::get<FCParams>(nets[0].params);
   const int64_t L = p0.L();
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(K, int64_t(opt.memory_budget / (2.0 * 8.0 * L * n1 * n2))));
+  const int64_t chunk = std::min<int64_t>(K, int64_t(opt.memory_budget / (2.0 * 8.0 * L * n1 * n2)));
+  if (chunk < 1) return one_by_one();  // one member's stacked Grams exceed the budget: tiles
   at::Tensor out = at::empty({K, n1, n2}, x1.options());
   double flops = 0;
   for (int64_t k0 = 0; k0 < K; k0 += chunk) {
