@@ -16,10 +16,7 @@ MeanSem mean_sem(const std::vector<double>& v) {
     if (std::isfinite(x)) s += x, r.n++;
   if (r.n == 0) return r;
   r.mean = s / r.n;
-  if (r.n < 2) {
-    r.sem = 0.0;
-    return r;
-  }
+  if (r.n < 2) return r;  // one value: no standard error (NaN: no error bar, an empty CSV cell)
   double ss = 0;
   for (double x : v)
     if (std::isfinite(x)) ss += (x - r.mean) * (x - r.mean);

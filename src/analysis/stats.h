@@ -15,7 +15,8 @@ namespace lf::analysis {
 
 constexpr double NaN = std::numeric_limits<double>::quiet_NaN();
 
-// Mean and standard error of the mean (sample std / sqrt(n)); NaN entries are skipped.
+// Mean and standard error of the mean (sample std / sqrt(n)); NaN entries are skipped. With one
+// value the standard error is NaN (unknown), not 0: a single seed has no error bar.
 struct MeanSem {
   double mean = NaN, sem = NaN;
   int n = 0;
