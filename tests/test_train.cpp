@@ -256,11 +256,15 @@ TEST(TrainCli, SameNumbersWithOneOrTwoThreads) {
   };
   const std::vector<std::string> data = {"data", "--ptr", "200", "--pte", "200", "--json"};
   EXPECT_EQ(cli(data, "1"), cli(data, "2"));
-  const std::vector<std::string> train = {"train", "--ptr", "200", "--pte", "200", "--h", "16", "--L", "2",
-                                          "--sqrt-h-alpha", "10", "--max-steps", "3000", "--json", "--quiet"};
+  std::vector<std::string> train = {"train", "--ptr", "200", "--pte", "200", "--h", "16", "--L", "2",
+                                    "--sqrt-h-alpha", "10", "--max-steps", "3000", "--json", "--quiet"};
   const nlohmann::json one = cli(train, "1"), two = cli(train, "2");
   EXPECT_EQ(one["trainer"], lft::cpu_trainer());
   EXPECT_EQ(one, two);
+  train.push_back("--reference");  // the plain LibTorch trainer: its products on OpenBLAS's threads
+  const nlohmann::json ref1 = cli(train, "1"), ref2 = cli(train, "2");
+  EXPECT_EQ(ref1["trainer"], "reference");
+  EXPECT_EQ(ref1, ref2);
 }
 
 TEST(TrainCli, FusedKernelsWithoutDgemmGiveTheSameRun) {
