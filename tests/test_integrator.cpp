@@ -9,8 +9,6 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <cmath>
 #include <vector>
 
@@ -222,26 +220,16 @@ TEST(Lte, FrozenLinearHingeMatchesExactTrajectory) {
 // Frozen-kernel training with momentum (tau = t/mu, the paper's) on a coupled kernel: lte
 // converges to the same end as the paper's rule ten times finer, within its tolerance's reach.
 TEST(Lte, FrozenMomentumCoupledKernelNearFineRule) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
-  const int64_t n = 40;
-  at::Tensor X = at::randn({n, 60}, gen, kD);
-  at::Tensor K = at::mm(X, X.t()) / 60.0;
-  at::Tensor y = at::where(X.select(1, 0) > 0, 1.0, -1.0).to(at::kDouble);
-  FrozenOptions o;
-  o.alpha = 1.0;
-  o.momentum.tau = -1000.0;
-  o.control.dt = 1e-50;
-  FrozenOptions fine = o;
-  fine.control.df_min = 1e-5, fine.control.df_max = 1e-3;
-  FrozenResult rf = frozen_kernel_train(K, y, fine), rp = frozen_kernel_train(K, y, o);
+  const lft::CoupledFrozenProblem p = lft::coupled_frozen_problem();
+  const FrozenResult &rf = p.fine_run, &rp = p.paper_run;
+  FrozenOptions o = p.paper;
   o.lte = true;
   o.lte_control.tol = 1e-4;
-  FrozenResult rl = frozen_kernel_train(K, y, o);
+  FrozenResult rl = frozen_kernel_train(p.K, p.y, o);
   ASSERT_EQ(rf.status, "converged");
   ASSERT_EQ(rl.status, "converged");
-  const double scale = rf.u_train.norm().item<double>();
-  const double d_paper = (rp.u_train - rf.u_train).norm().item<double>() / scale;
-  const double d_lte = (rl.u_train - rf.u_train).norm().item<double>() / scale;
+  const double d_paper = p.distance(rp);
+  const double d_lte = p.distance(rl);
   EXPECT_LT(d_lte, 0.05) << d_lte;
   RecordProperty("paper_vs_fine", std::to_string(d_paper));
   RecordProperty("lte_vs_fine", std::to_string(d_lte));

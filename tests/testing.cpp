@@ -335,6 +335,26 @@ double exact_hinge_t2(const std::vector<double>& k) {
   return t;
 }
 
+CoupledFrozenProblem coupled_frozen_problem() {
+  CoupledFrozenProblem p;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  const at::Tensor X = at::randn({40, 60}, gen, at::TensorOptions().dtype(at::kDouble));
+  p.K = at::mm(X, X.t()) / 60.0;
+  p.y = at::where(X.select(1, 0) > 0, 1.0, -1.0).to(at::kDouble);
+  p.paper.alpha = 1.0;
+  p.paper.momentum.tau = -1000.0;
+  p.paper.control.dt = 1e-50;
+  lf::FrozenOptions fine = p.paper;
+  fine.control.df_min = 1e-5, fine.control.df_max = 1e-3;
+  p.fine_run = lf::frozen_kernel_train(p.K, p.y, fine);
+  p.paper_run = lf::frozen_kernel_train(p.K, p.y, p.paper);
+  return p;
+}
+
+double CoupledFrozenProblem::distance(const lf::FrozenResult& r) const {
+  return (r.u_train - fine_run.u_train).norm().item<double>() / fine_run.u_train.norm().item<double>();
+}
+
 lf::RunConfig small_integrator_run(const std::string& name) {
   lf::RunConfig c;
   c.h = 16;

@@ -7,6 +7,7 @@
 
 #include "data/dataset.h"
 #include "experiment/train.h"
+#include "ntk/frozen.h"
 
 namespace lft {
 
@@ -98,5 +99,17 @@ lf::RunConfig config_of_args(std::vector<std::string> args);
 // gradient flow and the hinge (frozen kernel Theta = diag(k), lazyfeat's 1/|B|): point i's
 // margin grows at k_i / |B| until it reaches 1 and then stays; the kinks computed event by event.
 double exact_hinge_t2(const std::vector<double>& k);
+
+// Frozen-kernel training on a coupled kernel (Theta = X X^T / 60, X ~ N(0, 1) [40, 60], labels the
+// sign of X's first column) with the paper's momentum (tau = t/mu, mu = 1000), shared by the lte
+// and eab2 tests: the options of the paper's rule, its run, and the run ten times finer (df in
+// [1e-5, 1e-3]: the stand-in for the exact trajectory); `distance` is |u - u_fine| / |u_fine|.
+struct CoupledFrozenProblem {
+  at::Tensor K, y;
+  lf::FrozenOptions paper;
+  lf::FrozenResult paper_run, fine_run;
+  double distance(const lf::FrozenResult& r) const;
+};
+CoupledFrozenProblem coupled_frozen_problem();
 
 }  // namespace lft

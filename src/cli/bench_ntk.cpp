@@ -36,19 +36,20 @@ int bench_members(const Net& net0, int64_t K, const at::Tensor& a, const at::Ten
   const at::Tensor ab = at::cat({a, b});
   std::vector<double> t_batched, t_alone;
   double c_batched = 0, c_alone = 0;
-  std::string plan;
+  NtkOptions alone = opt;
+  alone.plan = nullptr;  // opt.plan: the batched call's
+  alone.flops = nullptr;
   for (int64_t r = 0; r < repeats; ++r) {
     t_batched.push_back(time_s([&] { c_batched = ntk_members(nets, ab, at::Tensor(), opt).sum().item<double>(); }));
     t_alone.push_back(time_s([&] {
       c_alone = 0;
       for (const Net& n : nets) {
-        NtkBlocks k = ntk_blocks(n, a, b, opt);
+        NtkBlocks k = ntk_blocks(n, a, b, alone);
         c_alone += k.aa.sum().item<double>() + 2 * k.ba.sum().item<double>() + k.bb.sum().item<double>();
       }
     }));
   }
-  (void)ntk_members(nets, ab, at::Tensor(), opt);  // the plan of the batched call
-  plan = *opt.plan;
+  const std::string plan = *opt.plan;
   const double tb = median(t_batched), ta = median(t_alone);
   nlohmann::json j = {{"members", K}, {"h", p0.h()}, {"L", p0.L()}, {"n_train", a.size(0)}, {"n_test", b.size(0)},
                       {"device", a.is_cuda() ? "cuda" : "cpu"}, {"repeats", repeats}, {"seconds_batched", tb},

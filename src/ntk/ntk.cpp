@@ -316,17 +316,21 @@ at::Tensor cnn_structured(const CNNParams& p, const Activation& act, const at::T
   return out;
 }
 
+// Parameters from the flat list of Net::flat (W_0, b_0, W_1, b_1, ...).
+template <class P>
+P unflat(const std::vector<at::Tensor>& ps) {
+  P p;
+  for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
+  return p;
+}
+
 ForwardFn net_forward_fn(const Net& net) {
   const size_t kind = net.params.index();  // the order of Net::params: fc, cnn, wrn
   const Activation act = net.act;
   return [kind, act](const std::vector<at::Tensor>& ps, const at::Tensor& x) {
-    auto unflat = [&](auto p) {
-      for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
-      return p;
-    };
-    if (kind == 0) return fc_forward_reference(unflat(FCParams{}), x, act);
-    if (kind == 2) return wrn_forward_reference(unflat(WRNParams{}), x, act);
-    return cnn_forward_reference(unflat(CNNParams{}), x, act);
+    if (kind == 0) return fc_forward_reference(unflat<FCParams>(ps), x, act);
+    if (kind == 2) return wrn_forward_reference(unflat<WRNParams>(ps), x, act);
+    return cnn_forward_reference(unflat<CNNParams>(ps), x, act);
   };
 }
 
@@ -335,9 +339,7 @@ ForwardFn net_per_sample_fn(const Net& net) {
   if (!net.is_fc()) return {};
   const Activation act = net.act;
   return [act](const std::vector<at::Tensor>& ps, const at::Tensor& x) {
-    FCParams p;
-    for (size_t i = 0; i < ps.size(); i += 2) { p.W.push_back(ps[i]); p.b.push_back(ps[i + 1]); }
-    return fc_forward_per_sample(p, x, act);
+    return fc_forward_per_sample(unflat<FCParams>(ps), x, act);
   };
 }
 
@@ -376,7 +378,8 @@ at::Tensor ntk_members(const std::vector<Net>& nets, const at::Tensor& x1, const
     for (const Net& n : nets) g.push_back(sym ? ntk(n, x1, opt) : ntk(n, x1, x2, opt));
     return at::stack(g);
   };
-  if (!std::all_of(nets.begin(), nets.end(), batchable)) return one_by_one();
+  // One network: its own default plan (tiles; stacking measured slower for one network).
+  if (K == 1 || !std::all_of(nets.begin(), nets.end(), batchable)) return one_by_one();
   const FCParams& p0 = std::get<FCParams>(nets[0].params);
   const int64_t L = p0.L();
   const int64_t chunk = std::min<int64_t>(K, int64_t(opt.memory_budget / (2.0 * 8.0 * L * n1 * n2)));

@@ -80,8 +80,8 @@ NtkBlocks ntk_blocks(const Net& net, const at::Tensor& a, const at::Tensor& b, c
 // FC networks of one shape and activation, structured method: one batched forward and backward
 // over the members' stacked weights ([K, n, h] features) and their Grams stacked over members
 // and layers, in chunks of members whose buffers (2 L n1 n2 doubles each) fit the memory budget:
-// 2 K n1 n2 (2 L h + d) flops in a few launches. Otherwise (other architectures, or one member's
-// buffers over the budget) ntk() of one network after another.
+// 2 K n1 n2 (2 L h + d) flops in a few launches. Otherwise (one network, other architectures, or
+// one member's buffers over the budget) ntk() of one network after another.
 at::Tensor ntk_members(const std::vector<Net>& nets, const at::Tensor& x1, const at::Tensor& x2 = {},
                        const NtkOptions& opt = {});
 
