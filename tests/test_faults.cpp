@@ -386,18 +386,19 @@ TEST(Faults, EnsembleSweepKilledThenRestartedGivesTheRunsAlone) {
   EXPECT_NE(all_err.find("in an ensemble of 4"), std::string::npos) << "no sweep trained the four runs as one ensemble";
 }
 
-// Under `mpirun -np 3`: SIGKILL of a worker rank in the middle of its run, then SIGKILL of
-// mpirun itself, each at a random moment; no rank outlives either, and a restart under mpirun
-// finishes the study with the uninterrupted numbers.
-TEST(Faults, MpirunKilledRankAndKilledMpirunThenARestartFinishes) {
+// Under `mpirun -np 3` (sweep options extra): SIGKILL of a worker rank in the middle of its run,
+// then SIGKILL of mpirun itself, each at a random moment; no rank outlives either, and a restart
+// under mpirun finishes the study with the uninterrupted numbers. err_all: the calls' stderr.
+void mpirun_storm(const char* name, const std::vector<std::string>& extra, std::string* err_all = nullptr) {
   ASSERT_EQ(system("command -v mpirun > /dev/null 2>&1"), 0) << "mpirun (openmpi-bin) is part of the set-up";
   reference();
   Study s;
-  auto rng = storm_rng("mpi");
+  auto rng = storm_rng(name);
   auto mpirun = [&] {
     ++s.seq;
     std::vector<std::string> a = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "3", lft::binary(),
                                   "sweep", s.spec, "--db", s.db, "--state-every", "0.2", "--json"};
+    a.insert(a.end(), extra.begin(), extra.end());
     return start(a, s.out(), s.err(), /*new_group=*/true);
   };
   std::set<int> ranks_seen;
@@ -448,6 +449,18 @@ TEST(Faults, MpirunKilledRankAndKilledMpirunThenARestartFinishes) {
   expect_all_converged_once(s.db);
   EXPECT_EQ(numbers(s.db), reference()) << "the numbers differ from an uninterrupted sweep";
   for (int r : ranks_seen) EXPECT_FALSE(alive(r)) << "rank " << r;
+  if (err_all)
+    for (int i = 1; i <= s.seq; ++i) *err_all += slurp(s.tmp.file("err" + std::to_string(i)));
+}
+
+TEST(Faults, MpirunKilledRankAndKilledMpirunThenARestartFinishes) { mpirun_storm("mpi", {}); }
+
+// The same with `--ensemble 4`: a worker rank trains the grid's four runs as one ensemble, from
+// their saved states after each kill; the numbers are those of the runs trained alone.
+TEST(Faults, MpirunEnsembleKilledThenARestartFinishes) {
+  std::string err;
+  mpirun_storm("mpi-ensemble", {"--ensemble", "4"}, &err);
+  EXPECT_NE(err.find("in an ensemble of 4"), std::string::npos) << "no rank trained the four runs as one ensemble";
 }
 
 // Runs held by live processes that are not part of this sweep are waited for, with progress on

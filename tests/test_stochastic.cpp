@@ -2,7 +2,8 @@
 // temperature (protocol sections 2, 4, 8): the CNN's gradients against central finite
 // differences (plain LibTorch and fused kernels); full-batch CNN training; the batch-size rule and max_dt against the protocol's
 // formula; the effective temperature of the (dt, b) pairs a run realises; a stopped and resumed
-// stochastic run against the uninterrupted one (fc and cnn); bad input. Synthetic data in-process;
+// stochastic run against the uninterrupted one (fc and cnn); the walk that draws the batches in
+// growing chunks against the walk in chunks of b_max; bad input. Synthetic data in-process;
 // MNIST (h = 8, ptr = 256 to zero unsatisfied points) through the CLI.
 // Deliberately not: speed (lazyfeat bench train-step --arch cnn).
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "common/error.h"
 #include "dynamics/momentum.h"
@@ -230,6 +232,45 @@ TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
       EXPECT_GT(together[k].steps, 10);
     }
     EXPECT_NE(numbers(together[0]).dump(), numbers(together[2]).dump()) << "the alphas give other runs";
+  }
+}
+
+// The walk that draws a batch in growing chunks (Member::draw_batch; the default on cuda, forced
+// here by LAZYFEAT_WALK=grow) draws the same batches as the walk in chunks of b_max: fc to
+// convergence (its late walks cover most of the training set) bit for bit, the cnn to 1e-9 (a
+// batch backward through a kept chunk forward sums over that chunk's rows); and a growing walk
+// stopped and resumed (the walk's length is in the state) equals the uninterrupted one.
+TEST(Stochastic, GrowingWalkDrawsTheSameBatches) {
+  struct Walk {  // LAZYFEAT_WALK while in scope
+    explicit Walk(const char* v) { setenv("LAZYFEAT_WALK", v, 1); }
+    ~Walk() { unsetenv("LAZYFEAT_WALK"); }
+  };
+  for (const std::string arch : {"fc", "cnn"}) {
+    SCOPED_TRACE(arch);
+    const int64_t n = arch == "cnn" ? 48 : 100;
+    Dataset d = arch == "cnn" ? images(n, 50) : lft::synthetic(n, 50);
+    RunConfig c = stochastic_config(arch, n);
+    c.max_steps = arch == "cnn" ? 120 : 20000;
+    lft::Recorded rp, rg;
+    RunResult plain, grown;
+    {
+      Walk w("b_max");
+      plain = train_run(c, d, lft::recording(rp));
+    }
+    Walk w("grow");
+    grown = train_run(c, d, lft::recording(rg));
+    if (arch == "fc") {
+      EXPECT_EQ(plain.status, "converged");
+      EXPECT_EQ(numbers(plain).dump(), numbers(grown).dump());
+      EXPECT_EQ(lft::checkpoints_after(plain, -1).dump(), lft::checkpoints_after(grown, -1).dump());
+    } else {
+      lft::expect_same_run(plain, rp, grown, rg);
+    }
+    const int64_t cut = grown.steps / 2 - 7;
+    const lft::ResumedRun r = lft::train_and_resume(c, d, cut);
+    EXPECT_EQ(numbers(r.full).dump(), numbers(grown).dump());
+    EXPECT_EQ(numbers(r.full).dump(), numbers(r.second).dump());
+    EXPECT_EQ(lft::checkpoints_after(r.full, cut).dump(), lft::checkpoints_after(r.second, cut).dump());
   }
 }
 

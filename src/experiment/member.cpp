@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "dynamics/integrator.h"
@@ -18,11 +19,21 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Whether draw_batch's walk grows its chunks: on cuda, where each chunk ends in a host sync.
+// LAZYFEAT_WALK=grow or b_max forces either on any device (the tests compare the two on the CPU).
+bool growing_walk(const std::string& device) {
+  const char* e = std::getenv("LAZYFEAT_WALK");
+  if (e && std::strcmp(e, "grow") == 0) return true;
+  if (e && std::strcmp(e, "b_max") == 0) return false;
+  return device == "cuda";
+}
+
 }  // namespace
 
 Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engine& engine, int64_t k)
     : cfg_(cfg), data_(data), hooks_(std::move(hooks)), act_(activation_of(cfg)), loss_(Loss::make(cfg.loss)),
-      lay_(NetLayout::of(cfg, data.x_train)), stochastic_(cfg.stochastic()), start_(Clock::now()), engine_(engine),
+      lay_(NetLayout::of(cfg, data.x_train)), stochastic_(cfg.stochastic()),
+      growing_walk_(growing_walk(cfg.device)), start_(Clock::now()), engine_(engine),
       k_(k), progress_("train", hooks_.progress), gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed_batch)) {
   x_train_ = data.x_train.to(at::kDouble).contiguous();
   x_test_ = data.x_test.to(at::kDouble).contiguous();
@@ -204,13 +215,17 @@ bool Member::draw_batch() {
   batch_f_.clear();
   std::vector<int64_t> chunk;
   std::vector<double> f;
-  // The walk over the permutation forwards chunks of b_max points, on cuda doubling up to 16 b_max:
-  // late in a run few points are unsatisfied and the walk covers the whole training set, where one
-  // device call per 64 images (each ending in a host sync) would dominate the step. The batch (the
-  // first b unsatisfied points in permutation order) does not depend on the chunks.
-  const int64_t growth = cfg_.device == "cuda" ? 16 : 1;
-  for (int64_t s = 0, c = cfg_.batch_max; s < n && int64_t(batch_.size()) < b;
-       s += c, c = std::min(2 * c, growth * cfg_.batch_max)) {
+  // The walk over the permutation forwards chunks of b_max points. Growing (on cuda), the chunks
+  // double up to 16 b_max, and the first is a quarter longer than the last draw's walk (at most
+  // 64 b_max): late in a run few points are unsatisfied and the walk covers much of the training
+  // set, where one device call per 64 images (each ending in a host sync) would dominate the step.
+  // The batch (the first b unsatisfied points in permutation order) does not depend on the chunks.
+  const int64_t c0 = growing_walk_
+                         ? std::min({n, 64 * cfg_.batch_max, std::max(cfg_.batch_max, s_.walked + s_.walked / 4)})
+                         : cfg_.batch_max;
+  const int64_t cap = growing_walk_ ? std::max(c0, 16 * cfg_.batch_max) : cfg_.batch_max;
+  s_.walked = n;  // unless b points are found before the end
+  for (int64_t s = 0, c = c0; s < n && int64_t(batch_.size()) < b; s += c, c = std::min(2 * c, cap)) {
     chunk.assign(p + s, p + std::min(n, s + c));
     engine_.forward_rows(k_, chunk, f);
     for (size_t i = 0; i < chunk.size(); ++i) {
@@ -218,6 +233,7 @@ bool Member::draw_batch() {
       if (cfg_.alpha * (f[i] - s_.f0[r]) * y_[r] < 1) {  // unsatisfied, in permutation order
         batch_.push_back(r);
         batch_f_.push_back(f[i]);
+        if (int64_t(batch_.size()) == b) s_.walked = s + int64_t(i) + 1;
       }
     }
   }

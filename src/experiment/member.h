@@ -18,7 +18,8 @@
 // The stochastic variant (temperature T > 0, protocol section 4), one trial step:
 //   proceed()            the budgets and a request (no full-set check)
 //   draw_batch()         b from dt and T; a fresh randperm(n) of the batch generator walked in
-//                        chunks of b_max (engine.forward_rows at the current weights), keeping the
+//                        chunks of b_max (on cuda growing, see draw_batch; engine.forward_rows at
+//                        the current weights), keeping the
 //                        unsatisfied points until b are found; none at all: converged (the whole
 //                        training set was walked, so the check is exact, and costs n / b_max chunk
 //                        forwards only when fewer than b points are unsatisfied)
@@ -114,6 +115,7 @@ class Member {
   const Loss loss_;
   const NetLayout lay_;
   const bool stochastic_;
+  const bool growing_walk_;       // draw_batch's chunks grow (on cuda)
   const Clock::time_point start_;
   Engine& engine_;
   const int64_t k_;

@@ -14,7 +14,10 @@ std::string RunState::encode(const RunConfig& cfg, const NetLayout& lay) const {
               {"kernel_init", kernel_init}, {"trainer", trainer}};
   const nlohmann::json shape = lay.shape();  // arch, and d, h, L or channels, h
   for (const auto& [k, v] : shape.items()) s.header[k] = v;
-  if (batch_rng.defined()) s.tensors["batch_rng"] = batch_rng;
+  if (batch_rng.defined()) {
+    s.tensors["batch_rng"] = batch_rng;
+    s.header["walked"] = walked;
+  }
   if (!zdot.empty()) s.header["zdot"] = zdot;
   s.header["gradient_evaluations"] = gradient_evaluations;
   s.tensors["dt_prev"] = to_tensor({dt_prev});
@@ -75,6 +78,7 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
     r.gradient_evaluations = r.step + 1;
   }
   if (s.tensors.count("batch_rng")) r.batch_rng = s.tensor("batch_rng").clone();
+  r.walked = hd.value("walked", int64_t(0));  // absent before the walk's first chunk followed it
   require(!cfg.stochastic() || r.batch_rng.defined(), "the saved training state has no batch generator state");
   require(cfg.integrator != "eab2" || r.g_prev.defined(), "the saved training state has no eab2 gradient history");
   return r;

@@ -3,7 +3,7 @@
 // Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2:
 // version 1 plus the network's shape under "arch", gradient_evaluations, the lte integrator's
 // history (f_prev, dt_prev), the eab2 integrator's (tensors g_prev and eab2: crossed_last) and, for the stochastic dynamics, the state of the batch generator
-// (tensor "batch_rng"). Version-1 states (fc, full batch) still read: no history, and
+// (tensor "batch_rng", header "walked"). Version-1 states (fc, full batch) still read: no history, and
 // gradient_evaluations = step + 1, exact for a run in progress.
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
 #pragma once
@@ -44,6 +44,7 @@ struct RunState {
   // The stochastic dynamics (protocol sections 4, 8): the batch generator's state (uint8, as
   // at::Generator::get_state gives it) after the last accepted step; undefined in full batch.
   at::Tensor batch_rng;
+  int64_t walked = 0;  // the points the last draw walked to find its batch (on cuda: the next walk's first chunk)
 
   std::string encode(const RunConfig& cfg, const NetLayout& lay) const;
   // Checks that bytes are a state of cfg's run on n training and pte test points; tensors
