@@ -1,7 +1,8 @@
 // On the GPU (built only where LibTorch has CUDA; CTest label `cuda`): the batched engine on
 // cuda (experiment/engine.h: batched products, the hand-written backward, df and the fit as
 // device reductions) against the sequential fused engine on the CPU, and a run alone on cuda
-// against the same run on the CPU. Deliberately not: speed (lazyfeat bench ensemble --device cuda).
+// against the same run on the CPU, and the stochastic dynamics on cuda against the CPU's.
+// Deliberately not: speed (lazyfeat bench ensemble --device cuda).
 #include <gtest/gtest.h>
 
 #include "data/dataset.h"
@@ -61,4 +62,28 @@ TEST(Cuda, RunAloneOnCudaEqualsTheCpuRun) {
   RunResult b = train_run(member(3, 1.0, "cpu"), d, lft::recording(rc));
   EXPECT_EQ(a.trainer, "batched");
   lft::expect_same_run(a, rg, b, rc);
+}
+
+// The stochastic dynamics on cuda, whose walk grows its chunks (Member::draw_batch) where the
+// CPU's takes b_max points at a time: the same batches, so the CPU's run to 1e-9, to convergence
+// (the late walks cover most of the training set). Stopped and resumed on cuda (the walk's length
+// is in the state), the run makes the uninterrupted one's decisions and numbers.
+TEST(Cuda, StochasticRunOnCudaEqualsTheCpuRun) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  Dataset d = lft::synthetic(100, 50);
+  RunConfig c = lft::stochastic_config("fc", 100), g = c;
+  c.max_steps = g.max_steps = 20000;
+  g.device = "cuda";
+  finalize(g);
+  lft::Recorded rg, rc;
+  RunResult a = train_run(g, d, lft::recording(rg));
+  RunResult b = train_run(c, d, lft::recording(rc));
+  EXPECT_EQ(a.status, "converged");
+  lft::expect_same_run(a, rg, b, rc);
+  const lft::ResumedRun r = lft::train_and_resume(g, d, a.steps / 2 - 7);
+  EXPECT_EQ(r.second.status, a.status);
+  EXPECT_EQ(r.second.steps, a.steps);
+  EXPECT_EQ(r.second.rejected, a.rejected);
+  EXPECT_NEAR(r.second.t, a.t, 1e-9 * a.t);
+  EXPECT_EQ(r.second.test_err, a.test_err);
 }

@@ -31,20 +31,7 @@ using lft::images;
 
 RunConfig cnn_config(int64_t n, int64_t pte) { return lft::conv_config("cnn", n, pte, 4); }
 
-// A stochastic run: constant tau, temperature T, batches of at most b_max.
-RunConfig stochastic_config(const std::string& arch, int64_t n) {
-  RunConfig c;
-  c.arch = arch;
-  c.h = arch == "cnn" ? 3 : 16;
-  c.L = 2;
-  c.ptr = n;
-  c.pte = 50;
-  c.tau = 10;
-  c.temperature = 1e-3;
-  c.batch_max = 16;
-  finalize(c);
-  return c;
-}
+using lft::stochastic_config;
 
 }  // namespace
 

@@ -282,6 +282,20 @@ ResumedRun train_and_resume(const lf::RunConfig& cfg, const lf::Dataset& d, int6
   return r;
 }
 
+lf::RunConfig stochastic_config(const std::string& arch, int64_t n) {
+  lf::RunConfig c;
+  c.arch = arch;
+  c.h = arch == "cnn" ? 3 : 16;
+  c.L = 2;
+  c.ptr = n;
+  c.pte = 50;
+  c.tau = 10;
+  c.temperature = 1e-3;
+  c.batch_max = 16;
+  lf::finalize(c);
+  return c;
+}
+
 lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h) {
   lf::RunConfig c;
   c.arch = arch;

@@ -89,6 +89,9 @@ lf::RunConfig small_member(uint64_t seed, double sqrt_h_alpha, int64_t max_steps
 // The integrators' small network run: FC h = 16, L = 2, 60 training and 100 test points (to go
 // with synthetic(60, 100)), --integrator name at tol 1e-3 (finalized).
 lf::RunConfig small_integrator_run(const std::string& name);
+// A stochastic run (protocol section 4) of arch fc (h = 16, L = 2) or cnn (h = 3) on n training and
+// 50 test points: constant tau = 10, temperature 1e-3, batches of at most 16 (finalized).
+lf::RunConfig stochastic_config(const std::string& arch, int64_t n);
 // A convolutional run (arch cnn or wrn) of h channels (wrn: width factor) on n training and pte
 // test images, in a loose full-batch setting: df in [1e-2, 1e-1], dt from 1e-2 (finalized).
 lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h);
