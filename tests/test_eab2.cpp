@@ -144,29 +144,17 @@ TEST(Eab2, SmoothProblemConvergesAtSecondOrder) {
 // f(w, x) = w . x with orthogonal inputs (Theta = diag(k)) under gradient flow: the exact
 // piecewise-linear trajectory ends at lft::exact_hinge_t2 with every margin at 1.
 TEST(Eab2, FrozenLinearHingeMatchesExactTrajectory) {
-  const std::vector<double> kv = {1.0, 0.6, 2.5, 0.3, 1.7, 0.9, 0.45, 3.1};
-  const int64_t n = int64_t(kv.size());
-  const at::Tensor K = at::diag(at::tensor(kv, kD));
-  const at::Tensor y = at::tensor(std::vector<double>{1, -1, 1, 1, -1, -1, 1, -1}, kD);
-  const double alpha = 0.5, t2 = lft::exact_hinge_t2(kv);
-  FrozenOptions o;
-  o.alpha = alpha;
-  o.momentum.tau = 0;  // gradient flow
-  o.control.dt = 1e-50;
-  o.eab2 = true;
-  FrozenOptions op = o;
-  op.eab2 = false;
-  const FrozenResult rp = frozen_kernel_train(K, y, op);
+  const lft::LinearHingeProblem p = lft::linear_hinge_problem();
+  const FrozenResult rp = frozen_kernel_train(p.K, p.y, p.gradient_flow);
   ASSERT_EQ(rp.status, "converged");
+  FrozenOptions o = p.gradient_flow;
+  o.eab2 = true;
   for (double tol : {1e-2, 1e-3, 1e-4}) {
     o.eab2_control.tol = tol;
-    FrozenResult r = frozen_kernel_train(K, y, o);
+    FrozenResult r = frozen_kernel_train(p.K, p.y, o);
     ASSERT_EQ(r.status, "converged");
-    double over = 0;  // every margin ends at 1 exactly in the exact solution
-    for (int64_t i = 0; i < n; ++i)
-      over = std::max(over, std::fabs(alpha * r.u_train[i].item<double>() * y[i].item<double>() - 1));
-    EXPECT_LE(over, tol) << tol;
-    EXPECT_LE(std::fabs(r.t2 - t2) / t2, tol) << tol;
+    EXPECT_LE(p.margin_error(r), tol) << tol;
+    EXPECT_LE(std::fabs(r.t2 - p.t2) / p.t2, tol) << tol;
     EXPECT_EQ(r.gradient_evaluations, r.steps);
     EXPECT_LT(10 * r.gradient_evaluations, rp.gradient_evaluations)
         << "eab2 " << r.gradient_evaluations << " paper " << rp.gradient_evaluations;

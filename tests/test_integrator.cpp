@@ -180,24 +180,16 @@ TEST(Lte, MomentumConstantGradientConvergesAtStatedOrder) {
 // f(w, x) = w . x with orthogonal inputs (Theta = diag(k)) under gradient flow: the exact
 // piecewise-linear trajectory ends at lft::exact_hinge_t2 with every margin at 1.
 TEST(Lte, FrozenLinearHingeMatchesExactTrajectory) {
-  const std::vector<double> kv = {1.0, 0.6, 2.5, 0.3, 1.7, 0.9, 0.45, 3.1};
-  const int64_t n = int64_t(kv.size());
-  const at::Tensor K = at::diag(at::tensor(kv, kD));
-  const at::Tensor y = at::tensor(std::vector<double>{1, -1, 1, 1, -1, -1, 1, -1}, kD);
-  const double alpha = 0.5, t2 = lft::exact_hinge_t2(kv);
-  FrozenOptions o;
-  o.alpha = alpha;
-  o.momentum.tau = 0;  // gradient flow
-  o.control.dt = 1e-50;
+  const lft::LinearHingeProblem p = lft::linear_hinge_problem();
+  const double t2 = p.t2;
+  FrozenOptions o = p.gradient_flow;
   o.lte = true;
   std::vector<double> errs;
   for (double tol : {1e-2, 1e-3, 1e-4}) {
     o.lte_control.tol = tol;
-    FrozenResult r = frozen_kernel_train(K, y, o);
+    FrozenResult r = frozen_kernel_train(p.K, p.y, o);
     ASSERT_EQ(r.status, "converged");
-    double over = 0;  // every margin ends at 1 exactly in the exact solution
-    for (int64_t i = 0; i < n; ++i)
-      over = std::max(over, std::fabs(alpha * r.u_train[i].item<double>() * y[i].item<double>() - 1));
+    const double over = p.margin_error(r);
     EXPECT_LE(over, tol) << tol;
     const double e = std::fabs(r.t2 - t2) / t2;
     EXPECT_LE(e, tol) << tol;
@@ -205,9 +197,7 @@ TEST(Lte, FrozenLinearHingeMatchesExactTrajectory) {
     EXPECT_EQ(r.gradient_evaluations, r.steps) << "one gradient at u = 0 and after each step but the last";
     // the paper's rule on the same problem at its default band
     if (tol == 1e-3) {
-      FrozenOptions op = o;
-      op.lte = false;
-      FrozenResult rp = frozen_kernel_train(K, y, op);
+      FrozenResult rp = frozen_kernel_train(p.K, p.y, p.gradient_flow);
       ASSERT_EQ(rp.status, "converged");
       EXPECT_LT(10 * r.gradient_evaluations, rp.gradient_evaluations)
           << "lte " << r.gradient_evaluations << " paper " << rp.gradient_evaluations;

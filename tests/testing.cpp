@@ -349,6 +349,27 @@ double exact_hinge_t2(const std::vector<double>& k) {
   return t;
 }
 
+LinearHingeProblem linear_hinge_problem() {
+  LinearHingeProblem p;
+  p.k = {1.0, 0.6, 2.5, 0.3, 1.7, 0.9, 0.45, 3.1};
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  p.K = at::diag(at::tensor(p.k, f64));
+  p.y = at::tensor(std::vector<double>{1, -1, 1, 1, -1, -1, 1, -1}, f64);
+  p.alpha = 0.5;
+  p.t2 = exact_hinge_t2(p.k);
+  p.gradient_flow.alpha = p.alpha;
+  p.gradient_flow.momentum.tau = 0;
+  p.gradient_flow.control.dt = 1e-50;
+  return p;
+}
+
+double LinearHingeProblem::margin_error(const lf::FrozenResult& r) const {
+  double over = 0;
+  for (size_t i = 0; i < k.size(); ++i)
+    over = std::max(over, std::fabs(alpha * r.u_train[int64_t(i)].item<double>() * y[int64_t(i)].item<double>() - 1));
+  return over;
+}
+
 CoupledFrozenProblem coupled_frozen_problem() {
   CoupledFrozenProblem p;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);

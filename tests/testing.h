@@ -102,6 +102,17 @@ lf::RunConfig config_of_args(std::vector<std::string> args);
 // gradient flow and the hinge (frozen kernel Theta = diag(k), lazyfeat's 1/|B|): point i's
 // margin grows at k_i / |B| until it reaches 1 and then stays; the kinks computed event by event.
 double exact_hinge_t2(const std::vector<double>& k);
+// That model on 8 points (k from 0.3 to 3.1, labels of both signs, alpha = 0.5), shared by the
+// lte and eab2 tests: the paper's rule under gradient flow from dt = 1e-50 (`gradient_flow`), the
+// exact t2, and `margin_error`: max_i |alpha u_i y_i - 1| at the end (every margin ends at 1).
+struct LinearHingeProblem {
+  std::vector<double> k;
+  at::Tensor K, y;
+  double alpha, t2;
+  lf::FrozenOptions gradient_flow;
+  double margin_error(const lf::FrozenResult& r) const;
+};
+LinearHingeProblem linear_hinge_problem();
 
 // Frozen-kernel training on a coupled kernel (Theta = X X^T / 60, X ~ N(0, 1) [40, 60], labels the
 // sign of X's first column) with the paper's momentum (tau = t/mu, mu = 1000), shared by the lte
