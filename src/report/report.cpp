@@ -235,6 +235,20 @@ const Get kAlpha = [](const RunRecord& r) { return r.alpha; };
 const Get kRegime = [](const RunRecord& r) { return analysis::regime(r); };
 const Get kTestErr = [](const RunRecord& r) { return r.test_err; };
 
+// A quantity's two log-log panels, against alpha and against sqrt(h) alpha (the regime): one
+// series a width and quantity (label prefix, getter), in that order.
+std::vector<Panel> vs_alpha_and_regime(const std::vector<std::pair<double, Runs>>& by_h, const std::string& ylabel,
+                                       const std::vector<std::pair<std::string, Get>>& quantities) {
+  Panel pa{"vs α", "α", ylabel, true, true, {}};
+  Panel pb{"vs √h α", "√h α", ylabel, true, true, {}};
+  for (auto& [h, rs] : by_h)
+    for (auto& [prefix, get] : quantities) {
+      pa.series.push_back(mean_series(rs, kAlpha, get, prefix + "h=" + value_key(h, 4)));
+      pb.series.push_back(mean_series(rs, kRegime, get, prefix + "h=" + value_key(h, 4)));
+    }
+  return {pa, pb};
+}
+
 void Builder::error_vs_h(const Family& fam, const std::string& id, bool cnn) {
   Figure f;
   f.id = id;
@@ -310,14 +324,8 @@ void Builder::fc_setup_a(const Family& fam) {
     f.title = "Relative kernel change ‖Θ(w) - Θ(w_0)‖ / ‖Θ(w_0)‖ (" + fam.label + ")";
     f.finding = "Collapse in √h α; slope -1 in the lazy regime, about -1.7 in the feature regime (L=5).";
     Get kc = [](const RunRecord& r) { return r.kernel_change; };
-    Panel pa{"vs α", "α", "‖Θ - Θ_0‖ / ‖Θ_0‖", true, true, {}};
-    Panel pb{"vs √h α", "√h α", "‖Θ - Θ_0‖ / ‖Θ_0‖", true, true, {}};
-    for (auto& [h, rs] : by_h) {
-      pa.series.push_back(mean_series(rs, kAlpha, kc, "h=" + value_key(h, 4)));
-      pb.series.push_back(mean_series(rs, kRegime, kc, "h=" + value_key(h, 4)));
-    }
-    f.panels = {pa, pb};
-    if (pa.has_points()) {
+    f.panels = vs_alpha_and_regime(by_h, "‖Θ - Θ_0‖ / ‖Θ_0‖", {{"", kc}});
+    if (f.panels[0].has_points()) {
       double L = static_cast<double>(rep.L);
       fit("F3a", fam, "kernel change", "lazy", fam.runs, kRegime, kc, opt_.lazy_lo, opt_.lazy_hi,
           -1.0, -1.0, f);
@@ -335,17 +343,8 @@ void Builder::fc_setup_a(const Family& fam) {
     f.finding = "Feature regime: t_1 ~ √h α.";
     Get t1 = [](const RunRecord& r) { return r.t1; };
     Get t2 = [](const RunRecord& r) { return r.t2; };
-    Panel pa{"vs α", "α", "t", true, true, {}};
-    Panel pb{"vs √h α", "√h α", "t", true, true, {}};
-    for (auto& [h, rs] : by_h) {
-      std::string hs = " h=" + value_key(h, 4);
-      pa.series.push_back(mean_series(rs, kAlpha, t1, "t₁" + hs));
-      pa.series.push_back(mean_series(rs, kAlpha, t2, "t₂" + hs));
-      pb.series.push_back(mean_series(rs, kRegime, t1, "t₁" + hs));
-      pb.series.push_back(mean_series(rs, kRegime, t2, "t₂" + hs));
-    }
-    f.panels = {pa, pb};
-    if (pa.has_points())
+    f.panels = vs_alpha_and_regime(by_h, "t", {{"t₁ ", t1}, {"t₂ ", t2}});
+    if (f.panels[0].has_points())
       fit("F3c", fam, "t1", "feature", fam.runs, kRegime, t1, opt_.fit_lo, opt_.fit_hi, 1.0, 1.0, f);
     add(f, "converged FC runs (t1, t2 are in every run's summary)", sweep_a);
   }
@@ -357,14 +356,8 @@ void Builder::fc_setup_a(const Family& fam) {
     f.title = "Relative weight change √h ‖w - w_0‖ / ‖w_0‖ (" + fam.label + ")";
     f.finding = "Lazy: ~ 1/(h α); feature: ~ (√h α)^{-b} / √h with b ≈ 0.23 for L=5.";
     Get wc = [](const RunRecord& r) { return sqrt_h(r) * r.weight_change; };
-    Panel pa{"vs α", "α", "√h ‖w - w_0‖ / ‖w_0‖", true, true, {}};
-    Panel pb{"vs √h α", "√h α", "√h ‖w - w_0‖ / ‖w_0‖", true, true, {}};
-    for (auto& [h, rs] : by_h) {
-      pa.series.push_back(mean_series(rs, kAlpha, wc, "h=" + value_key(h, 4)));
-      pb.series.push_back(mean_series(rs, kRegime, wc, "h=" + value_key(h, 4)));
-    }
-    f.panels = {pa, pb};
-    if (pa.has_points()) {
+    f.panels = vs_alpha_and_regime(by_h, "√h ‖w - w_0‖ / ‖w_0‖", {{"", wc}});
+    if (f.panels[0].has_points()) {
       double L = static_cast<double>(rep.L);
       fit("F6", fam, "weight change", "lazy", fam.runs, kRegime, wc, opt_.lazy_lo, opt_.lazy_hi,
           -1.0, -1.0, f);
