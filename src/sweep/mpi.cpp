@@ -338,10 +338,6 @@ SweepCounts root(const std::vector<RunConfig>& grid, const SweepOptions& opts, i
   held = g_stop_requested.load() || !opts.wait_elsewhere ? runs_standing(todo, opts, {}).elsewhere
                                                           : std::vector<HeldRun>{};
   settle_counts(counts, waited_on, held, opts);
-  if (opts.progress && !held.empty())
-    std::cerr << "sweep: " << held.size() << " run" << (held.size() > 1 ? "s are" : " is")
-              << " still running in other processes, not finished here: " << describe_held(held)
-              << "; start the sweep again to finish them\n";
   return counts;
 }
 

@@ -624,6 +624,10 @@ void settle_counts(SweepCounts& counts, const std::set<int64_t>& waited_on,
   }
   counts.skipped = std::max<int64_t>(0, counts.total - counts.done - counts.failed - counts.interrupted -
                                             counts.waited - counts.left_running);
+  if (opts.progress && !held.empty())
+    std::cerr << "sweep: " << held.size() << " run" << (held.size() > 1 ? "s are" : " is")
+              << " still running in other processes, not finished here: " << describe_held(held)
+              << "; start the sweep again to finish them\n";
 }
 
 SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts) {
@@ -698,10 +702,6 @@ SweepCounts run_sweep(const std::vector<RunConfig>& grid, const SweepOptions& op
   counts.failed_ids = ran.failed_ids;
   counts.interrupted = ran.interrupted;
   settle_counts(counts, waited_on, held, opts);
-  if (opts.progress && !held.empty())
-    std::cerr << "sweep: " << held.size() << " run" << (held.size() > 1 ? "s are" : " is")
-              << " still running in other processes, not finished here: " << describe_held(held)
-              << "; start the sweep again to finish them\n";
   return counts;
 }
 

@@ -128,7 +128,8 @@ class WaitingNote {
   std::chrono::steady_clock::time_point at_ = std::chrono::steady_clock::now();
 };
 // The closing counts: left_running (held), waited (runs of waited_on that others finished
-// meanwhile), skipped (the rest of total not done, failed, interrupted here).
+// meanwhile), skipped (the rest of total not done, failed, interrupted here); with progress, a
+// line naming the runs left to other processes.
 void settle_counts(SweepCounts& counts, const std::set<int64_t>& waited_on,
                    const std::vector<HeldRun>& held, const SweepOptions& opts);
 
