@@ -216,12 +216,14 @@ bool Member::draw_batch() {
   std::vector<int64_t> chunk;
   std::vector<double> f;
   // The walk over the permutation forwards chunks of b_max points. Growing (on cuda), the chunks
-  // double up to 16 b_max, and the first is a quarter longer than the last draw's walk (at most
-  // 64 b_max): late in a run few points are unsatisfied and the walk covers much of the training
-  // set, where one device call per 64 images (each ending in a host sync) would dominate the step.
+  // double up to 16 b_max, and when the last draw walked past b_max points the first is a quarter
+  // longer than that walk (at most 64 b_max): late in a run few points are unsatisfied and the walk
+  // covers much of the training set, where one device call per 64 images (each ending in a host
+  // sync) would dominate the step. While b points lie within b_max, the chunk stays b_max (no
+  // forward, nor a backward through the kept chunk, of points the batch does not take).
   // The batch (the first b unsatisfied points in permutation order) does not depend on the chunks.
-  const int64_t c0 = growing_walk_
-                         ? std::min({n, 64 * cfg_.batch_max, std::max(cfg_.batch_max, s_.walked + s_.walked / 4)})
+  const int64_t c0 = growing_walk_ && s_.walked > cfg_.batch_max
+                         ? std::min({n, 64 * cfg_.batch_max, s_.walked + s_.walked / 4})
                          : cfg_.batch_max;
   const int64_t cap = growing_walk_ ? std::max(c0, 16 * cfg_.batch_max) : cfg_.batch_max;
   s_.walked = n;  // unless b points are found before the end

@@ -18,11 +18,11 @@
 // The stochastic variant (temperature T > 0, protocol section 4), one trial step:
 //   proceed()            the budgets and a request (no full-set check)
 //   draw_batch()         b from dt and T; a fresh randperm(n) of the batch generator walked in
-//                        chunks of b_max (on cuda growing, see draw_batch; engine.forward_rows at
-//                        the current weights), keeping the
-//                        unsatisfied points until b are found; none at all: converged (the whole
-//                        training set was walked, so the check is exact, and costs n / b_max chunk
-//                        forwards only when fewer than b points are unsatisfied)
+//                        chunks (engine.forward_rows at the current weights; b_max points each on
+//                        the CPU, growing on cuda), keeping the unsatisfied points until b are
+//                        found; none at all: converged (the whole training set was walked, so the
+//                        check is exact, and walks all n points only when fewer than b are
+//                        unsatisfied)
 //   engine.gradient_rows g on the batch: sum over it of l'(m) y / (alpha b) df/dw (b, not its size)
 //   engine.trial, engine.forward_rows on the batch, judge_batch (df on the batch), accept or restore
 // A rejected trial draws a new batch at the next one. Checkpoints measure the training fit and
