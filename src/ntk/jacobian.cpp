@@ -5,7 +5,8 @@
 // per backward pass: the gradients with respect to the parameters expanded to [B, ...] views
 // (what torch.func's vmap of a per-sample gradient computes).
 // Cost: n1 + n2 rows (n1 for a symmetric Gram whose J fits the memory budget; recomputed per
-// block when J does not fit), 2 n1 n2 P flops for the products, blocks of J of at most
+// block when J does not fit), 2 n1 n2 P flops for the products (5/8 of 2 n1^2 P for a symmetric
+// Gram whose J fits: its lower tiles), blocks of J of at most
 // memory_budget / 2 bytes, and the rows of one pass (B P doubles) on top.
 // Deliberately not: per-architecture formulas (that is the structured method).
 #include <torch/csrc/autograd/autograd.h>
@@ -64,15 +65,30 @@ at::Tensor ntk_jacobian(const ForwardFn& f, const std::vector<at::Tensor>& param
   // Rows per backward pass (per-sample forward): a quarter of the budget.
   const int64_t R = std::max<int64_t>(1, int64_t(opt.memory_budget / (4.0 * 8.0 * double(P))));
   auto rows = [&](const at::Tensor& x) { return jacobian(f, params, x, per_sample, R); };
-  // A symmetric Gram whose whole J fits the budget: J once, J J^T as one product.
+  // A symmetric Gram whose whole J fits the budget: J once, and J J^T from its lower tiles of
+  // `tile` rows (default a quarter of the points): T tiles cost (T + 1) / 2T of the whole
+  // product's 2 n1^2 P flops (5/8 for four), the upper tiles being the lower ones transposed.
   if (sym && 8.0 * double(n1) * double(P) <= opt.memory_budget) {
-    at::Tensor J = rows(x1);
-    at::Tensor out = at::mm(J, J.t());
-    out = (out + out.t()) * 0.5;
-    if (opt.flops) *opt.flops = 6.0 * double(n1) * double(P) + 2.0 * double(n1) * double(n1) * double(P);
+    at::Tensor J = rows(x1);  // [n1, P]
+    const int64_t tb = opt.tile > 0 ? std::min(opt.tile, n1) : (n1 + 3) / 4;
+    at::Tensor out = at::empty({n1, n1}, J.options());
+    double product_flops = 0;
+    for (int64_t i0 = 0; i0 < n1; i0 += tb) {
+      const int64_t ti = std::min(tb, n1 - i0);
+      const at::Tensor Ji = J.narrow(0, i0, ti);
+      for (int64_t j0 = 0; j0 <= i0; j0 += tb) {
+        const int64_t tj = std::min(tb, n1 - j0);
+        const at::Tensor blk = at::mm(Ji, J.narrow(0, j0, tj).t());  // [ti, tj]
+        out.narrow(0, i0, ti).narrow(1, j0, tj).copy_(blk);
+        if (j0 != i0) out.narrow(0, j0, tj).narrow(1, i0, ti).copy_(blk.t());
+        product_flops += 2.0 * double(ti) * double(tj) * double(P);
+      }
+    }
+    out = (out + out.t()) * 0.5;  // the diagonal tiles exactly symmetric
+    if (opt.flops) *opt.flops = 6.0 * double(n1) * double(P) + product_flops;
     if (opt.plan)
-      *opt.plan = "jacobian: J of " + std::to_string(n1) + " rows once, " +
-                  (per_sample ? std::to_string(std::min(R, n1)) + " rows a backward pass" : "a backward pass a row");
+      *opt.plan = "jacobian: J of " + std::to_string(n1) + " rows once, lower tiles of " + std::to_string(tb) +
+                  " rows, " + (per_sample ? std::to_string(std::min(R, n1)) + " rows a backward pass" : "a backward pass a row");
     return out;
   }
   // Rows of J per block: two blocks within the budget.
