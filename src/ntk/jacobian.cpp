@@ -5,7 +5,7 @@
 // per backward pass: the gradients with respect to the parameters expanded to [B, ...] views
 // (what torch.func's vmap of a per-sample gradient computes).
 // Cost: n1 + n2 rows (n1 for a symmetric Gram whose J fits the memory budget; recomputed per
-// block when J does not fit), 2 n1 n2 P flops for the products (5/8 of 2 n1^2 P for a symmetric
+// block when J does not fit), 2 n1 n2 P flops for the products (3/4 of 2 n1^2 P for a symmetric
 // Gram whose J fits: its lower tiles), blocks of J of at most
 // memory_budget / 2 bytes, and the rows of one pass (B P doubles) on top.
 // Deliberately not: per-architecture formulas (that is the structured method).
@@ -66,11 +66,13 @@ at::Tensor ntk_jacobian(const ForwardFn& f, const std::vector<at::Tensor>& param
   const int64_t R = std::max<int64_t>(1, int64_t(opt.memory_budget / (4.0 * 8.0 * double(P))));
   auto rows = [&](const at::Tensor& x) { return jacobian(f, params, x, per_sample, R); };
   // A symmetric Gram whose whole J fits the budget: J once, and J J^T from its lower tiles of
-  // `tile` rows (default a quarter of the points): T tiles cost (T + 1) / 2T of the whole
-  // product's 2 n1^2 P flops (5/8 for four), the upper tiles being the lower ones transposed.
+  // `tile` rows (default half of the points): T tiles cost (T + 1) / 2T of the whole product's
+  // 2 n1^2 P flops (3/4 for two), the upper tiles being the lower ones transposed. Measured on
+  // the H200 (2,000 points, P = 4.0 M, docs/benchmarks.md "ntk"): two tiles 0.76 s, one product
+  // 0.99 s, four tiles 0.88 s (products of 500 rows run at a lower rate).
   if (sym && 8.0 * double(n1) * double(P) <= opt.memory_budget) {
     at::Tensor J = rows(x1);  // [n1, P]
-    const int64_t tb = opt.tile > 0 ? std::min(opt.tile, n1) : (n1 + 3) / 4;
+    const int64_t tb = opt.tile > 0 ? std::min(opt.tile, n1) : (n1 + 1) / 2;
     at::Tensor out = at::empty({n1, n1}, J.options());
     double product_flops = 0;
     for (int64_t i0 = 0; i0 < n1; i0 += tb) {

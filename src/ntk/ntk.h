@@ -52,7 +52,7 @@ using ForwardFn = std::function<at::Tensor(const std::vector<at::Tensor>&, const
 struct NtkOptions {
   NtkMethod method = NtkMethod::Structured;
   int64_t tile = 0;                 // points per tile; 0 = automatic (jacobian: the rows of the
-                                    // symmetric J J^T's lower tiles, a quarter of the points)
+                                    // symmetric J J^T's lower tiles, half of the points)
   double memory_budget = 1e9;       // bytes for temporaries beyond the features and the result
   // Filled by the call: the floating-point operations the method performed (matrix products and
   // the elementwise combination) and a one-line description of the plan chosen.
