@@ -45,7 +45,7 @@ def main(K, n, h):
     for name, fn, moved in cases:
         t = ms(fn)
         copy_ms = copy_ms or t
-        print(f"  {name:45s} {t:7.3f} ms  {moved * B / t / 1e9:7.0f} GB/s  {t / (copy_ms / 2):5.2f} tensor-passes of the copy's")
+        print(f"  {name:45s} {t:7.3f} ms  {moved * B / (t * 1e-3) / 1e9:7.0f} GB/s  {t / (copy_ms / 2):5.2f} tensor-passes of the copy's")
 
 if __name__ == '__main__':
     a = [int(v) for v in sys.argv[1:]] or [100, 5000, 100]
