@@ -1,6 +1,8 @@
 // Run options: parsing, defaults of the protocol, validation, canonical JSON, CLI exit codes.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/error.h"
 #include "common/md5.h"
 #include "common/options.h"
@@ -35,6 +37,20 @@ TEST(Config, ProtocolDefaults) {
   EXPECT_EQ(c.kernel_points, 5000);
   EXPECT_EQ(c.act, "softplus");
   EXPECT_DOUBLE_EQ(c.softplus_beta, 5.0);
+}
+
+// The width and the activation follow the architecture unless given: the wide ResNet's --h is its
+// width factor, 10 by default (the paper's 28 x 10), and sqrt(h) alpha is taken at that width.
+TEST(Config, ArchitectureDefaults) {
+  const RunConfig cnn = parse({"--arch", "cnn"}), wrn = parse({"--arch", "wrn", "--sqrt-h-alpha", "2"});
+  EXPECT_EQ(cnn.h, 100);
+  EXPECT_EQ(cnn.act, "relu");
+  EXPECT_EQ(wrn.h, 10);
+  EXPECT_EQ(wrn.act, "relu");
+  EXPECT_EQ(wrn.pca, 0);
+  EXPECT_DOUBLE_EQ(wrn.alpha, 2.0 / std::sqrt(10.0));
+  EXPECT_EQ(parse({"--arch", "wrn", "--h", "2"}).h, 2);
+  EXPECT_EQ(config_hash(parse({"--arch", "wrn"})), config_hash(parse({"--arch", "wrn", "--h", "10"})));
 }
 
 TEST(Config, SqrtHAlphaAndDynamics) {

@@ -62,8 +62,11 @@ const std::vector<RunOption>& table() {
        [](RunConfig& c, const std::string& v) { c.act_scale = parse_double(opt("softplus-scale"), v); }},
       {"L", "N", "hidden layers (default 5)",
        [](RunConfig& c, const std::string& v) { c.L = parse_int(opt("L"), v); }},
-      {"h", "N", "width: fc neurons, cnn channels, wrn width factor (default 100)",
-       [](RunConfig& c, const std::string& v) { c.h = parse_int(opt("h"), v); }},
+      {"h", "N", "width: fc neurons, cnn channels, wrn width factor (default 100; 10 with --arch wrn)",
+       [](RunConfig& c, const std::string& v) {
+         c.h = parse_int(opt("h"), v);
+         require(c.h >= 1, "--h must be >= 1, got " + std::to_string(c.h));  // 0 is finalize's "unset"
+       }},
       {"alpha", "A", "output scale, paper's convention (default 1)",
        [](RunConfig& c, const std::string& v) {
          c.alpha = parse_double(opt("alpha"), v);
@@ -191,6 +194,7 @@ void finalize(RunConfig& c) {
           "unknown loss '" + c.loss + "' (expected hinge, softhinge or qhinge)");
   require(one_of(c.dtype, {"float64", "float32"}), "unknown dtype '" + c.dtype + "' (expected float64 or float32)");
   require(one_of(c.device, {"cpu", "cuda"}), "unknown device '" + c.device + "' (expected cpu or cuda)");
+  if (c.h == 0) c.h = c.arch == "wrn" ? 10 : 100;  // the paper's widths (protocol sections 2 and 6)
   require(c.h >= 1, "--h must be >= 1, got " + std::to_string(c.h));
   require(c.L >= 1, "--L must be >= 1, got " + std::to_string(c.L));
   require(c.ptr >= 1, "--ptr must be >= 1, got " + std::to_string(c.ptr));

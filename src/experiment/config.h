@@ -38,7 +38,8 @@ struct RunConfig {
   double act_scale = 0.0;             // activation prefactor a; 0 = normalising constant by
                                       // quadrature (1.40438... for softplus at beta 5)
   int64_t L = 5;                      // hidden layers
-  int64_t h = 100;                    // width
+  int64_t h = 0;                      // width; 0 = the architecture's (finalize: 100, and 10 for wrn,
+                                      // the paper's 28 x 10: protocol section 2)
 
   // Model and loss (protocol section 3). alpha in the paper's convention.
   double alpha = 1.0;
