@@ -129,3 +129,27 @@ TEST(CnnFused, MatchesConv2dAndAutograd) {
     }
   }
 }
+
+// The fused kernels split each product over their threads in fixed chunks of columns of its
+// result: one or two threads give the same bits (outputs and every gradient), in the kept forward
+// and the blocked one.
+TEST(CnnFused, SameNumbersOnOneOrTwoThreads) {
+  const Activation act = Activation::make("relu");
+  at::manual_seed(8);
+  CNNParams p = cnn_init(1, 32, 5);
+  for (auto& b : p.b) b.normal_();
+  const at::Tensor x = at::randn({70, 1, 28, 28}, f64), c = at::randn({70}, f64);
+  const CNNLayout lay(1, 32);
+  auto run = [&](int threads) {
+    CNNFused net(act, lay, threads);
+    at::Tensor f = at::empty({70}, f64), fb = at::empty({70}, f64), flat = at::zeros({lay.size}, f64);
+    CNNParams g = lay.views(flat);
+    net.forward(p, x, fb.data_ptr<double>(), false);
+    net.forward(p, x, f.data_ptr<double>(), true);
+    net.backward(p, c.data_ptr<double>(), g);
+    return std::vector<at::Tensor>{f, fb, flat};
+  };
+  const std::vector<at::Tensor> one = run(1), two = run(2);
+  for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(at::equal(one[k], two[k])) << k;
+  EXPECT_GT(one[2].abs().max().item<double>(), 0.0);
+}

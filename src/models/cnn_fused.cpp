@@ -1,13 +1,18 @@
 // Fused CPU float64 CNN kernels (see cnn_fused.h): im2col over the whole block, one dgemm per
 // layer and direction, bias before the GEMM (beta = 1), activation and phi' in one pass.
 // The BLAS runs single-threaded here (BlasOneThread): on the 2 shared cores of the benchmarks its
-// second thread made the forward slower, not faster (docs/benchmarks.md, CNN section).
+// second thread made the forward slower, not faster (docs/benchmarks.md, CNN section). Each product
+// is split instead over two threads (as the FC kernels) in fixed chunks of columns of its result
+// (gemm_columns), a single-threaded dgemm each: the numbers do not depend on the thread count.
 #include "models/cnn_fused.h"
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "common/error.h"
 #include "models/blas.h"
@@ -17,6 +22,27 @@ namespace lf {
 namespace {
 
 constexpr int64_t kEvalBlock = 64;  // images per block of a forward that keeps nothing (at least)
+
+// C [M, N] (column-major) = alpha op(A) op(B) + beta C, as blas.h's gemm, in one dgemm per chunk
+// of `chunk` columns, whatever the thread count (a dgemm's rounding may depend on its N, so the
+// chunks, not the threads, fix the numbers); the chunks go round-robin to `threads` std::threads
+// (at::parallel_for runs sequentially in code built without -fopenmp, as lazyfeat is). Column n of
+// op(B) starts at B + n ldb (B as it is) or at B + n (B transposed).
+void gemm_columns(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+                  const double* B, int64_t ldb, double beta, double* C, int64_t ldc, int64_t chunk, int threads) {
+  const int64_t chunks = (N + chunk - 1) / chunk;
+  const int64_t T = std::min<int64_t>(threads, chunks);
+  auto worker = [&](int64_t t) {
+    for (int64_t i = t; i < chunks; i += T) {
+      const int64_t n0 = i * chunk, n = std::min(chunk, N - n0);
+      gemm(ta, tb, M, n, K, alpha, A, lda, tb ? B + n0 : B + n0 * ldb, ldb, beta, C + n0 * ldc, ldc);
+    }
+  };
+  std::vector<std::thread> others;
+  for (int64_t t = 1; t < T; ++t) others.emplace_back(worker, t);
+  worker(0);
+  for (std::thread& w : others) w.join();
+}
 
 // cols [r Ho Wo, 25 C] <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in
 // (kh, kw, c) order; zero outside the image.
@@ -68,7 +94,8 @@ void col2im(const double* dcols, int64_t r, int64_t H, int64_t W, int64_t C, int
 
 }  // namespace
 
-CNNFused::CNNFused(const Activation& act, const CNNLayout& layout) : act_(act), lay_(layout) {}
+CNNFused::CNNFused(const Activation& act, const CNNLayout& layout, int threads)
+    : act_(act), lay_(layout), threads_(blas_owns_threads() ? std::max(1, threads) : 1) {}
 
 void CNNFused::reserve(int64_t r, int64_t rows, int64_t cols) {
   if (r <= cap_ && rows == rows_ && cols == cols_) return;
@@ -137,7 +164,7 @@ void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep
     const double* b = bias.data_ptr<double>();
     for (int64_t n = 0; n < N; ++n) std::memcpy(a + n * h, b, sizeof(double) * h);
     // a [N, h] += s cols [N, K] W'^T: column-major a^T [h, N] = s W'(col-major [K, h])^T cols^T
-    gemm(true, false, h, N, L.k, L.s, L.wp.data_ptr<double>(), L.k, cols, L.k, 1.0, a, h);
+    gemm_columns(true, false, h, N, L.k, L.s, L.wp.data_ptr<double>(), L.k, cols, L.k, 1.0, a, h, 512, threads_);
     double* dphi = keep ? L.dphi.data_ptr<double>() : nullptr;
     const int64_t per = L.positions() * h;  // values per image
     at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
@@ -206,7 +233,7 @@ void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
     double* cols = L.cols.data_ptr<double>();
     // dW'_l [h, K] = s da^T cols: column-major dW'^T [K, h] = s cols^T(col-major [K, N]) da (col-major [h, N])^T
     double* dwp = dwp_.data_ptr<double>();
-    gemm(false, true, K, h, N, L.s, cols, K, da, h, 0.0, dwp, K);
+    gemm_columns(false, true, K, h, N, L.s, cols, K, da, h, 0.0, dwp, K, 16, threads_);  // split over h, not N
     // grad W_l [h, C, 5, 5] += dW'_l [h, 5, 5, C] permuted
     grad.W[size_t(l)].add_(dwp_.view({-1}).narrow(0, 0, h * K).view({h, kCnnKernel, kCnnKernel, L.c_in}).permute({0, 3, 1, 2}));
     // grad b_l [h] += sum over the N positions of da
@@ -216,7 +243,7 @@ void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
     if (l == 0) break;
     // dcols [N, K] = s da [N, h] W'_l [h, K] (into the cols buffer, no longer needed):
     // column-major dcols^T [K, N] = s W'^T(col-major [K, h]) da^T(col-major [h, N])
-    gemm(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K);
+    gemm_columns(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K, 512, threads_);
     col2im(cols, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, dprev);  // dz_{l-1} [r, Hi, Wi, h]
     const Layer& B = layers_[size_t(l - 1)];
     const double* dphi = B.dphi.data_ptr<double>();

@@ -27,7 +27,9 @@ namespace lf {
 
 class CNNFused {
  public:
-  CNNFused(const Activation& act, const CNNLayout& layout);
+  // threads: how many threads share each product (2, as the FC kernels: the caller and one more;
+  // 1 where the BLAS's threads are not ours to set). The numbers do not depend on it.
+  CNNFused(const Activation& act, const CNNLayout& layout, int threads = 2);
 
   // f [r] = f(w, x) for x [r, C, H, W] (CPU float64). keep: all r images at once, remembering
   // what backward() needs (the buffers grow to r images); otherwise in blocks, keeping nothing.
@@ -52,6 +54,7 @@ class CNNFused {
   void run(const CNNParams& p, const at::Tensor& x, double* f, bool keep);  // r <= cap_ images
   Activation act_;
   CNNLayout lay_;
+  int threads_;
   std::vector<Layer> layers_;
   at::Tensor xin_, pooled_, da_, db_, dwp_;  // input channels-last, [cap, h], two gradient buffers, [h, k]
   int64_t cap_ = 0, kept_ = 0, rows_ = 0, cols_ = 0;  // capacity in images, kept images, image size
