@@ -52,6 +52,7 @@ def main(K, n, h):
         s, r = rate(fn, f)
         print(f"  {name:48s} {s * 1e3:8.3f} ms {r:6.1f} TFLOP/s", flush=True)
 
-args = [int(a) for a in sys.argv[1:]] or [100, 5000, 100, 10, 5000, 100, 1, 5000, 1000]
-for i in range(0, len(args), 3):
-    main(*args[i:i + 3])
+if __name__ == '__main__':  # (scripts/gpu-passes.py imports rate)
+    args = [int(a) for a in sys.argv[1:]] or [100, 5000, 100, 10, 5000, 100, 1, 5000, 1000]
+    for i in range(0, len(args), 3):
+        main(*args[i:i + 3])

@@ -7,20 +7,12 @@
 # against the memory traffic of a step (docs/benchmarks.md "ensemble"). Deliberately not: the
 # engine (scripts/gpu-replica.py replicates it) nor the products' layouts (gpu-bmm-layouts.py).
 # Usage (on the GPU machine): python3 scripts/gpu-passes.py [K n h]
-import sys, torch
-torch.backends.cuda.matmul.allow_tf32 = False
+import importlib, sys, torch
+rate = importlib.import_module('gpu-bmm-layouts').rate  # median of 5 x 20 calls: (seconds, TFLOP/s)
 dev, dt = 'cuda', torch.float64
 
-def ms(fn, iters=20):
-    for _ in range(3): fn()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(5):
-        torch.cuda.synchronize(); a.record()
-        for _ in range(iters): fn()
-        b.record(); torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) / iters)
-    return sorted(times)[len(times) // 2]  # median of 5, milliseconds
+def ms(fn):
+    return rate(fn, 1.0)[0] * 1e3
 
 def main(K, n, h):
     X = torch.randn(K, n, h, dtype=dt, device=dev)   # [K, n, h]: one activation tensor
