@@ -17,14 +17,9 @@ namespace {
 RunConfig member(uint64_t seed, double sqrt_h_alpha, const char* device) {
   RunConfig c = lft::small_member(seed, sqrt_h_alpha, 2000);
   c.device = device;
-  // From dt = 1e-50 the paper's rule grows dt tenfold while df is exactly 0 and by 1.1 once it is
-  // not: whether a step of 1e-18 moves an output by one ulp or not depends on how the products
-  // are rounded, which differs between cuBLAS and the CPU kernels, and it shifts every later
-  // step. Starting at dt = 1e-4 (df > 0 from the first step) leaves the decisions to the
-  // dynamics, which both devices must then agree on.
-  c.dt0 = 1e-4;
-  finalize(c);
-  return c;
+  // cuBLAS and the CPU kernels round the products differently: from a first step above rounding
+  // (lft::above_rounding), the decisions are the dynamics', which both devices must agree on.
+  return lft::above_rounding(c);
 }
 
 }  // namespace

@@ -133,4 +133,14 @@ TEST(Cli, VersionShowsOpenBlas) {
   ASSERT_EQ(r.status, 0) << r.err;
   auto j = nlohmann::json::parse(lft::last_line(r.out));
   EXPECT_TRUE(j["blas_is_openblas"].get<bool>()) << j.dump();
+  // The kernels OpenBLAS chose for this CPU, and the choice OPENBLAS_CORETYPE forces (Prescott:
+  // SSE3, which every x86-64 that Debian 12 runs on has).
+  const std::string core = j["blas_core"].get<std::string>();
+  EXPECT_EQ(core.rfind("OpenBLAS 0.", 0), 0u) << core;
+  EXPECT_GT(core.size(), std::string("OpenBLAS 0.3.21 ").size()) << core;
+  auto forced = lft::run_cli({"--version", "--json"}, {"OPENBLAS_CORETYPE=Prescott"});
+  ASSERT_EQ(forced.status, 0) << forced.err;
+  const std::string fc = nlohmann::json::parse(lft::last_line(forced.out))["blas_core"].get<std::string>();
+  EXPECT_EQ(fc.substr(fc.rfind(' ') + 1), "Prescott") << fc;
+  EXPECT_NE(forced.out.find("blas kernels OpenBLAS"), std::string::npos) << forced.out;
 }

@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/sysinfo.h"
 #include "dynamics/momentum.h"
 #include "testing.h"
 
@@ -175,8 +176,9 @@ struct Study {
 };
 
 // The uninterrupted sweep: its database and its numbers. Made once per build of the binary
-// and kept next to it (test_faults_reference-KEY.sqlite, KEY from the spec and the binary's
-// size and mtime), since ctest runs each test in a process of its own.
+// and kept next to it (test_faults_reference-KEY.sqlite, KEY from the spec, the binary's size
+// and mtime and the BLAS kernels, which the sweeps' processes inherit: OPENBLAS_CORETYPE changes
+// the numbers), since ctest runs each test in a process of its own.
 struct Reference {
   Study study;
   std::map<std::string, std::vector<std::vector<std::string>>> numbers;
@@ -191,7 +193,7 @@ const Reference& reference_study() {
     std::string bin = lft::binary(), dir = bin.substr(0, bin.rfind('/'));
     std::string key = std::to_string(std::hash<std::string>{}(
         std::string(kSpec) + "|" + std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
-        std::to_string(st.st_mtim.tv_nsec)));
+        std::to_string(st.st_mtim.tv_nsec) + "|" + lf::blas_core()));
     std::string cached = dir + "/test_faults_reference-" + key + ".sqlite";
     if (access(cached.c_str(), R_OK) == 0 && numbers(cached).size() == static_cast<size_t>(kRuns)) {
       exec(cached, "VACUUM INTO '" + ref.study.db + "'");

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -51,8 +52,14 @@ int start(std::vector<std::string> argv, const std::string& out, const std::stri
   std::vector<char*> av;
   for (auto& a : argv) av.push_back(a.data());
   av.push_back(nullptr);
+  // This process's environment, each variable of env replacing one of the same name.
+  auto name = [](const std::string& kv) { return kv.substr(0, kv.find('=') + 1); };
   std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) env_s.push_back(*e);
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    if (std::none_of(env.begin(), env.end(), [&](const std::string& x) { return name(x) == name(kv); }))
+      env_s.push_back(kv);
+  }
   env_s.insert(env_s.end(), env.begin(), env.end());
   std::vector<char*> ev;
   for (auto& e : env_s) ev.push_back(e.data());
@@ -247,6 +254,12 @@ void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunRe
     expect_close(x.output_norm, y.output_norm, at + " output_norm", 1e-13);
     EXPECT_EQ(x.unsatisfied, y.unsatisfied) << at;
   }
+}
+
+lf::RunConfig above_rounding(lf::RunConfig cfg) {
+  cfg.dt0 = kDt0AboveRounding;
+  lf::finalize(cfg);
+  return cfg;
 }
 
 nlohmann::json numbers(const lf::RunResult& r) {

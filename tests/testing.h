@@ -18,7 +18,8 @@ struct CliResult {
 // Runs the lazyfeat binary with args (no shell: arguments are passed as they are).
 CliResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
 // Starts argv (argv[0] looked up in PATH) without waiting, stdin from /dev/null, stdout and
-// stderr into the files out and err, env added to this process's; new_group: its own process
+// stderr into the files out and err, env added to this process's (replacing a variable of the
+// same name); new_group: its own process
 // group (so that a test can signal the whole group). Returns the pid, or -1.
 int start(std::vector<std::string> argv, const std::string& out, const std::string& err, bool new_group = false,
           const std::vector<std::string>& env = {});
@@ -67,7 +68,21 @@ lf::TrainHooks recording(Recorded& r);  // quiet(), plus on_checkpoint into r
 // Two runs that made the same decisions (status, steps, rejected trials) and the same numbers
 // to 1e-9 relative: t, t1, test error and every checkpoint (quantities that start at 0, the
 // weight and output change, within the rounding floor of two implementations: 1e-14, 1e-13).
+// Two implementations whose sums run in different orders (the batched engine against the
+// sequential one, cuda against the CPU, at::mm against dgemm_) promise that only for runs whose
+// decisions rest on no rounding: see above_rounding.
 void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunResult& b, const Recorded& cb);
+
+// cfg starting at dt0 = kDt0AboveRounding instead of the protocol's 1e-50. From 1e-50 dt grows
+// tenfold at each step that leaves every output's bits unchanged (df == 0, protocol section 4),
+// and whether a weight change of a few ulps moves an output's last bit depends on the order of
+// the sums: two implementations (or one on two CPUs' BLAS kernels) may then take x10 and x1.1 in
+// another order (seen: OpenBLAS's Prescott kernels against lazyfeat's fused ones), and their t
+// and dt differ by a factor up to 9 for a while. From dt0 = 1e-7 the first step already moves
+// the outputs by ~1e-7 / alpha (df ~ dt Theta, Theta ~ 1, dL/dw ~ 1/alpha): far above rounding
+// for every alpha of these tests, so no decision rests on the order of a sum.
+constexpr double kDt0AboveRounding = 1e-7;
+lf::RunConfig above_rounding(lf::RunConfig cfg);
 
 // A run's summary without its timings (wall_s, steps_per_s): what two runs of the same numbers share.
 nlohmann::json numbers(const lf::RunResult& r);

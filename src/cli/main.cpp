@@ -40,7 +40,7 @@ void usage(std::ostream& os) {
     std::string n = "  " + e.name;
     os << n << std::string(n.size() < 12 ? 12 - n.size() : 1, ' ') << e.summary << "\n";
   }
-  os << "\n  --version   version, LibTorch, the BLAS library in use\n";
+  os << "\n  --version   version, LibTorch, the BLAS library in use and its kernels (OpenBLAS's core)\n";
 }
 
 }  // namespace
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
       std::cout << "lazyfeat " << info["version"].get<std::string>() << "\n"
                 << "libtorch " << info["libtorch"].get<std::string>() << "\n"
                 << "blas " << info["blas"].get<std::string>() << "\n"
+                << "blas kernels " << (info["blas_core"] == "" ? "unknown" : info["blas_core"].get<std::string>()) << "\n"
                 << "intra-op threads " << info["intra_op_threads"] << "\n"
                 << "mpi " << info["mpi"] << ", cuda "
                 << info["cuda_available"] << "\n";

@@ -36,6 +36,23 @@ std::string loaded_blas_library() {
   return found;
 }
 
+std::string blas_core() {
+  static const std::string core = [] {
+    using Text = char* (*)();
+    auto corename = reinterpret_cast<Text>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+    auto config = reinterpret_cast<Text>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+    if (!corename) return std::string();
+    std::string version = "OpenBLAS";
+    if (config) {  // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": its first two words
+      std::string c = config();
+      const size_t sp = c.find(' ', c.find(' ') + 1);
+      version = c.substr(0, sp);
+    }
+    return version + " " + corename();
+  }();
+  return core;
+}
+
 nlohmann::json build_info() {
   nlohmann::json j;
   j["version"] = LAZYFEAT_VERSION;
@@ -49,6 +66,7 @@ nlohmann::json build_info() {
   }
   j["blas"] = blas;
   j["blas_is_openblas"] = blas.find("openblas") != std::string::npos;
+  j["blas_core"] = blas_core();
   j["intra_op_threads"] = at::get_num_threads();
 #ifdef LAZYFEAT_WITH_MPI
   j["mpi"] = true;

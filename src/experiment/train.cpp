@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/sysinfo.h"
 #include "data/dataset.h"
 #include "experiment/engine.h"
 #include "experiment/from_config.h"
@@ -71,7 +72,8 @@ nlohmann::json RunResult::summary() const {
                       {"train_err", num(train_err)}, {"test_err", num(test_err)}, {"unsatisfied", unsatisfied},
                       {"weight_change", num(weight_change)}, {"output_norm", num(output_norm)},
                       {"f_norm", num(f_norm)}, {"kernel_change", num(kernel_change)}, {"wall_s", num(wall_s)},
-                      {"steps_per_s", num(steps_per_s)}, {"trainer", trainer}};
+                      {"steps_per_s", num(steps_per_s)}, {"trainer", trainer},
+                      {"blas", blas_core()}};  // the machine's arithmetic (protocol section 8)
   if (!zdot.empty()) {
     nlohmann::json z = nlohmann::json::array();
     for (double v : zdot) z.push_back(num(v));
