@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <cstdlib>
 #include <set>
 
 #include "common/error.h"
@@ -102,6 +103,7 @@ TEST(DataCli, HumanSummary) {
   EXPECT_NE(r.out.find("pool 63130 images of 784 pixels"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("train         100 points x 784"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("label mean    train 0, test 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cache         "), std::string::npos) << r.out;
 }
 
 TEST_F(MnistPool, EveryPrefixIsClassBalanced) {
@@ -441,4 +443,159 @@ TEST(DataCifar, BinaryFilesThroughThePipeline) {
   }
   expect_usage_error({"data", "--dataset", "cifar10", "--data-dir", tmp.file("none")},
                      "data_batch_1.bin: cannot open");
+}
+
+// The prepared-data cache (data/cache.h): a second load is a hit with the same bits; a corrupt,
+// truncated or stale file is rebuilt with one line on stderr; off writes nothing; the key holds
+// the options and the BLAS kernels; the least recently used files go beyond the size cap.
+namespace {
+
+// Sets an environment variable for the scope (each test runs in its own process under CTest;
+// restored for a run of the whole binary).
+struct EnvVar {
+  std::string name, old;
+  bool had;
+  EnvVar(const std::string& n, const std::string& v) : name(n) {
+    const char* o = std::getenv(n.c_str());
+    had = o != nullptr;
+    if (had) old = o;
+    setenv(n.c_str(), v.c_str(), 1);
+  }
+  ~EnvVar() { had ? setenv(name.c_str(), old.c_str(), 1) : unsetenv(name.c_str()); }
+};
+
+DataOptions cache_options(uint64_t seed = 0, int64_t pca = 10) {
+  DataOptions o;
+  o.data_dir = lft::data_dir();
+  o.ptr = 300;
+  o.pte = 700;
+  o.pca = pca;
+  o.images = pca == 0;
+  o.seed_data = seed;
+  return o;
+}
+
+void expect_same_data(const Dataset& a, const Dataset& b) {
+  for (auto m : {&Dataset::x_train, &Dataset::y_train, &Dataset::x_test, &Dataset::y_test, &Dataset::class_train,
+                 &Dataset::class_test, &Dataset::source_train, &Dataset::source_test}) {
+    EXPECT_EQ((a.*m).sizes(), (b.*m).sizes());
+    EXPECT_TRUE(at::equal(a.*m, b.*m));  // every bit
+  }
+  EXPECT_EQ(a.pca_variances, b.pca_variances);
+  EXPECT_EQ(a.pool_size, b.pool_size);
+  EXPECT_EQ(a.pixels, b.pixels);
+  EXPECT_EQ(a.pca_fit, b.pca_fit);
+  EXPECT_EQ(a.pca_solver, b.pca_solver);
+  EXPECT_EQ(a.checksums_ok, b.checksums_ok);
+  EXPECT_EQ(a.seed_data, b.seed_data);
+}
+
+std::vector<fs::path> cache_files(const std::string& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".data") out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Loads with stderr captured: the dataset and what was printed.
+std::pair<Dataset, std::string> load_capturing(const DataOptions& o) {
+  ::testing::internal::CaptureStderr();
+  Dataset d = load_dataset(o);
+  return {std::move(d), ::testing::internal::GetCapturedStderr()};
+}
+
+}  // namespace
+
+TEST(DataCache, SecondLoadIsAHitWithTheSameBits) {
+  lft::TempDir tmp;
+  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
+  for (int64_t pca : {10, 0}) {
+    SCOPED_TRACE("pca " + std::to_string(pca));
+    Dataset fresh = load_dataset(cache_options(0, pca));
+    EXPECT_EQ(fresh.cache, "miss");
+    Dataset again = load_dataset(cache_options(0, pca));
+    EXPECT_EQ(again.cache, "hit");
+    expect_same_data(again, fresh);
+    if (pca == 0) EXPECT_EQ(again.x_train.sizes(), (std::vector<int64_t>{300, 1, 28, 28}));
+  }
+  EXPECT_EQ(cache_files(tmp.path).size(), 2u);
+  {
+    EnvVar off("LAZYFEAT_DATA_CACHE", "0");  // nothing read, nothing written
+    EXPECT_EQ(load_dataset(cache_options(5)).cache, "off");
+  }
+  EXPECT_EQ(cache_files(tmp.path).size(), 2u);
+}
+
+TEST(DataCache, CorruptOrTruncatedFileIsRebuiltWithOneLine) {
+  lft::TempDir tmp;
+  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
+  const Dataset fresh = load_dataset(cache_options());
+  const fs::path file = cache_files(tmp.path).at(0);
+  struct Damage {
+    const char* what;
+    std::function<void(std::vector<uint8_t>&)> apply;
+  };
+  for (const Damage& d : {Damage{"corrupt (checksum mismatch)", [](auto& b) { b[b.size() - 100] ^= 0x10; }},
+                          Damage{"corrupt (truncated)", [](auto& b) { b.resize(b.size() - 8); }},
+                          Damage{"corrupt (trailing bytes)", [](auto& b) { b.push_back(0); }},
+                          Damage{"corrupt (not a cache file)", [](auto& b) { b[0] = 'X'; }}}) {
+    SCOPED_TRACE(d.what);
+    auto bytes = read_bytes(file.string());
+    d.apply(bytes);
+    write_bytes(file.string(), bytes);
+    auto [got, err] = load_capturing(cache_options());
+    EXPECT_EQ(got.cache, "miss");
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find(std::string("is ") + d.what + ": building the data again"), std::string::npos) << err;
+    expect_same_data(got, fresh);
+    EXPECT_EQ(load_dataset(cache_options()).cache, "hit") << "the file rewritten";
+  }
+}
+
+// A data file replaced (a copy: another modification time) makes the entry stale.
+TEST(DataCache, StaleWhenTheDataFilesChange) {
+  lft::TempDir tmp;
+  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.file("cache"));
+  fs::create_directories(tmp.file("mnist"));
+  for (const char* f : kFiles) fs::create_symlink(lft::data_dir() + "/mnist/" + f, tmp.file("mnist/") + f);
+  DataOptions o = cache_options();
+  o.data_dir = tmp.path;
+  const Dataset fresh = load_dataset(o);
+  EXPECT_EQ(load_dataset(o).cache, "hit");
+  fs::remove(tmp.file("mnist/t10k-labels-idx1-ubyte"));
+  fs::copy_file(lft::data_dir() + "/mnist/t10k-labels-idx1-ubyte", tmp.file("mnist/t10k-labels-idx1-ubyte"));
+  auto [got, err] = load_capturing(o);
+  EXPECT_EQ(got.cache, "miss");
+  EXPECT_NE(err.find("is stale (the data files changed): building the data again"), std::string::npos) << err;
+  expect_same_data(got, fresh);
+  EXPECT_EQ(load_dataset(o).cache, "hit");
+}
+
+// Other options, another file; the BLAS kernels in the key (another OpenBLAS core: a miss, in
+// a child process, where OPENBLAS_CORETYPE takes effect); the size cap evicts the oldest.
+TEST(DataCache, KeyHoldsTheOptionsAndTheBlasKernels) {
+  lft::TempDir tmp;
+  const std::vector<std::string> args = {"data", "--ptr", "300", "--pte", "700", "--pca", "10", "--json"};
+  auto cache_of = [&](const std::vector<std::string>& env) {
+    auto r = lft::run_cli(args, env);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return nlohmann::json::parse(lft::last_line(r.out)).at("cache").get<std::string>();
+  };
+  const std::string env = "LAZYFEAT_DATA_CACHE=" + tmp.path;
+  EXPECT_EQ(cache_of({env}), "miss");
+  EXPECT_EQ(cache_of({env}), "hit");
+  EXPECT_EQ(cache_of({env, "OPENBLAS_CORETYPE=Prescott"}), "miss");
+  EXPECT_EQ(cache_of({env, "OPENBLAS_CORETYPE=Prescott"}), "hit");
+  EXPECT_EQ(cache_files(tmp.path).size(), 2u);
+  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
+  EXPECT_EQ(load_dataset(cache_options(7)).cache, "miss");  // another data seed
+  EXPECT_EQ(cache_files(tmp.path).size(), 3u);
+  // Each file is ~106 kB (1,000 points of 10 components, labels, classes, sources): a cap of
+  // 0.15 MB keeps only the newest.
+  EnvVar cap("LAZYFEAT_DATA_CACHE_MB", "0.15");
+  EXPECT_EQ(load_dataset(cache_options(8)).cache, "miss");
+  const auto left = cache_files(tmp.path);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(load_dataset(cache_options(8)).cache, "hit");
 }

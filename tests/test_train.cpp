@@ -242,13 +242,16 @@ TEST(TrainCli, MnistPtr200Converges) {
 // (PyTorch's, MKL inside) the trainer takes the reference trainer. Emulated here with
 // LAZYFEAT_FUSED_ATEN_MM=1 and LAZYFEAT_FUSED_BLAS_THREADS=fixed: the same run, step for step, to
 // rounding (600 points at h = 64: three blocks of rows, so that both threads take tasks).
-// The same seeds give the same numbers, bit for bit, with one or two OpenBLAS threads (and ATen
-// intra-op threads): the whitened PCA of the data runs on a fixed two BLAS threads (data/pca.cpp;
-// left to the machine, its covariance differed in the last bits and the six runs of a small sweep
-// in their steps), and the fused trainer keeps its products single-threaded.
+// The same seeds give the same numbers, bit for bit, with one or two OpenBLAS threads, ATen
+// intra-op threads and threads of lazyfeat's pool (common/pool.h): the whitened PCA of the data
+// runs on a fixed two BLAS threads (data/pca.cpp; left to the machine, its covariance differed in
+// the last bits and the six runs of a small sweep in their steps), and the fused trainer keeps its
+// products single-threaded, in fixed tasks. The prepared-data cache is off: each process builds
+// its data.
 TEST(TrainCli, SameNumbersWithOneOrTwoThreads) {
   auto cli = [](std::vector<std::string> args, const char* threads) {
-    auto r = lft::run_cli(args, {std::string("OPENBLAS_NUM_THREADS=") + threads, std::string("OMP_NUM_THREADS=") + threads});
+    auto r = lft::run_cli(args, {std::string("OPENBLAS_NUM_THREADS=") + threads, std::string("OMP_NUM_THREADS=") + threads,
+                                 std::string("LAZYFEAT_THREADS=") + threads, "LAZYFEAT_DATA_CACHE=0"});
     EXPECT_EQ(r.status, 0) << r.err;
     nlohmann::json j = nlohmann::json::parse(lft::last_line(r.out));
     for (const char* k : {"seconds", "wall_s", "steps_per_s"}) j.erase(k);
@@ -269,8 +272,10 @@ TEST(TrainCli, SameNumbersWithOneOrTwoThreads) {
 
 TEST(TrainCli, FusedKernelsWithoutDgemmGiveTheSameRun) {
   auto train = [](const std::vector<std::string>& env) {
+    // From a first step above rounding (lft::kDt0AboveRounding: at::mm and dgemm_ sum in other orders).
+    static_assert(lft::kDt0AboveRounding == 1e-7, "the --dt0 below");
     auto r = lft::run_cli({"train", "--ptr", "600", "--pte", "300", "--h", "64", "--L", "3",
-                           "--sqrt-h-alpha", "10", "--max-steps", "600", "--json", "--quiet"},
+                           "--sqrt-h-alpha", "10", "--max-steps", "600", "--dt0", "1e-7", "--json", "--quiet"},
                           env);
     EXPECT_EQ(r.status, 0) << r.err;
     return nlohmann::json::parse(lft::last_line(r.out));

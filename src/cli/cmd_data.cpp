@@ -54,7 +54,12 @@ void print_human(const nlohmann::json& s) {
       std::cout << "from " << lo->get<double>() << " to " << hi->get<double>() << "\n";
     }
   }
-  std::cout << "checksums     " << (s["checksums_ok"].get<bool>() ? "ok" : "not verified") << "\n"
+  const std::string cache = s["cache"].get<std::string>();
+  std::cout << "checksums     " << (s["checksums_ok"].get<bool>() ? "ok" : "not verified")
+            << (cache == "hit" ? " (when the prepared-data cache was made)" : "") << "\n"
+            << "cache         "
+            << (cache == "hit" ? "hit (prepared data read back)" : cache == "miss" ? "miss (built and kept)" : "off")
+            << "\n"
             << "time          " << fmt_num(s["seconds"].get<double>()) << " s\n";
 }
 

@@ -42,13 +42,15 @@ struct Dataset {
   std::string pca_fit;                // "pool" | "train" (pca_train_only) | "" without PCA
   std::string pca_solver;             // "dsyev" | "evd" | "" without PCA
   uint64_t seed_data = 0;
+  std::string cache;                  // the prepared-data cache (data/cache.h): "hit", "miss" or "off"
   double seconds = 0.0;               // wall time of load_dataset
 
   // The summary printed by `lazyfeat data --json` (cli-contract.md).
   nlohmann::json summary() const;
 };
 
-// Builds the dataset. Throws UsageError for a missing, truncated or corrupt file, a checksum
+// Builds the dataset, or reads it from the prepared-data cache (data/cache.h), which then holds
+// the same bits. Throws UsageError for a missing, truncated or corrupt file, a checksum
 // mismatch, ptr + pte larger than the pool, a pca larger than the pixel count or the rank.
 // Result in float64 on the CPU.
 Dataset load_dataset(const DataOptions& opt);

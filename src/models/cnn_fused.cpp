@@ -2,19 +2,19 @@
 // layer and direction, bias before the GEMM (beta = 1), activation and phi' in one pass.
 // The BLAS runs single-threaded here (BlasOneThread): on the 2 shared cores of the benchmarks its
 // second thread made the forward slower, not faster (docs/benchmarks.md, CNN section). Each product
-// is split instead over two threads (as the FC kernels) in fixed chunks of columns of its result
-// (gemm_columns), a single-threaded dgemm each: the numbers do not depend on the thread count.
+// is split instead over lazyfeat's thread pool (common/pool.h, as the FC kernels) in fixed chunks
+// of columns of its result (gemm_columns), a single-threaded dgemm each, and so are im2col, col2im
+// and the activations, in fixed pieces of images: the numbers do not depend on the thread count.
 #include "models/cnn_fused.h"
-
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <thread>
+#include <functional>
 #include <vector>
 
 #include "common/error.h"
+#include "common/pool.h"
 #include "models/blas.h"
 #include "models/fc_fused.h"  // activation_inplace
 
@@ -23,33 +23,38 @@ namespace {
 
 constexpr int64_t kEvalBlock = 64;  // images per block of a forward that keeps nothing (at least)
 
+// fn(begin, end) over [0, n) in fixed pieces of `grain`, on lazyfeat's thread pool (common/pool.h),
+// or on the caller alone with threads = 1.
+void for_pieces(int64_t n, int64_t grain, int threads, const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t pieces = (n + grain - 1) / grain;
+  auto piece = [&](int64_t i, int) { fn(i * grain, std::min(n, (i + 1) * grain)); };
+  if (threads <= 1) {
+    for (int64_t i = 0; i < pieces; ++i) piece(i, 0);
+  } else {
+    parallel_tasks(pieces, piece);
+  }
+}
+
 // C [M, N] (column-major) = alpha op(A) op(B) + beta C, as blas.h's gemm, in one dgemm per chunk
 // of `chunk` columns, whatever the thread count (a dgemm's rounding may depend on its N, so the
-// chunks, not the threads, fix the numbers); the chunks go round-robin to `threads` std::threads
-// (at::parallel_for runs sequentially in code built without -fopenmp, as lazyfeat is). Column n of
-// op(B) starts at B + n ldb (B as it is) or at B + n (B transposed).
+// chunks, not the threads, fix the numbers). Column n of op(B) starts at B + n ldb (B as it is)
+// or at B + n (B transposed).
 void gemm_columns(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
                   const double* B, int64_t ldb, double beta, double* C, int64_t ldc, int64_t chunk, int threads) {
-  const int64_t chunks = (N + chunk - 1) / chunk;
-  const int64_t T = std::min<int64_t>(threads, chunks);
-  auto worker = [&](int64_t t) {
-    for (int64_t i = t; i < chunks; i += T) {
-      const int64_t n0 = i * chunk, n = std::min(chunk, N - n0);
-      gemm(ta, tb, M, n, K, alpha, A, lda, tb ? B + n0 : B + n0 * ldb, ldb, beta, C + n0 * ldc, ldc);
-    }
-  };
-  std::vector<std::thread> others;
-  for (int64_t t = 1; t < T; ++t) others.emplace_back(worker, t);
-  worker(0);
-  for (std::thread& w : others) w.join();
+  for_pieces(N, chunk, threads, [&](int64_t n0, int64_t n1) {
+    gemm(ta, tb, M, n1 - n0, K, alpha, A, lda, tb ? B + n0 : B + n0 * ldb, ldb, beta, C + n0 * ldc, ldc);
+  });
 }
+
+// Images per piece of the elementwise passes (im2col, col2im, the activations).
+constexpr int64_t kImagesPerPiece = 4;
 
 // cols [r Ho Wo, 25 C] <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in
 // (kh, kw, c) order; zero outside the image.
 void im2col(const double* z, int64_t r, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, int64_t st,
-            double* cols) {
+            double* cols, int threads) {
   const int64_t K = kCnnKernel * kCnnKernel * C;
-  at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
+  for_pieces(r, kImagesPerPiece, threads, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t oy = 0; oy < Ho; ++oy)
         for (int64_t ox = 0; ox < Wo; ++ox) {
@@ -69,9 +74,9 @@ void im2col(const double* z, int64_t r, int64_t H, int64_t W, int64_t C, int64_t
 
 // dz [r, H, W, C] = col2im(dcols [r Ho Wo, 25 C]): each patch entry added back where im2col took it.
 void col2im(const double* dcols, int64_t r, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, int64_t st,
-            double* dz) {
+            double* dz, int threads) {
   const int64_t K = kCnnKernel * kCnnKernel * C;
-  at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
+  for_pieces(r, kImagesPerPiece, threads, [&](int64_t b0, int64_t b1) {
     std::memset(dz + b0 * H * W * C, 0, sizeof(double) * (b1 - b0) * H * W * C);
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t oy = 0; oy < Ho; ++oy)
@@ -158,7 +163,7 @@ void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep
     // W'_l [h, 5, 5, C] <- W_l [h, C, 5, 5]
     L.wp.view({h, kCnnKernel, kCnnKernel, L.c_in}).copy_(p.W[size_t(l)].permute({0, 2, 3, 1}));
     double* cols = L.cols.data_ptr<double>();
-    im2col(z, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, cols);
+    im2col(z, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, cols, threads_);
     double* a = L.z.data_ptr<double>();  // [N, h]
     const at::Tensor bias = p.b[size_t(l)].contiguous();
     const double* b = bias.data_ptr<double>();
@@ -167,7 +172,7 @@ void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep
     gemm_columns(true, false, h, N, L.k, L.s, L.wp.data_ptr<double>(), L.k, cols, L.k, 1.0, a, h, 512, threads_);
     double* dphi = keep ? L.dphi.data_ptr<double>() : nullptr;
     const int64_t per = L.positions() * h;  // values per image
-    at::parallel_for(0, r, 1, [&](int64_t b0, int64_t b1) {
+    for_pieces(r, kImagesPerPiece, threads_, [&](int64_t b0, int64_t b1) {
       activation_inplace(act_, a + b0 * per, dphi ? dphi + b0 * per : nullptr, (b1 - b0) * per);
     });
     z = a;
@@ -244,11 +249,11 @@ void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
     // dcols [N, K] = s da [N, h] W'_l [h, K] (into the cols buffer, no longer needed):
     // column-major dcols^T [K, N] = s W'^T(col-major [K, h]) da^T(col-major [h, N])
     gemm_columns(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K, 512, threads_);
-    col2im(cols, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, dprev);  // dz_{l-1} [r, Hi, Wi, h]
+    col2im(cols, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, dprev, threads_);  // dz_{l-1} [r, Hi, Wi, h]
     const Layer& B = layers_[size_t(l - 1)];
     const double* dphi = B.dphi.data_ptr<double>();
     const int64_t M = r * B.positions() * h;
-    at::parallel_for(0, M, 4096, [&](int64_t i0, int64_t i1) {
+    for_pieces(M, 1 << 14, threads_, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) dprev[i] *= dphi[i];
     });
     std::swap(da, dprev);

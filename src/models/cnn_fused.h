@@ -13,7 +13,8 @@
 // layer's input as is. Buffers grow to the largest block kept and are reused across calls.
 // The CPU only: on CUDA the trainer keeps cuDNN through at::conv2d (experiment/model.cpp).
 // Deliberately not: autograd, other dtypes or devices, other architectures, the loss, threads of
-// its own (the GEMMs run the BLAS single-threaded, the elementwise passes ATen's parallel_for).
+// its own (products and elementwise passes run in fixed pieces on lazyfeat's pool, common/pool.h,
+// the BLAS single-threaded inside).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -27,8 +28,9 @@ namespace lf {
 
 class CNNFused {
  public:
-  // threads: how many threads share each product (2, as the FC kernels: the caller and one more;
-  // 1 where the BLAS's threads are not ours to set). The numbers do not depend on it.
+  // threads: 1 runs everything on the caller; otherwise the pieces go to lazyfeat's thread pool
+  // (common/pool.h), as the FC kernels' (1 where the BLAS's threads are not ours to set). The
+  // numbers do not depend on it.
   CNNFused(const Activation& act, const CNNLayout& layout, int threads = 2);
 
   // f [r] = f(w, x) for x [r, C, H, W] (CPU float64). keep: all r images at once, remembering

@@ -7,32 +7,28 @@
 //   phi'(z) = a sigmoid(beta z) = a / (1 + e) for z > 0, a e / (1 + e) otherwise,
 // with one division for both 1 / (1 + e) and 1 / (2 + e). AVX2+FMA code is compiled per function
 // (__attribute__((target))) and chosen at run time, so the default build runs on any x86-64.
-// Threads: the caller and one persistent worker share fixed tasks (blocks of rows in the forward,
-// contiguous chunks of the listed points in the backward) through an atomic counter; the BLAS
-// (dgemm_ of the loaded library, looked up once: models/blas.h) runs single-threaded inside them.
-// Where its threads cannot be set (no openblas_set_num_threads: MKL inside PyTorch's LibTorch) the
-// two threads run as an ATen parallel region, inside which MKL starts no threads of its own;
-// without a dgemm_ at all the products go through at::mm there.
+// Threads: lazyfeat's thread pool (common/pool.h: the caller and its workers) runs fixed tasks
+// (blocks of rows in the forward, contiguous chunks of the listed points in the backward); the
+// BLAS (dgemm_ of the loaded library, looked up once: models/blas.h) runs single-threaded inside
+// them. Where its threads cannot be set (no openblas_set_num_threads: MKL inside PyTorch's
+// LibTorch) the region runs as an ATen parallel region, inside which MKL starts no threads of its
+// own; without a dgemm_ at all the products go through at::mm there.
 // Deliberately not: other activations in SIMD (relu is cheap, tanh/swish are not in setup A),
-// a general thread pool.
+// threads of its own.
 #include "models/fc_fused.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <limits>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "common/error.h"
+#include "common/pool.h"
 #include "models/blas.h"
 
 #if defined(__x86_64__)
@@ -263,116 +259,6 @@ void activation_inplace(const Activation& act, double* z, double* dphi, int64_t 
   activation_serial(act, z, dphi, n);
 }
 
-// ---- the caller + one persistent worker --------------------------------------------------------
-
-namespace {
-inline void cpu_relax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-}  // namespace
-
-// run(k, fn) calls fn(task, thread) for task = 0 .. k-1, each once, on the caller (thread 0)
-// and the worker (thread 1), and returns when all are done. Tasks are claimed through one
-// atomic word (generation << 32 | next task), so a worker late from an earlier run can never
-// claim a task of a later one. The worker spins ~100 us for the next run, then sleeps.
-class FCFused::Pool {
- public:
-  Pool() : worker_([this] { loop(); }) {}
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
-    worker_.join();
-  }
-  template <class F>
-  void run(int64_t k, F&& fn) {
-    if (k <= 1) {
-      for (int64_t i = 0; i < k; ++i) fn(i, 0);
-      return;
-    }
-    if (!blas_owns_threads()) {
-      // A BLAS whose threads we cannot set (MKL inside LibTorch: dgemm_ called directly), or no
-      // dgemm_ at all (the products through at::mm). The two threads then run as an ATen parallel
-      // region, inside which ATen and MKL start no threads of their own: two threads, not two
-      // times the intra-op threads spinning on the same cores (measured: 8.5 steps/s against the
-      // reference trainer's 57 on 16 cores before). Same tasks, same scratch per thread, same numbers.
-      std::atomic<int64_t> next{0};
-      at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
-        for (int64_t t = b; t < e; ++t)
-          for (int64_t i; (i = next.fetch_add(1)) < k;) fn(i, int(t));
-      });
-      return;
-    }
-    call_ = [&fn](int64_t i, int t) { fn(i, t); };
-    tasks_.store(k, std::memory_order_relaxed);
-    done_.store(0, std::memory_order_relaxed);
-    gen_ = (gen_ + 1) & 0xffffffffu;
-    if (gen_ == 0) gen_ = 1;
-    word_.store(gen_ << 32, std::memory_order_seq_cst);
-    if (sleeping_.load(std::memory_order_seq_cst)) {
-      std::lock_guard<std::mutex> g(mu_);
-      cv_.notify_one();
-    }
-    work(gen_, 0);
-    // Wait for the worker's last tasks: spin briefly, then yield (it may be waiting for this core).
-    for (int spin = 0; done_.load(std::memory_order_acquire) < k; ++spin) {
-      if (spin < 4096) cpu_relax();
-      else std::this_thread::yield();
-    }
-    word_.store(gen_ << 32 | 0xffffffffu, std::memory_order_seq_cst);  // closed: no task index left
-    call_ = nullptr;
-  }
-
- private:
-  void work(uint64_t gen, int t) {
-    for (;;) {
-      uint64_t w = word_.load(std::memory_order_acquire);
-      if ((w >> 32) != gen || int64_t(w & 0xffffffffu) >= tasks_.load(std::memory_order_relaxed)) return;
-      if (!word_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) continue;
-      call_(int64_t(w & 0xffffffffu), t);
-      done_.fetch_add(1, std::memory_order_acq_rel);
-    }
-  }
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      auto t0 = std::chrono::steady_clock::now();
-      uint64_t g = word_.load(std::memory_order_acquire) >> 32;
-      for (int spin = 0; g == seen; ++spin) {
-        cpu_relax();
-        if ((spin & 255) == 255 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(100)) break;
-        g = word_.load(std::memory_order_acquire) >> 32;
-      }
-      if (g == seen) {
-        std::unique_lock<std::mutex> lk(mu_);
-        sleeping_.store(true, std::memory_order_seq_cst);
-        cv_.wait(lk, [&] { return stop_ || (word_.load(std::memory_order_seq_cst) >> 32) != seen; });
-        sleeping_.store(false, std::memory_order_relaxed);
-        if (stop_) return;
-        g = word_.load(std::memory_order_acquire) >> 32;
-      }
-      seen = g;
-      work(g, 1);
-    }
-  }
-  std::function<void(int64_t, int)> call_;
-  std::atomic<int64_t> tasks_{0};
-  uint64_t gen_ = 0;
-  std::atomic<uint64_t> word_{0};
-  std::atomic<int64_t> done_{0};
-  std::atomic<bool> sleeping_{false};
-  bool stop_ = false;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::thread worker_;
-};
-
 // Per-thread buffers of one block of rows.
 struct FCFused::Scratch {
   std::vector<double> a, b;                // [rows, h] ping-pong (evaluate) / delta pair (backward)
@@ -387,7 +273,7 @@ FCFused::FCFused(const Activation& act, const FCLayout& layout, int64_t n) : act
     z_.push_back(at::empty({n, h}, o));
     dphi_.push_back(at::empty({n, h}, o));
   }
-  for (int t = 0; t < 2; ++t) {
+  for (int t = 0; t < pool_threads(); ++t) {
     auto s = std::make_unique<Scratch>();
     s->a.resize(B * h);
     s->b.resize(B * h);
@@ -441,10 +327,12 @@ void FCFused::forward_all(const FCParams& p_, const at::Tensor& x_, double* out,
   const int64_t B = block_rows(lay_.h), blocks = (N + B - 1) / B;
   const double* xp = x.data_ptr<double>();
   BlasOneThread one;
-  if (!pool_) pool_ = std::make_unique<Pool>();
-  pool_->run(blocks, [&](int64_t k, int t) {
-    forward_block(p, xp, k * B, std::min(B, N - k * B), out, keep ? nullptr : scratch_[t].get());
-  });
+  parallel_tasks(
+      blocks,
+      [&](int64_t k, int t) {
+        forward_block(p, xp, k * B, std::min(B, N - k * B), out, keep ? nullptr : scratch_[t].get());
+      },
+      !blas_owns_threads());
 }
 
 void FCFused::forward(const FCParams& p, const at::Tensor& x, at::Tensor& f) {
@@ -537,8 +425,7 @@ void FCFused::backward(const FCParams& p_, const at::Tensor& x_, const int64_t* 
   };
   {
     BlasOneThread one;
-    if (!pool_) pool_ = std::make_unique<Pool>();
-    pool_->run(chunks, chunk);
+    parallel_tasks(chunks, chunk, !blas_owns_threads());
   }
   // grad = sum of the partials in chunk order, written straight into grad's tensors.
   auto add_partials = [&](const at::Tensor& dst, int64_t off) {

@@ -3,12 +3,13 @@
 // for softplus, SIMD when the CPU has AVX2+FMA), and a hand-written backward that runs on a
 // subset of the points only (protocol section 7: with the hinge loss the satisfied points have
 // exactly zero gradient). Points are processed in fixed blocks of rows that run through all
-// layers at once (cache-resident), shared by the caller and one persistent worker thread, with
+// layers at once (cache-resident), shared by the threads of lazyfeat's pool (common/pool.h), with
 // the BLAS single-threaded inside; the block split depends on n only, and per-chunk gradient
-// partials are added in a fixed order, so results are the same on every machine and run.
-// All buffers are allocated once.
+// partials are added in a fixed order, so results do not depend on the thread count or on
+// which thread ran what (with the same BLAS kernels: protocol section 8). All buffers are
+// allocated once.
 // Deliberately not: autograd, other dtypes or devices (the reference trainer covers those),
-// the loss (experiment/), parameter updates (dynamics/), more than two threads.
+// the loss (experiment/), parameter updates (dynamics/), threads of its own.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -66,8 +67,7 @@ class FCFused {
   at::Tensor evaluate(const FCParams& p, const at::Tensor& x);
 
  private:
-  class Pool;     // the caller + one persistent worker (fc_fused.cpp)
-  struct Scratch; // per-thread block buffers (fc_fused.cpp)
+  struct Scratch; // per-thread block buffers (fc_fused.cpp), one per thread of common/pool.h
   // Every row of x through all layers in blocks shared by the threads; keep: into the buffers
   // backward() reads (x must be the n training points), else into per-thread scratch.
   void forward_all(const FCParams& p, const at::Tensor& x, double* out, bool keep);
@@ -78,7 +78,6 @@ class FCFused {
   std::vector<at::Tensor> z_, dphi_;        // [n, h] each, l = 1..L (index l-1)
   at::Tensor partial_;                      // [chunks, P] per-chunk gradient partials
   std::vector<std::unique_ptr<Scratch>> scratch_;  // one per thread
-  std::unique_ptr<Pool> pool_;
 };
 
 }  // namespace lf
