@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build lazyfeat on the GPU machine against PyTorch's CUDA LibTorch (no Debian packages there):
 # header-only libraries, SQLite and GoogleTest's sources travel in .gpu/ (made by
-# scripts/gpu-carry.sh on a Debian machine). Usage: [TARGET=lazyfeat] scripts/gpu-build.sh [build-dir]
+# scripts/gpu-carry.sh on a Debian machine). Usage: [TARGET="lazyfeat cuda_kernels ..."] scripts/gpu-build.sh [build-dir]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$root/build-gpu}
@@ -13,4 +13,4 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DLAZYFEAT_EXTRA_INCLUDE="$carry/include" -DLAZYFEAT_EXTRA_LIB="$carry/lib" \
   -DLAZYFEAT_GTEST_SOURCE="$carry/googletest" -DLAZYFEAT_MPI=OFF \
   -DCMAKE_BUILD_RPATH="$carry/lib"
-cmake --build "$build" -j "$(nproc)" ${TARGET:+--target "$TARGET"}
+cmake --build "$build" -j "$(nproc)" ${TARGET:+--target $TARGET}

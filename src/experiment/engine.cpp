@@ -3,13 +3,20 @@
 #include <c10/core/GradMode.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 
 #include "common/error.h"
 #include "dynamics/momentum.h"
 #include "experiment/observables.h"
 #include "models/fc.h"
+#include "models/fc_cuda.h"
+
+#ifdef LAZYFEAT_WITH_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 namespace lf {
 namespace {
@@ -235,6 +242,7 @@ class BatchedEngine final : public Engine {
     Y_ = at::tensor(spec_.y, at::TensorOptions().dtype(at::kDouble)).to(d64);
     alpha_ = at::tensor(spec_.alpha, at::TensorOptions().dtype(at::kDouble)).to(d64);
     softplus_ = act_.kind == Activation::Kind::Softplus;
+    cuda_kernels_ = cuda_kernels_available() && softplus_ && opts.device().is_cuda() && opts.dtype() == at::kDouble;
   }
   at::Tensor w(int64_t k) override { return W_[k]; }
   at::Tensor v(int64_t k) override { return V_[k]; }
@@ -407,6 +415,28 @@ class BatchedEngine final : public Engine {
 
  private:
   double threshold() const { return act_.threshold > 0 ? act_.threshold : 600.0; }  // models/activation.cpp
+  // The hand-written CUDA kernels (models/fc_cuda.h): where they were built, unless
+  // LAZYFEAT_CUDA_KERNELS=0 asks for the plain LibTorch composition (tests, benchmarks).
+  static bool cuda_kernels_available() {
+#ifdef LAZYFEAT_WITH_CUDA_KERNELS
+    const char* e = std::getenv("LAZYFEAT_CUDA_KERNELS");
+    return !(e && std::string(e) == "0");
+#else
+    return false;
+#endif
+  }
+  // pre [K', N, fo] <- m pre + b (b [K', fo], rows at Wk's stride); returns softplus(pre).
+  at::Tensor bias_softplus(const at::Tensor& b, double m, at::Tensor& pre) const {
+    at::Tensor z = at::empty_like(pre);
+#ifdef LAZYFEAT_WITH_CUDA_KERNELS
+    cuda::bias_softplus(b.data_ptr<double>(), b.stride(0), m, pre.data_ptr<double>(), z.data_ptr<double>(), pre.size(0),
+                        pre.size(1), pre.size(2), act_.beta, threshold(), at::cuda::getCurrentCUDAStream().stream());
+#else
+    (void)b, (void)m;
+    throw std::logic_error("batched engine: the CUDA kernels were not built");
+#endif
+    return z;
+  }
   // f of the members with weights Wk [K', P] on the points x [N, d] (the device): [K', N]. With
   // keep, the layers' inputs, preactivations and weights are kept for the backward.
   at::Tensor batched_outputs(const at::Tensor& Wk, const at::Tensor& x, bool keep = false) {
@@ -419,10 +449,16 @@ class BatchedEngine final : public Engine {
       const at::Tensor W = Wk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi});  // [K', fo, fi]
       const at::Tensor b = Wk.narrow(1, lay_.b_offset[l], fo).view({K, 1, fo});        // [K', 1, fo]
       mult_[l] = (l > 0 && softplus_ ? act_.scale : 1.0) / std::sqrt(double(fi));
-      at::Tensor pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, mult_[l]);  // [K', N, fo]
       if (keep) Wl_[l] = W;
-      if (l == lay_.L) return pre.squeeze(2);  // [K', N]
-      z = softplus_ ? at::softplus(pre, act_.beta, threshold()) : act_(pre);
+      at::Tensor pre;  // [K', N, fo]
+      if (l < lay_.L && cuda_kernels_) {  // the product, then scale, bias and softplus in one pass
+        pre = at::bmm(z, W.transpose(1, 2));
+        z = bias_softplus(Wk.narrow(1, lay_.b_offset[l], fo), mult_[l], pre);
+      } else {
+        pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, mult_[l]);
+        if (l == lay_.L) return pre.squeeze(2);  // [K', N]
+        z = softplus_ ? at::softplus(pre, act_.beta, threshold()) : act_(pre);
+      }
       if (keep) pre_.push_back(pre), z_.push_back(z);
     }
   }
@@ -515,6 +551,7 @@ class BatchedEngine final : public Engine {
   at::Tensor x_;
   int64_t n_;
   bool softplus_ = false;
+  bool cuda_kernels_ = false;  // the forward's epilogue through models/fc_cuda.h
   at::Tensor W_, V_, G_, Wp_, Vp_, W0_;  // [K, P]
   at::Tensor Gp_, Gx_;                   // [K, P] eab2 (FitSpec::gradient_history)
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]

@@ -12,7 +12,10 @@
 //  - BatchedEngine: the members' weights as [K, P] tensors on one device; one batched forward
 //    (batched matrix products over [K, n, h]) keeping the preactivations, df and the fit as
 //    [K', n] tensor reductions on the device (one transfer of 4 numbers a member a step), and a
-//    hand-written batched backward (two batched products a layer and one elementwise pass).
+//    hand-written batched backward (two batched products a layer and one elementwise pass). On
+//    cuda in float64 with softplus, each hidden layer's scale, bias and activation follow its
+//    product as one hand-written pass (models/fc_cuda.h; LAZYFEAT_CUDA_KERNELS=0: LibTorch's
+//    baddbmm and softplus instead).
 //    Members that left (converged, stopped, diverged) are not computed. The GPU path of
 //    full-batch FC ensembles; it refuses batch work (forward_rows, gradient_rows) and other
 //    networks.

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call of the device tool: one block of the paper-scale study (a sweep
+# specification under examples/, docs/results/README.md) for WALL seconds, then its database back
+# through the device's output folder. Resumable from call to call:
+#  - on a warm machine (the next call within the device's idle window) the database is still in
+#    build-gpu/study/, an ignored folder of the repository's copy there, and the build is reused;
+#  - on a fresh machine it starts from the parts carried in .gpu/study/NAME.sqlite.gz.part* (the
+#    previous call's output, copied there on the development machine), else from nothing.
+# The sweep is stopped by SIGTERM at WALL seconds: its runs save their states and go back to
+# planned (docs/sweep-faults.md), so the next call resumes them where they stopped.
+#   run: OUT=$OUT SPEC=examples/paper-a-h100.toml NAME=paper-a-h100 ENSEMBLE=19 SHARD=0/4 WALL=480 \
+#        scripts/gpu-study.sh                                        (carry [".gpu"])
+#   then: cat FILES_AT/NAME.sqlite.gz.part* > .gpu/study/... (scripts/gpu-study-fetch.sh does it)
+# Output ($OUT): NAME.sqlite.gz.partNN (the whole database, gzipped, in 15 MiB parts: the device
+# tool brings back files of at most 16 MiB) and NAME-logs.tgz (build, sweep log, runs JSON).
+# DROP_STATES=1 first deletes the saved states of the runs that ended (their trained weights: not
+# needed by the report; kept otherwise), so that a finished block travels small.
+# Deliberately not: the tests, the benchmarks (scripts/gpu-check.sh).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest=${OUT:-/tmp/gpu-study}
+spec=${SPEC:?SPEC=examples/....toml}
+name=${NAME:?NAME=the block name}
+wall=${WALL:-480}
+ens=${ENSEMBLE:-1}
+build=${BUILD:-$root/build-gpu}
+logs=$dest/$name-logs; mkdir -p "$logs"
+trap 'tar czf "$dest/$name-logs.tgz" -C "$logs" . && rm -rf "$logs"' EXIT
+mkdir -p "$root/data/mnist" "$build/study"
+for f in "$root"/.gpu/mnist/*.gz; do
+  t="$root/data/mnist/$(basename "$f" .gz)"
+  [ -e "$f" ] && [ ! -s "$t" ] && gunzip -c "$f" > "$t"
+done
+SECONDS=0
+if [ ! -x "$build/lazyfeat" ] || [ -n "${REBUILD:-}" ]; then
+  TARGET=lazyfeat "$root/scripts/gpu-build.sh" "$build" > "$logs/build.log" 2>&1 || { tail -50 "$logs/build.log"; exit 1; }
+  echo "build: ${SECONDS} s"
+fi
+export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
+lf=$build/lazyfeat
+db=$build/study/$name.sqlite
+if [ ! -s "$db" ] && ls "$root/.gpu/study/$name.sqlite.gz.part"* > /dev/null 2>&1; then
+  cat "$root/.gpu/study/$name.sqlite.gz.part"* | gunzip > "$db" && echo "database: from the carried parts"
+elif [ -s "$db" ]; then
+  echo "database: kept on this machine"
+else
+  echo "database: new"
+fi
+left=$(( wall - SECONDS ))
+if [ "$left" -gt 30 ]; then
+  OMP_NUM_THREADS=8 timeout -s TERM -k 120 "$left" "$lf" sweep "$root/$spec" --db "$db" --ensemble "$ens" \
+    ${SHARD:+--shard "$SHARD"} --state-every 60 --json > "$logs/sweep.json" 2> "$logs/sweep.log"
+  echo "sweep exit $? after ${SECONDS} s; $(tr '\r' '\n' < "$logs/sweep.log" | grep -v '^$' | tail -2 | head -c 600)"
+fi
+"$lf" runs --db "$db" --json > "$logs/runs.json" 2>&1
+python3 - "$db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print("runs by status:", dict(c.execute("select status, count(*) from runs group by status").fetchall()))
+for r in c.execute("select id, seed_init, alpha, status, steps, t, test_err, kernel_change, steps_per_s, wall_s "
+                   "from runs where status != 'planned' or steps > 0 order by id"):
+    print("  ", r)
+for r in c.execute("select r.id, s.step, s.t from states s join runs r on r.id = s.run_id where r.status = 'planned'"):
+    print("   state of planned run", r)
+EOF
+out=$build/study/$name.export.sqlite
+rm -f "$out"
+python3 - "$db" "$out" "${DROP_STATES:-}" <<'EOF'
+import sqlite3, sys
+src, dst, drop = sys.argv[1], sys.argv[2], sys.argv[3]
+c = sqlite3.connect(src)
+c.execute("vacuum into ?", (dst,))
+c.close()
+if drop:
+    d = sqlite3.connect(dst)
+    d.execute("delete from states where run_id in (select id from runs where status in ('converged', 'diverged', 'stopped'))")
+    d.commit()
+    d.execute("vacuum")
+    d.close()
+EOF
+gzip -c "$out" | split -b 15M -d - "$dest/$name.sqlite.gz.part"
+ls -l "$dest" | grep "$name"
+echo "total: ${SECONDS} s"
