@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <cmath>
+#include <cstdlib>
 
 #include "common/error.h"
 #include "data/dataset.h"
@@ -122,6 +123,43 @@ TEST(Ensemble, EarlyConvergedAndDivergedMembersLeaveTheOthersAlone) {
     RunResult alone = train_run(cfgs[k], d, lft::recording(alone_rec));
     lft::expect_same_run(out[k], rec[k], alone, alone_rec);
   }
+}
+
+// The paper's rule on the device (Engine::rounds: several trial steps between transfers, each
+// member parked at its next checkpoint) against the host's rule one step at a time
+// (LAZYFEAT_DEVICE_RULE=0), on the batched engine: the same decisions and checkpoints for a member
+// that converges early, one in the lazy regime, one stopped by its step budget between two
+// checkpoints, and one that diverges at its first step; all from a first step above rounding
+// (the device's exp and log may round otherwise than the C library's).
+TEST(Ensemble, DeviceRuleEqualsTheHostRule) {
+  Dataset d = synthetic(50, 30);
+  RunConfig diverges = member(3, 1e-2, 0), budget = member(5, 1e-2, 1234);
+  diverges.alpha = 1e-310;
+  std::vector<RunConfig> cfgs = {member(4, 1e-2, 0), member(2, 1e3, 3000), budget, diverges};
+  for (RunConfig& c : cfgs) c = lft::above_rounding(c);
+  auto run = [&](const char* rule, std::vector<lft::Recorded>& rec) {
+    setenv("LAZYFEAT_DEVICE_RULE", rule, 1);
+    std::vector<TrainHooks> hooks;
+    for (auto& r : rec) hooks.push_back(lft::recording(r));
+    std::vector<RunResult> out = train_ensemble(cfgs, d, hooks, EngineKind::Batched);
+    unsetenv("LAZYFEAT_DEVICE_RULE");
+    return out;
+  };
+  std::vector<lft::Recorded> rd(4), rh(4);
+  const std::vector<RunResult> dev = run("1", rd), host = run("0", rh);
+  EXPECT_EQ(dev[0].status, "converged");
+  EXPECT_EQ(dev[1].status, "stopped");
+  EXPECT_EQ(dev[2].status, "stopped");
+  EXPECT_EQ(dev[2].steps, 1234);
+  EXPECT_EQ(dev[3].status, "diverged");
+  EXPECT_EQ(dev[3].message, "a trial step gave a non-finite output change (NaN)");
+  for (size_t k = 0; k < cfgs.size(); ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    lft::expect_same_run(dev[k], rd[k], host[k], rh[k]);
+    EXPECT_EQ(dev[k].gradient_evaluations, host[k].gradient_evaluations);
+  }
+  EXPECT_NEAR(dev[0].t2, host[0].t2, 1e-9 * host[0].t2);
+  EXPECT_GT(dev[0].rejected + dev[2].rejected, 0) << "the rejection path";
 }
 
 TEST(Ensemble, MembersMustShareAllButSeedAndAlpha) {

@@ -358,24 +358,13 @@ class BatchedEngine final : public Engine {
     for (int64_t p : pos) keep[size_t(p)] = 1.0;
     if (spec_.gradient_history) Gp_.index_copy_(0, index(ks), G_.index_select(0, index(ks)));
     const bool direct = everyone(ks) && everyone(last_ks_);  // the gradients straight into G_
-    at::Tensor gpre = (direct ? C_ : C_ * column(keep)).to(opts_).unsqueeze(2);  // [K', n, 1]
     at::Tensor Gk = direct ? G_ : at::empty({K, lay_.size}, opts_);
-    for (int64_t l = lay_.L; l >= 0; --l) {
-      const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
-      const at::Tensor gW = l == 0 ? at::matmul(gpre.transpose(1, 2), x_)          // [K', fo, d]
-                                   : at::bmm(gpre.transpose(1, 2), z_[l - 1]);  // [K', fo, fi]
-      Gk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi}).copy_(gW.mul_(mult_[l]));
-      Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));
-      if (l == 0) break;
-      // gz = m_l gpre W_l [K', n, fi]: the factor inside the product (beta = 0: the first
-      // argument is not read), not one more pass over [K', n, fi].
-      at::Tensor gz = at::baddbmm(gpre.new_empty({K, n_, fi}), gpre, Wl_[l], 0.0, mult_[l]);
-      gpre = softplus_ ? at::softplus_backward(gz, pre_[l - 1], act_.beta, threshold())
-                       : gz.mul_(act_.derivative(pre_[l - 1]));
-    }
+    backward(direct ? C_ : C_ * column(keep), Gk);
     if (!direct) G_.index_copy_(0, index(ks), Gk.index_select(0, index(pos)));
     z_.clear(), pre_.clear(), Wl_.clear();
   }
+  bool rounds_supported() const override { return true; }
+  void rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t R, std::vector<RuleState>& st) override;
   void forward_rows(int64_t, const std::vector<int64_t>&, std::vector<double>&) override { refuse_batches(); }
   void gradient_rows(int64_t, const std::vector<int64_t>&, const std::vector<double>&) override { refuse_batches(); }
   at::Tensor evaluate(int64_t k, const at::Tensor& x) override {
@@ -437,6 +426,26 @@ class BatchedEngine final : public Engine {
 #endif
     return z;
   }
+  // Gk [K', P] <- sum_mu C[k, mu] df(w_k, x_mu)/dw for the members of the last forward (its
+  // inputs, preactivations and weights, kept), C [K', n] (dL/df, zero rows for members whose
+  // gradient is not wanted).
+  void backward(const at::Tensor& C, at::Tensor& Gk) {
+    const int64_t K = C.size(0);
+    at::Tensor gpre = C.to(opts_).unsqueeze(2);  // [K', n, 1]
+    for (int64_t l = lay_.L; l >= 0; --l) {
+      const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
+      const at::Tensor gW = l == 0 ? at::matmul(gpre.transpose(1, 2), x_)          // [K', fo, d]
+                                   : at::bmm(gpre.transpose(1, 2), z_[l - 1]);  // [K', fo, fi]
+      Gk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi}).copy_(gW.mul_(mult_[l]));
+      Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));
+      if (l == 0) break;
+      // gz = m_l gpre W_l [K', n, fi]: the factor inside the product (beta = 0: the first
+      // argument is not read), not one more pass over [K', n, fi].
+      at::Tensor gz = at::baddbmm(gpre.new_empty({K, n_, fi}), gpre, Wl_[l], 0.0, mult_[l]);
+      gpre = softplus_ ? at::softplus_backward(gz, pre_[l - 1], act_.beta, threshold())
+                       : gz.mul_(act_.derivative(pre_[l - 1]));
+    }
+  }
   // f of the members with weights Wk [K', P] on the points x [N, d] (the device): [K', N]. With
   // keep, the layers' inputs, preactivations and weights are kept for the backward.
   at::Tensor batched_outputs(const at::Tensor& Wk, const at::Tensor& x, bool keep = false) {
@@ -467,13 +476,18 @@ class BatchedEngine final : public Engine {
     last_ks_ = ks;
     Fn_ = batched_outputs(everyone(ks) ? W_ : W_.index_select(0, idx), x_, true).to(at::kDouble);
   }
-  // trials[i] <- df and the fit of Fn_ for the members idx of the last forward; C_ <- dL/df.
-  void fit_trials(const at::Tensor& idx, std::vector<Trial>& trials) {
-    const bool all = everyone(last_ks_);
-    const at::Tensor alpha = (all ? alpha_ : alpha_.index_select(0, idx)).unsqueeze(1);  // [K', 1]
-    const at::Tensor d = (Fn_ - (all ? F_ : F_.index_select(0, idx))).abs();
-    const at::Tensor df = at::where(d.isnan().any(1), at::full_like(alpha.squeeze(1), kNaN), d.amax(1)) * alpha.squeeze(1);
-    const at::Tensor m = alpha * (Fn_ - (all ? F0_ : F0_.index_select(0, idx))) * Y_;  // margins F y [K', n]
+  // The fit of outputs Fn [K', n] on the device: df = alpha max |Fn - F| (NaN when a difference is
+  // not a number), loss2 = mean l(m), the error and unsatisfied fractions and counts, and dL/df
+  // (C [K', n]), for members with outputs F before, F0 at w0 and alpha [K'] (dynamics/loss.h).
+  struct DeviceFit {
+    at::Tensor df, loss2, err, unsat, C;  // [K'] float64 each; C [K', n]
+  };
+  DeviceFit device_fit(const at::Tensor& Fn, const at::Tensor& F, const at::Tensor& F0, const at::Tensor& alpha_k) const {
+    const at::Tensor alpha = alpha_k.unsqueeze(1);  // [K', 1]
+    const at::Tensor d = (Fn - F).abs();
+    DeviceFit out;
+    out.df = at::where(d.isnan().any(1), at::full_like(alpha_k, kNaN), d.amax(1)) * alpha_k;
+    const at::Tensor m = alpha * (Fn - F0) * Y_;  // margins F y [K', n]
     const at::Tensor r = 1.0 - m;
     at::Tensor value, slope;  // l(m) and dl/dm, dynamics/loss.h
     switch (spec_.loss.kind) {
@@ -483,10 +497,20 @@ class BatchedEngine final : public Engine {
         break;
       case Loss::Kind::QHinge: value = 0.5 * at::relu(r).square(), slope = -at::relu(r); break;
     }
-    C_ = slope * Y_ / (alpha * double(n_));  // dL/df [K', n]
-    const at::Tensor stats = at::stack({df, value.mean(1), (m <= 0).sum(1).to(at::kDouble) / double(n_),
-                                        (m < 1).sum(1).to(at::kDouble)},
-                                       1).to(at::kCPU).contiguous();  // [K', 4]: one transfer
+    out.C = slope * Y_ / (alpha * double(n_));  // dL/df [K', n]
+    out.loss2 = value.mean(1);
+    out.err = (m <= 0).sum(1).to(at::kDouble) / double(n_);
+    out.unsat = (m < 1).sum(1).to(at::kDouble);
+    return out;
+  }
+  // trials[i] <- df and the fit of Fn_ for the members idx of the last forward; C_ <- dL/df.
+  void fit_trials(const at::Tensor& idx, std::vector<Trial>& trials) {
+    const bool all = everyone(last_ks_);
+    DeviceFit fit = device_fit(Fn_, all ? F_ : F_.index_select(0, idx), all ? F0_ : F0_.index_select(0, idx),
+                               all ? alpha_ : alpha_.index_select(0, idx));
+    C_ = fit.C;
+    const at::Tensor stats =
+        at::stack({fit.df, fit.loss2, fit.err, fit.unsat}, 1).to(at::kCPU).contiguous();  // [K', 4]: one transfer
     const double* s = stats.data_ptr<double>();
     trials.resize(size_t(stats.size(0)));
     if (spec_.host_outputs) {  // [3, K', n]: before, after, at w0
@@ -562,7 +586,110 @@ class BatchedEngine final : public Engine {
   std::vector<double> mult_;
 };
 
+// The rounds of the paper's rule on the device (Engine::rounds). Per round, for the members
+// still live (Running, fewer accepted steps than park_at), as Member with the sequential loop of
+// experiment/train.cpp: the trial step (v <- x v - (1 - x) g, w <- w + dt v; gradient flow
+// w <- w - dt g), the forward and its fit, the verdict (StepControl::judge: NaN df diverges,
+// df >= df_max rejects and divides dt by 10, df <= df_min multiplies it by 10 when df = 0 and by
+// 1.1 otherwise, capped by max_dt), the gradient at the accepted trials with an unsatisfied
+// point, the rejected (and diverging) trials restored. The members' scalars stay [K'] tensors on
+// the device; nothing goes to the host until the last round.
+void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t R,
+                           std::vector<RuleState>& st) {
+  require(st.size() == ks.size(), "engine rounds: one state a member");
+  if (ks.empty() || R <= 0) return;
+  c10::NoGradGuard ng;
+  const int64_t K = int64_t(ks.size());
+  const bool all = everyone(ks);
+  const at::Tensor idx = all ? at::Tensor() : index(ks);
+  auto pick = [&](const at::Tensor& A) { return all ? A : A.index_select(0, idx); };
+  at::Tensor W = pick(W_), V = pick(V_), G = pick(G_), F = pick(F_);  // [K', P], [K', n]
+  const at::Tensor F0 = pick(F0_), alpha = pick(alpha_);
+  const auto d64 = at::TensorOptions().dtype(at::kDouble);
+  auto scalars = [&](auto get) {
+    std::vector<double> v;
+    for (const RuleState& r : st) v.push_back(double(get(r)));
+    return upload(at::tensor(v, d64));
+  };
+  at::Tensor t = scalars([](const RuleState& r) { return r.t; });
+  at::Tensor dt = scalars([](const RuleState& r) { return r.dt; });
+  at::Tensor t1 = scalars([](const RuleState& r) { return r.t1; });
+  at::Tensor step = scalars([](const RuleState& r) { return r.step; });
+  at::Tensor rejected = scalars([](const RuleState& r) { return r.rejected; });
+  at::Tensor gevals = scalars([](const RuleState& r) { return r.gradient_evaluations; });
+  const at::Tensor park = scalars([](const RuleState& r) { return r.park_at; });
+  at::Tensor loss2 = scalars([](const RuleState& r) { return r.fit.loss2; });
+  at::Tensor err = scalars([](const RuleState& r) { return r.fit.train_err; });
+  at::Tensor unsat = scalars([](const RuleState& r) { return r.fit.unsatisfied; });
+  at::Tensor stop = at::zeros_like(t);  // RuleState::Stop as a number
+  const Momentum mom{rule.tau};
+  auto col = [&](const at::Tensor& v) { return v.to(opts_.dtype()).unsqueeze(1); };  // [K', 1]
+  auto code = [](RuleState::Stop s) { return double(int(s)); };
+  for (int64_t round = 0; round < R; ++round) {
+    const at::Tensor live = (stop == 0) & (step < park);
+    // The decay x of Momentum::decay, on every member (tau = t/mu: 0 at t = 0).
+    at::Tensor x;
+    if (rule.tau > 0) x = at::exp(-dt / rule.tau);
+    else if (rule.tau < 0) x = at::where(t > 0, at::exp(-rule.tau * (at::log(t) - at::log(t + dt))), at::zeros_like(t));
+    const at::Tensor Wp = W, Vp = V;  // the weights and velocity before the trial
+    const at::Tensor lc = live.unsqueeze(1), dtc = col(dt);
+    if (mom.enabled()) {
+      V = at::where(lc, V * col(x) - G * col(1.0 - x), V);
+      W = at::where(lc, W + V * dtc, W);
+    } else {
+      W = at::where(lc, W - G * dtc, W);
+    }
+    const at::Tensor Fn = batched_outputs(W, x_, /*keep=*/true).to(at::kDouble);  // [K', n]
+    const DeviceFit fit = device_fit(Fn, F, F0, alpha);
+    const at::Tensor nan = fit.df.isnan();
+    const at::Tensor acc = live & ~nan & (fit.df < rule.df_max), rej = live & ~nan & ~(fit.df < rule.df_max);
+    at::Tensor grown = dt * at::where(fit.df == 0, at::full_like(dt, 10.0), at::full_like(dt, 1.1));
+    if (rule.max_dt > 0) grown = at::clamp_max(grown, rule.max_dt);
+    const at::Tensor dt_next = at::where(rej, dt / 10.0, at::where(acc & (fit.df <= rule.df_min), grown, dt));
+    const at::Tensor t_next = at::where(acc, t + dt, t);
+    const at::Tensor finite = fit.loss2.isfinite() & t_next.isfinite() & dt_next.isfinite();
+    // The gradient at the accepted trial weights (the kept forward), for members with a point left.
+    const at::Tensor keep = acc & finite & (fit.unsat > 0);
+    at::Tensor Gk = at::empty_like(G);
+    backward(fit.C * keep.to(at::kDouble).unsqueeze(1), Gk);
+    G = at::where(keep.unsqueeze(1), Gk, G);
+    W = at::where(acc.unsqueeze(1), W, Wp);
+    V = at::where(acc.unsqueeze(1), V, Vp);
+    F = at::where(acc.unsqueeze(1), Fn, F);
+    loss2 = at::where(acc, fit.loss2, loss2), err = at::where(acc, fit.err, err), unsat = at::where(acc, fit.unsat, unsat);
+    t1 = at::where(t1.isnan() & acc & finite & (fit.loss2 < 0.5), t_next, t1);
+    step = step + acc.to(at::kDouble), rejected = rejected + rej.to(at::kDouble), gevals = gevals + keep.to(at::kDouble);
+    // Why members stop (Member::settle and accept): the first reason only.
+    at::Tensor why = at::where(live & nan, code(RuleState::Stop::NanStep), 0.0);
+    why = at::where(rej & ~(dt_next > 0), code(RuleState::Stop::StepUnderflow), why);
+    why = at::where(acc & ~finite, code(RuleState::Stop::NonFinite), why);
+    why = at::where(acc & finite & (fit.unsat == 0), code(RuleState::Stop::Converged), why);
+    stop = at::where(stop == 0, why, stop);
+    t = t_next, dt = dt_next;
+  }
+  z_.clear(), pre_.clear(), Wl_.clear();
+  if (all) {
+    W_.copy_(W), V_.copy_(V), G_.copy_(G), F_.copy_(F);
+  } else {
+    W_.index_copy_(0, idx, W), V_.index_copy_(0, idx, V), G_.index_copy_(0, idx, G), F_.index_copy_(0, idx, F);
+  }
+  const at::Tensor out =
+      at::stack({t, dt, t1, step, rejected, gevals, loss2, err, unsat, stop}, 1).to(at::kCPU).contiguous();  // one transfer
+  const double* o = out.data_ptr<double>();
+  for (int64_t i = 0; i < K; ++i, o += 10) {
+    RuleState& r = st[size_t(i)];
+    r.t = o[0], r.dt = o[1], r.t1 = o[2];
+    r.step = int64_t(o[3]), r.rejected = int64_t(o[4]), r.gradient_evaluations = int64_t(o[5]);
+    r.fit.loss2 = o[6], r.fit.train_err = o[7], r.fit.unsatisfied = int64_t(o[8]);
+    r.stop = RuleState::Stop(int(o[9]));
+  }
+}
+
 }  // namespace
+
+void Engine::rounds(const std::vector<int64_t>&, const RuleParams&, int64_t, std::vector<RuleState>&) {
+  throw std::logic_error("this engine runs no rounds on the device (Engine::rounds_supported)");
+}
 
 std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const Activation& act, const NetLayout& lay,
                                                const at::Tensor& x_train, at::TensorOptions opts) {

@@ -56,6 +56,21 @@ struct Trial {
   const double* f0 = nullptr;
 };
 
+// The paper's full-batch step rule run on the device (Engine::rounds): one member's scalars, in
+// and out. The rule is StepControl::judge and Momentum::decay's (dynamics/momentum.h) and
+// Member's stop and t1 rules (experiment/member.h), as [K] tensor operations.
+struct RuleState {
+  double t = 0, dt = 0, t1 = kNaN;
+  int64_t step = 0, rejected = 0, gradient_evaluations = 0;
+  int64_t park_at = 0;  // in: the member takes no trial step once step reaches it (a checkpoint, a budget)
+  Fit fit;              // loss2, train_err, unsatisfied of the member's outputs (in and out)
+  // out: why the member stopped within the rounds, or Running.
+  enum class Stop { Running, Converged, NanStep, StepUnderflow, NonFinite } stop = Stop::Running;
+};
+struct RuleParams {  // shared by the members (experiment/train.h, lockstep_key)
+  double df_min = 1e-4, df_max = 1e-2, max_dt = 0, tau = -1000;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -109,6 +124,14 @@ class Engine {
   // once, in one batched forward and one transfer.
   virtual void observe(const std::vector<int64_t>& ks, const at::Tensor& x, std::vector<ChangeNorms>& norms,
                        std::vector<at::Tensor>& f) = 0;
+  // Up to `rounds` trial steps of members ks under the paper's full-batch rule (trial, forward,
+  // verdict, restore, gradient), each member's scalars kept on the device in between: one upload
+  // of st before, one download after. A member stops at st.park_at accepted steps, at zero loss
+  // (Stop::Converged, the trial that reached it accepted) or at a diverging step (its weights
+  // restored). Only engines with rounds_supported(); the paper's rule (no zdot, no lte or eab2).
+  virtual bool rounds_supported() const { return false; }
+  virtual void rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t rounds,
+                      std::vector<RuleState>& st);
   virtual std::string name() const = 0;  // "fused" | "reference" | "batched"
 };
 

@@ -1,5 +1,7 @@
 #include "experiment/member.h"
 
+#include <algorithm>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
@@ -198,6 +200,33 @@ bool Member::proceed() {
 }
 
 double Member::decay() const { return Momentum{cfg_.tau}.decay(s_.t, s_.dt); }
+
+bool Member::rounds_eligible() const { return !stochastic_ && cfg_.integrator == "paper" && !cfg_.zdot; }
+
+RuleParams Member::rule_params() const { return {cfg_.df_min, cfg_.df_max, step_cap(), cfg_.tau}; }
+
+RuleState Member::rule_state() const {
+  RuleState r;
+  r.t = s_.t, r.dt = s_.dt, r.t1 = s_.t1;
+  r.step = s_.step, r.rejected = s_.rejected, r.gradient_evaluations = s_.gradient_evaluations;
+  r.park_at = s_.next_ckpt;  // a checkpoint is due once step reaches next_ckpt (after_step)
+  if (cfg_.max_steps > 0) r.park_at = std::min(r.park_at, cfg_.max_steps);
+  r.fit.loss2 = cur_.loss2, r.fit.train_err = cur_.train_err, r.fit.unsatisfied = cur_.unsatisfied;
+  return r;
+}
+
+void Member::absorb(const RuleState& r) {
+  s_.t = r.t, s_.dt = r.dt, s_.t1 = r.t1;
+  s_.step = r.step, s_.rejected = r.rejected, s_.gradient_evaluations = r.gradient_evaluations;
+  cur_.loss2 = r.fit.loss2, cur_.train_err = r.fit.train_err, cur_.unsatisfied = r.fit.unsatisfied;
+  switch (r.stop) {  // as settle() and accept(); Converged ends at the next proceed(), as in the loop
+    case RuleState::Stop::NanStep: end("diverged", kNanStep); break;
+    case RuleState::Stop::StepUnderflow: end("diverged", kStepUnderflow); break;
+    case RuleState::Stop::NonFinite: end("diverged", "non-finite loss, time or step size"); break;
+    case RuleState::Stop::Converged:
+    case RuleState::Stop::Running: break;
+  }
+}
 
 double Member::step_cap() const {
   if (!stochastic_) return cfg_.max_dt;

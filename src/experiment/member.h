@@ -81,6 +81,13 @@ class Member {
   const std::vector<double>& batch_coefficients() const { return batch_c_; }
   // The trial's verdict from the batch's outputs after it (df on the batch); then accept().
   StepControl::Verdict judge_batch(const std::vector<double>& f_new);
+  // The trial steps on the device (Engine::rounds), for the paper's full-batch rule without zdot:
+  // this member's scalars (park_at: its next checkpoint or step budget), and back from the
+  // rounds (absorb: t, dt, steps, the fit, t1; a stop ends the run as Member's own rules would).
+  bool rounds_eligible() const;
+  RuleParams rule_params() const;  // the same for every member of an ensemble (lockstep_key)
+  RuleState rule_state() const;
+  void absorb(const RuleState& r);
   // A checkpoint is due after this step (engine.observe gives what it measures of the weights).
   bool checkpoint_due() const { return running() && s_.step >= s_.next_ckpt; }
   // After a step: the checkpoint when due, from this member's engine.observe (norms and test

@@ -2,7 +2,9 @@
 // Member (experiment/member.h) that advances one trial step at a time.
 #include "experiment/train.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 
 #include "common/error.h"
@@ -85,6 +87,16 @@ nlohmann::json RunResult::summary() const {
 
 namespace {
 
+// Trial steps a call of Engine::rounds at most (a stop request or a state due waits that long).
+constexpr int64_t kMaxRounds = 256;
+
+// Whether the paper's rule runs on the device where the engine can (LAZYFEAT_DEVICE_RULE=0: the
+// host's rule, one transfer a step; tests and benchmarks compare the two).
+bool device_rule_wanted() {
+  const char* e = std::getenv("LAZYFEAT_DEVICE_RULE");
+  return !(e && std::string(e) == "0");
+}
+
 // The ensemble's loop: one trial step of every live member a round (experiment/member.h), the
 // tensor work of each phase done by the engine for all of them at once. A member that ends
 // leaves the round (compaction) and its result is made at once.
@@ -102,8 +114,27 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   bool momentum = !members.empty() && members.front()->momentum();
   const bool exponential = !members.empty() && members.front()->exponential();  // the same for all (lockstep_key)
   const bool stochastic = !members.empty() && members.front()->stochastic();
+  // The paper's full-batch rule on the device (Engine::rounds) where the engine runs it: several
+  // trial steps a host round, each member parked at its next checkpoint, then its numbers back.
+  bool on_device = !members.empty() && engine.rounds_supported() && device_rule_wanted();
+  for (const auto& m : members) on_device = on_device && m->rounds_eligible();
+  std::vector<RuleState> rule;
   while (!live.empty()) {
-    if (stochastic) {
+    if (on_device) {
+      step.clear(), rule.clear();
+      for (int64_t k : live)
+        if (members[k]->proceed()) step.push_back(k), rule.push_back(members[k]->rule_state());
+      // As many rounds as the member farthest from its checkpoint needs (the others wait parked):
+      // one round a host round early in a run (a checkpoint every step), up to ~100 later.
+      int64_t rounds = 1;
+      for (const RuleState& r : rule) rounds = std::max(rounds, r.park_at - r.step);
+      if (!step.empty()) engine.rounds(step, members[step.front()]->rule_params(), std::min(rounds, kMaxRounds), rule);
+      for (size_t i = 0; i < step.size(); ++i) members[step[i]]->absorb(rule[i]);
+      due.clear();
+      for (int64_t k : live)
+        if (members[k]->checkpoint_due()) due.push_back(k);
+      engine.observe(due, x_test, norms, f_test);
+    } else if (stochastic) {
       // Protocol section 4: each member's batch, its gradient, the trial, df on the batch, the
       // verdict, member after member on the sequential engine (the only one of these dynamics).
       // (Tried: the members' trials side by side on 2 threads on cuda gave 1.02x, one CUDA stream
