@@ -126,7 +126,8 @@ TEST(Ensemble, EarlyConvergedAndDivergedMembersLeaveTheOthersAlone) {
 }
 
 // The paper's rule on the device (Engine::rounds: several trial steps between transfers, each
-// member parked at its next checkpoint) against the host's rule one step at a time
+// member parked at its next checkpoint), for every step (LAZYFEAT_DEVICE_RULE=all) and between
+// checkpoints more than a step apart (the default), against the host's rule one step at a time
 // (LAZYFEAT_DEVICE_RULE=0), on the batched engine: the same decisions and checkpoints for a member
 // that converges early, one in the lazy regime, one stopped by its step budget between two
 // checkpoints, and one that diverges at its first step; all from a first step above rounding
@@ -145,8 +146,8 @@ TEST(Ensemble, DeviceRuleEqualsTheHostRule) {
     unsetenv("LAZYFEAT_DEVICE_RULE");
     return out;
   };
-  std::vector<lft::Recorded> rd(4), rh(4);
-  const std::vector<RunResult> dev = run("1", rd), host = run("0", rh);
+  std::vector<lft::Recorded> rd(4), rh(4), rm(4);
+  const std::vector<RunResult> dev = run("all", rd), host = run("0", rh), mixed = run("1", rm);
   EXPECT_EQ(dev[0].status, "converged");
   EXPECT_EQ(dev[1].status, "stopped");
   EXPECT_EQ(dev[2].status, "stopped");
@@ -156,6 +157,7 @@ TEST(Ensemble, DeviceRuleEqualsTheHostRule) {
   for (size_t k = 0; k < cfgs.size(); ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
     lft::expect_same_run(dev[k], rd[k], host[k], rh[k]);
+    lft::expect_same_run(mixed[k], rm[k], host[k], rh[k]);
     EXPECT_EQ(dev[k].gradient_evaluations, host[k].gradient_evaluations);
   }
   EXPECT_NEAR(dev[0].t2, host[0].t2, 1e-9 * host[0].t2);

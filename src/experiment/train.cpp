@@ -90,11 +90,14 @@ namespace {
 // Trial steps a call of Engine::rounds at most (a stop request or a state due waits that long).
 constexpr int64_t kMaxRounds = 256;
 
-// Whether the paper's rule runs on the device where the engine can (LAZYFEAT_DEVICE_RULE=0: the
-// host's rule, one transfer a step; tests and benchmarks compare the two).
-bool device_rule_wanted() {
+// Where the paper's rule runs when the engine can run it on the device (LAZYFEAT_DEVICE_RULE):
+// 0 on the host, one transfer a step; unset or 1 on the device between checkpoints more than a
+// step apart; "all" on the device for every step (tests compare the three).
+enum class DeviceRule { Off, BetweenCheckpoints, Always };
+DeviceRule device_rule_wanted() {
   const char* e = std::getenv("LAZYFEAT_DEVICE_RULE");
-  return !(e && std::string(e) == "0");
+  const std::string v = e ? e : "";
+  return v == "0" ? DeviceRule::Off : v == "all" ? DeviceRule::Always : DeviceRule::BetweenCheckpoints;
 }
 
 // The ensemble's loop: one trial step of every live member a round (experiment/member.h), the
@@ -116,18 +119,24 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   const bool stochastic = !members.empty() && members.front()->stochastic();
   // The paper's full-batch rule on the device (Engine::rounds) where the engine runs it: several
   // trial steps a host round, each member parked at its next checkpoint, then its numbers back.
-  bool on_device = !members.empty() && engine.rounds_supported() && device_rule_wanted();
+  const DeviceRule where = device_rule_wanted();
+  bool on_device = !members.empty() && engine.rounds_supported() && where != DeviceRule::Off;
   for (const auto& m : members) on_device = on_device && m->rounds_eligible();
   std::vector<RuleState> rule;
   while (!live.empty()) {
-    if (on_device) {
+    // As many rounds as the member farthest from its checkpoint needs (the others wait parked):
+    // up to ~100 late in a run; early (a checkpoint every step) the host's rule, one step at a
+    // time, which costs fewer launches than a round of the device's.
+    int64_t rounds = 1;
+    for (int64_t k : live)
+      if (on_device && members[k]->running()) {
+        const RuleState r = members[k]->rule_state();
+        rounds = std::max(rounds, r.park_at - r.step);
+      }
+    if (on_device && (rounds > 1 || where == DeviceRule::Always)) {
       step.clear(), rule.clear();
       for (int64_t k : live)
         if (members[k]->proceed()) step.push_back(k), rule.push_back(members[k]->rule_state());
-      // As many rounds as the member farthest from its checkpoint needs (the others wait parked):
-      // one round a host round early in a run (a checkpoint every step), up to ~100 later.
-      int64_t rounds = 1;
-      for (const RuleState& r : rule) rounds = std::max(rounds, r.park_at - r.step);
       if (!step.empty()) engine.rounds(step, members[step.front()]->rule_params(), std::min(rounds, kMaxRounds), rule);
       for (size_t i = 0; i < step.size(); ++i) members[step[i]]->absorb(rule[i]);
       due.clear();
