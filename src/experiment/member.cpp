@@ -1,10 +1,9 @@
 #include "experiment/member.h"
 
-#include <algorithm>
-
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
