@@ -531,7 +531,8 @@ TEST(DataCache, SecondLoadIsAHitWithTheSameBits) {
 TEST(DataCache, CorruptOrTruncatedFileIsRebuiltWithOneLine) {
   lft::TempDir tmp;
   EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
-  const Dataset fresh = load_dataset(cache_options());
+  const DataOptions images = cache_options(0, 0);  // raw images: quicker to build again than the PCA
+  const Dataset fresh = load_dataset(images);
   const fs::path file = cache_files(tmp.path).at(0);
   struct Damage {
     const char* what;
@@ -545,12 +546,12 @@ TEST(DataCache, CorruptOrTruncatedFileIsRebuiltWithOneLine) {
     auto bytes = read_bytes(file.string());
     d.apply(bytes);
     write_bytes(file.string(), bytes);
-    auto [got, err] = load_capturing(cache_options());
+    auto [got, err] = load_capturing(images);
     EXPECT_EQ(got.cache, "miss");
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_NE(err.find(std::string("is ") + d.what + ": building the data again"), std::string::npos) << err;
     expect_same_data(got, fresh);
-    EXPECT_EQ(load_dataset(cache_options()).cache, "hit") << "the file rewritten";
+    EXPECT_EQ(load_dataset(images).cache, "hit") << "the file rewritten";
   }
 }
 
@@ -577,7 +578,7 @@ TEST(DataCache, StaleWhenTheDataFilesChange) {
 // a child process, where OPENBLAS_CORETYPE takes effect); the size cap evicts the oldest.
 TEST(DataCache, KeyHoldsTheOptionsAndTheBlasKernels) {
   lft::TempDir tmp;
-  const std::vector<std::string> args = {"data", "--ptr", "300", "--pte", "700", "--pca", "10", "--json"};
+  const std::vector<std::string> args = {"data", "--ptr", "300", "--pte", "700", "--pca", "0", "--json"};
   auto cache_of = [&](const std::vector<std::string>& env) {
     auto r = lft::run_cli(args, env);
     EXPECT_EQ(r.status, 0) << r.err;
@@ -594,13 +595,13 @@ TEST(DataCache, KeyHoldsTheOptionsAndTheBlasKernels) {
   EXPECT_EQ(cache_of({env, other}), "hit");
   EXPECT_EQ(cache_files(tmp.path).size(), 2u);
   EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
-  EXPECT_EQ(load_dataset(cache_options(7)).cache, "miss");  // another data seed
+  EXPECT_EQ(load_dataset(cache_options(7, 0)).cache, "miss");  // another data seed
   EXPECT_EQ(cache_files(tmp.path).size(), 3u);
-  // Each file is ~106 kB (1,000 points of 10 components, labels, classes, sources): a cap of
-  // 0.15 MB keeps only the newest.
-  EnvVar cap("LAZYFEAT_DATA_CACHE_MB", "0.15");
-  EXPECT_EQ(load_dataset(cache_options(8)).cache, "miss");
+  // Each file is ~6.3 MB (1,000 images of 784 pixels, labels, classes, sources): a cap of 8 MB
+  // keeps only the newest.
+  EnvVar cap("LAZYFEAT_DATA_CACHE_MB", "8");
+  EXPECT_EQ(load_dataset(cache_options(8, 0)).cache, "miss");
   const auto left = cache_files(tmp.path);
   ASSERT_EQ(left.size(), 1u);
-  EXPECT_EQ(load_dataset(cache_options(8)).cache, "hit");
+  EXPECT_EQ(load_dataset(cache_options(8, 0)).cache, "hit");
 }
