@@ -7,8 +7,9 @@
 #    them), the `cuda` tests included (CTEST_ARGS="-L cuda": those alone); 7 at a time on 14
 #    cores, 2 intra-op threads each (16 threads per test on 16 cores oversubscribes the machine).
 #  - Benchmarks, after the tests (the card to themselves): bench ensemble --device cuda at setup A
-#    (K = 100, 10, 1, or BENCH_K) as built and as before the CUDA kernels and the rule on the
-#    device (LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0), each next to the
+#    (K = 100, 10, 1, or BENCH_K) as built, without CUDA graphs (LAZYFEAT_CUDA_GRAPHS=0) and as
+#    before the CUDA kernels and the rule on the device (LAZYFEAT_CUDA_KERNELS=0
+#    LAZYFEAT_DEVICE_RULE=0), each next to the
 #    plain PyTorch reference (scripts/gpu-reference.py: same shapes, same dynamics) in the same
 #    call, and one network at h = 1000 against the device's float64 matrix rate measured in the
 #    same call. With FULL=1 also: bench ntk --device cuda, both methods; setup B's CNN on cuda
@@ -41,11 +42,13 @@ bench() { local name=$1; shift; OMP_NUM_THREADS=4 timeout 150 $lf bench "$@" --j
           echo "$name (${SECONDS} s): $(grep '^{' "$out/$name.log" | tail -1 | head -c 1500)"; }
 reference() { local name=$1; shift; timeout 150 python3 "$root/scripts/gpu-reference.py" "$@" > "$out/$name.log" 2>&1;
               echo "$name (${SECONDS} s): $(tail -1 "$out/$name.log")"; }
-# Setup A: lazyfeat as built (the CUDA kernels, the rule on the device), the engine before them
+# Setup A: lazyfeat as built (the CUDA kernels, the rule on the device, its rounds as a CUDA
+# graph), without the graphs (LAZYFEAT_CUDA_GRAPHS=0), the engine before all three
 # (LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0), and the plain PyTorch script, same shapes.
 for K in ${BENCH_K:-100 10 1}; do
-  steps=$(( K == 1 ? 300 : 1000 ))
+  steps=$(( K == 1 ? 3000 : 1000 ))
   bench ensemble-K$K ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  LAZYFEAT_CUDA_GRAPHS=0 bench ensemble-K$K-nographs ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
 done

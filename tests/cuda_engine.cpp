@@ -1,10 +1,12 @@
 // On the GPU (built only where LibTorch has CUDA; CTest label `cuda`): the batched engine on
 // cuda (experiment/engine.h: batched products, the hand-written backward, df and the fit as
 // device reductions) against the sequential fused engine on the CPU, and a run alone on cuda
-// against the same run on the CPU, and the stochastic dynamics on cuda against the CPU's.
+// against the same run on the CPU, the stochastic dynamics on cuda against the CPU's, and the
+// rule's rounds replayed as a CUDA graph against the same rounds launched kernel by kernel.
 // Deliberately not: speed (lazyfeat bench ensemble --device cuda).
 #include <gtest/gtest.h>
 
+#include "common/cuda_graph.h"
 #include "data/dataset.h"
 #include "experiment/config.h"
 #include "experiment/train.h"
@@ -81,4 +83,35 @@ TEST(Cuda, StochasticRunOnCudaEqualsTheCpuRun) {
   EXPECT_EQ(r.second.rejected, a.rejected);
   EXPECT_NEAR(r.second.t, a.t, 1e-9 * a.t);
   EXPECT_EQ(r.second.test_err, a.test_err);
+}
+
+// The rounds of the paper's rule on the device replayed as a CUDA graph (common/cuda_graph.h)
+// against the same rounds launched one kernel at a time (LAZYFEAT_CUDA_GRAPHS=0): the same
+// kernels on the same numbers, so the same bits, for members that converge, stop at their step
+// budget and diverge (a member that leaves changes the graph's members: a new capture).
+TEST(Cuda, GraphRoundsEqualEagerRounds) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  Dataset d = lft::synthetic(50, 30, 5);
+  RunConfig converges = member(4, 1e-2, "cuda"), budget = member(5, 1e-2, "cuda"), diverges = member(3, 1e-2, "cuda");
+  converges.max_steps = 0;  // no budget: it runs to zero loss
+  budget.max_steps = 1234;
+  diverges.alpha = 1e-310;
+  const std::vector<RunConfig> cfgs = {converges, member(2, 1e3, "cuda"), budget, diverges};
+  std::vector<lft::Recorded> rg, re;
+  const int64_t before = CudaGraph::replays();
+  const std::vector<RunResult> g = lft::ensemble_with("LAZYFEAT_CUDA_GRAPHS", nullptr, cfgs, d, rg);
+  const int64_t replays = CudaGraph::replays() - before;
+  const std::vector<RunResult> e = lft::ensemble_with("LAZYFEAT_CUDA_GRAPHS", "0", cfgs, d, re);
+  EXPECT_GT(replays, 500) << "the rounds did not run as a graph";
+  EXPECT_EQ(CudaGraph::replays() - before, replays) << "LAZYFEAT_CUDA_GRAPHS=0 replayed a graph";
+  EXPECT_EQ(g[0].status, "converged");
+  EXPECT_EQ(g[1].status, "stopped");
+  EXPECT_EQ(g[2].steps, 1234);
+  EXPECT_EQ(g[3].status, "diverged");
+  for (size_t k = 0; k < cfgs.size(); ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    EXPECT_EQ(g[k].trainer, "batched");
+    EXPECT_EQ(lft::numbers(g[k]), lft::numbers(e[k]));  // every number, bit for bit
+    lft::expect_same_run(g[k], rg[k], e[k], re[k]);
+  }
 }

@@ -75,17 +75,9 @@ TEST(CudaKernels, EngineWithKernelsEqualsTheComposition) {
     c.device = "cuda";
     cfgs.push_back(lft::above_rounding(c));
   }
-  auto run = [&](bool kernels, std::vector<lft::Recorded>& rec) {
-    if (kernels) unsetenv("LAZYFEAT_CUDA_KERNELS");
-    else setenv("LAZYFEAT_CUDA_KERNELS", "0", 1);
-    std::vector<TrainHooks> hooks;
-    for (auto& r : rec) hooks.push_back(lft::recording(r));
-    std::vector<RunResult> out = train_ensemble(cfgs, d, hooks);
-    unsetenv("LAZYFEAT_CUDA_KERNELS");
-    return out;
-  };
-  std::vector<lft::Recorded> rk(3), rc(3);
-  std::vector<RunResult> a = run(true, rk), b = run(false, rc);
+  std::vector<lft::Recorded> rk, rc;
+  std::vector<RunResult> a = lft::ensemble_with("LAZYFEAT_CUDA_KERNELS", nullptr, cfgs, d, rk);
+  std::vector<RunResult> b = lft::ensemble_with("LAZYFEAT_CUDA_KERNELS", "0", cfgs, d, rc);
   bool some_bits_differ = false;
   for (size_t k = 0; k < 3; ++k) {
     SCOPED_TRACE("member " + std::to_string(k));

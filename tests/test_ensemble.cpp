@@ -139,14 +139,9 @@ TEST(Ensemble, DeviceRuleEqualsTheHostRule) {
   std::vector<RunConfig> cfgs = {member(4, 1e-2, 0), member(2, 1e3, 3000), budget, diverges};
   for (RunConfig& c : cfgs) c = lft::above_rounding(c);
   auto run = [&](const char* rule, std::vector<lft::Recorded>& rec) {
-    setenv("LAZYFEAT_DEVICE_RULE", rule, 1);
-    std::vector<TrainHooks> hooks;
-    for (auto& r : rec) hooks.push_back(lft::recording(r));
-    std::vector<RunResult> out = train_ensemble(cfgs, d, hooks, EngineKind::Batched);
-    unsetenv("LAZYFEAT_DEVICE_RULE");
-    return out;
+    return lft::ensemble_with("LAZYFEAT_DEVICE_RULE", rule, cfgs, d, rec, EngineKind::Batched);
   };
-  std::vector<lft::Recorded> rd(4), rh(4), rm(4);
+  std::vector<lft::Recorded> rd, rh, rm;
   const std::vector<RunResult> dev = run("all", rd), host = run("0", rh), mixed = run("1", rm);
   EXPECT_EQ(dev[0].status, "converged");
   EXPECT_EQ(dev[1].status, "stopped");

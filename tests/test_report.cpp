@@ -239,6 +239,9 @@ TEST(Report, SummaryListsFiguresAbsentOnesAndDrops) {
   EXPECT_TRUE(fs::exists(r.out + "/index.html"));
   EXPECT_TRUE(fs::exists(r.out + "/fits.csv"));
   EXPECT_TRUE(fs::exists(r.out + "/T1.csv"));
+  EXPECT_EQ(slurp(r.out + "/runs.csv"),
+            "status,runs\ntotal," + std::to_string(2 + 14 * kSeeds) + "\nconverged," + std::to_string(14 * kSeeds) +
+                "\ndiverged,1\nstopped,1\n");
   EXPECT_DOUBLE_EQ(r.summary["fit_range"][0].get<double>(), 1e-3);  // the default, printed
 }
 

@@ -221,6 +221,24 @@ lf::TrainHooks recording(Recorded& r) {
   return h;
 }
 
+std::vector<lf::RunResult> ensemble_with(const char* var, const char* value, const std::vector<lf::RunConfig>& cfgs,
+                                         const lf::Dataset& d, std::vector<Recorded>& rec, lf::EngineKind kind) {
+  rec.assign(cfgs.size(), Recorded{});
+  std::vector<lf::TrainHooks> hooks;
+  for (auto& r : rec) hooks.push_back(recording(r));
+  if (value) setenv(var, value, 1);
+  else unsetenv(var);
+  std::vector<lf::RunResult> out;
+  try {
+    out = lf::train_ensemble(cfgs, d, hooks, kind);
+  } catch (...) {
+    unsetenv(var);
+    throw;
+  }
+  unsetenv(var);
+  return out;
+}
+
 namespace {
 
 // a and b to 1e-9 relative, or within floor (the rounding of quantities that start at 0).

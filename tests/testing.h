@@ -65,6 +65,12 @@ struct Recorded {
   std::vector<lf::Checkpoint> checkpoints;
 };
 lf::TrainHooks recording(Recorded& r);  // quiet(), plus on_checkpoint into r
+// train_ensemble(cfgs, d, kind) with member k's checkpoints recorded into rec[k] (resized to the
+// members), the environment variable var set to value for the call only (nullptr: unset), as
+// tests that compare two settings of a switch (LAZYFEAT_CUDA_GRAPHS, ...) run it.
+std::vector<lf::RunResult> ensemble_with(const char* var, const char* value, const std::vector<lf::RunConfig>& cfgs,
+                                         const lf::Dataset& d, std::vector<Recorded>& rec,
+                                         lf::EngineKind kind = lf::EngineKind::Auto);
 // Two runs that made the same decisions (status, steps, rejected trials) and the same numbers
 // to 1e-9 relative: t, t1, test error and every checkpoint (quantities that start at 0, the
 // weight and output change, within the rounding floor of two implementations: 1e-14, 1e-13).

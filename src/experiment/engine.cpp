@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
+#include "common/cuda_graph.h"
 #include "common/error.h"
 #include "dynamics/momentum.h"
 #include "experiment/observables.h"
@@ -584,6 +586,23 @@ class BatchedEngine final : public Engine {
   at::Tensor host_;                 // [3, K', n] CPU: Trial's host views (FitSpec::host_outputs)
   std::vector<at::Tensor> z_, pre_, Wl_;  // of the last forward: layer inputs, preactivations, weights
   std::vector<double> mult_;
+
+  // Engine::rounds: the members' state on the device between rounds, at fixed addresses (a CUDA
+  // graph's inputs and outputs): weights, velocity, gradient [K', P], outputs now and at w0
+  // [K', n], alpha [K'], and RuleState's numbers as the rows of S [kRows, K'] (the first kOut
+  // go back to the host; park stays).
+  struct RoundState {
+    static constexpr int64_t kRows = 11, kOut = 10;
+    at::Tensor W, V, G, F, F0, alpha, S;
+    at::Tensor t, dt, t1, step, rejected, gevals, loss2, err, unsat, stop, park;  // S's rows, in this order
+  };
+  // Rounds a call needs for its rounds to run as a graph's replays (fewer: eagerly).
+  static constexpr int64_t kGraphRounds = 4;
+  void round(RoundState& s, const RuleParams& rule);
+  RoundState rs_;
+  std::vector<int64_t> rs_ks_;  // the members rs_ holds, and the rule of the graph
+  RuleParams rs_rule_;
+  CudaGraph graph_;  // of one round on rs_ (kept while rs_ks_ and rs_rule_ hold)
 };
 
 // The rounds of the paper's rule on the device (Engine::rounds). Per round, for the members
@@ -592,8 +611,58 @@ class BatchedEngine final : public Engine {
 // w <- w - dt g), the forward and its fit, the verdict (StepControl::judge: NaN df diverges,
 // df >= df_max rejects and divides dt by 10, df <= df_min multiplies it by 10 when df = 0 and by
 // 1.1 otherwise, capped by max_dt), the gradient at the accepted trials with an unsatisfied
-// point, the rejected (and diverging) trials restored. The members' scalars stay [K'] tensors on
-// the device; nothing goes to the host until the last round.
+// point, the rejected (and diverging) trials restored. The members' state stays in s (fixed
+// addresses): one round reads it and writes it back, so that a CUDA graph of one round replays
+// the rest (common/cuda_graph.h). Nothing goes to the host until the last round.
+void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
+  const at::Tensor live = (s.stop == 0) & (s.step < s.park);
+  const at::Tensor &t = s.t, &dt = s.dt;
+  // The decay x of Momentum::decay, on every member (tau = t/mu: 0 at t = 0).
+  at::Tensor x;
+  if (rule.tau > 0) x = at::exp(-dt / rule.tau);
+  else if (rule.tau < 0) x = at::where(t > 0, at::exp(-rule.tau * (at::log(t) - at::log(t + dt))), at::zeros_like(t));
+  auto col = [&](const at::Tensor& v) { return v.to(opts_.dtype()).unsqueeze(1); };  // [K', 1]
+  const at::Tensor lc = live.unsqueeze(1), dtc = col(dt);
+  at::Tensor W, V = s.V;  // the trial's weights and velocity; s.W and s.V stay those before it
+  if (Momentum{rule.tau}.enabled()) {
+    V = at::where(lc, s.V * col(x) - s.G * col(1.0 - x), s.V);
+    W = at::where(lc, s.W + V * dtc, s.W);
+  } else {
+    W = at::where(lc, s.W - s.G * dtc, s.W);
+  }
+  const at::Tensor Fn = batched_outputs(W, x_, /*keep=*/true).to(at::kDouble);  // [K', n]
+  const DeviceFit fit = device_fit(Fn, s.F, s.F0, s.alpha);
+  const at::Tensor nan = fit.df.isnan();
+  const at::Tensor acc = live & ~nan & (fit.df < rule.df_max), rej = live & ~nan & ~(fit.df < rule.df_max);
+  at::Tensor grown = dt * at::where(fit.df == 0, at::full_like(dt, 10.0), at::full_like(dt, 1.1));
+  if (rule.max_dt > 0) grown = at::clamp_max(grown, rule.max_dt);
+  const at::Tensor dt_next = at::where(rej, dt / 10.0, at::where(acc & (fit.df <= rule.df_min), grown, dt));
+  const at::Tensor t_next = at::where(acc, t + dt, t);
+  const at::Tensor finite = fit.loss2.isfinite() & t_next.isfinite() & dt_next.isfinite();
+  // The gradient at the accepted trial weights (the kept forward), for members with a point left.
+  const at::Tensor keep = acc & finite & (fit.unsat > 0);
+  at::Tensor Gk = at::empty_like(s.G);
+  backward(fit.C * keep.to(at::kDouble).unsqueeze(1), Gk);
+  // Why members stop (Member::settle and accept): the first reason only.
+  auto code = [](RuleState::Stop r) { return double(int(r)); };
+  at::Tensor why = at::where(live & nan, code(RuleState::Stop::NanStep), 0.0);
+  why = at::where(rej & ~(dt_next > 0), code(RuleState::Stop::StepUnderflow), why);
+  why = at::where(acc & ~finite, code(RuleState::Stop::NonFinite), why);
+  why = at::where(acc & finite & (fit.unsat == 0), code(RuleState::Stop::Converged), why);
+  const at::Tensor next = at::stack({t_next, dt_next,
+                                     at::where(s.t1.isnan() & acc & finite & (fit.loss2 < 0.5), t_next, s.t1),
+                                     s.step + acc.to(at::kDouble), s.rejected + rej.to(at::kDouble),
+                                     s.gevals + keep.to(at::kDouble), at::where(acc, fit.loss2, s.loss2),
+                                     at::where(acc, fit.err, s.err), at::where(acc, fit.unsat, s.unsat),
+                                     at::where(s.stop == 0, why, s.stop)});  // RoundState::S's rows
+  // Every new value is computed from the old ones above; now they replace them.
+  s.G.copy_(at::where(keep.unsqueeze(1), Gk, s.G));
+  s.W.copy_(at::where(acc.unsqueeze(1), W, s.W));
+  s.V.copy_(at::where(acc.unsqueeze(1), V, s.V));
+  s.F.copy_(at::where(acc.unsqueeze(1), Fn, s.F));
+  s.S.narrow(0, 0, RoundState::kOut).copy_(next);
+}
+
 void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t R,
                            std::vector<RuleState>& st) {
   require(st.size() == ks.size(), "engine rounds: one state a member");
@@ -603,85 +672,66 @@ void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rul
   const bool all = everyone(ks);
   const at::Tensor idx = all ? at::Tensor() : index(ks);
   auto pick = [&](const at::Tensor& A) { return all ? A : A.index_select(0, idx); };
-  at::Tensor W = pick(W_), V = pick(V_), G = pick(G_), F = pick(F_);  // [K', P], [K', n]
-  const at::Tensor F0 = pick(F0_), alpha = pick(alpha_);
-  const auto d64 = at::TensorOptions().dtype(at::kDouble);
-  auto scalars = [&](auto get) {
-    std::vector<double> v;
-    for (const RuleState& r : st) v.push_back(double(get(r)));
-    return upload(at::tensor(v, d64));
-  };
-  at::Tensor t = scalars([](const RuleState& r) { return r.t; });
-  at::Tensor dt = scalars([](const RuleState& r) { return r.dt; });
-  at::Tensor t1 = scalars([](const RuleState& r) { return r.t1; });
-  at::Tensor step = scalars([](const RuleState& r) { return r.step; });
-  at::Tensor rejected = scalars([](const RuleState& r) { return r.rejected; });
-  at::Tensor gevals = scalars([](const RuleState& r) { return r.gradient_evaluations; });
-  const at::Tensor park = scalars([](const RuleState& r) { return r.park_at; });
-  at::Tensor loss2 = scalars([](const RuleState& r) { return r.fit.loss2; });
-  at::Tensor err = scalars([](const RuleState& r) { return r.fit.train_err; });
-  at::Tensor unsat = scalars([](const RuleState& r) { return r.fit.unsatisfied; });
-  at::Tensor stop = at::zeros_like(t);  // RuleState::Stop as a number
-  const Momentum mom{rule.tau};
-  auto col = [&](const at::Tensor& v) { return v.to(opts_.dtype()).unsqueeze(1); };  // [K', 1]
-  auto code = [](RuleState::Stop s) { return double(int(s)); };
-  for (int64_t round = 0; round < R; ++round) {
-    const at::Tensor live = (stop == 0) & (step < park);
-    // The decay x of Momentum::decay, on every member (tau = t/mu: 0 at t = 0).
-    at::Tensor x;
-    if (rule.tau > 0) x = at::exp(-dt / rule.tau);
-    else if (rule.tau < 0) x = at::where(t > 0, at::exp(-rule.tau * (at::log(t) - at::log(t + dt))), at::zeros_like(t));
-    const at::Tensor Wp = W, Vp = V;  // the weights and velocity before the trial
-    const at::Tensor lc = live.unsqueeze(1), dtc = col(dt);
-    if (mom.enabled()) {
-      V = at::where(lc, V * col(x) - G * col(1.0 - x), V);
-      W = at::where(lc, W + V * dtc, W);
-    } else {
-      W = at::where(lc, W - G * dtc, W);
-    }
-    const at::Tensor Fn = batched_outputs(W, x_, /*keep=*/true).to(at::kDouble);  // [K', n]
-    const DeviceFit fit = device_fit(Fn, F, F0, alpha);
-    const at::Tensor nan = fit.df.isnan();
-    const at::Tensor acc = live & ~nan & (fit.df < rule.df_max), rej = live & ~nan & ~(fit.df < rule.df_max);
-    at::Tensor grown = dt * at::where(fit.df == 0, at::full_like(dt, 10.0), at::full_like(dt, 1.1));
-    if (rule.max_dt > 0) grown = at::clamp_max(grown, rule.max_dt);
-    const at::Tensor dt_next = at::where(rej, dt / 10.0, at::where(acc & (fit.df <= rule.df_min), grown, dt));
-    const at::Tensor t_next = at::where(acc, t + dt, t);
-    const at::Tensor finite = fit.loss2.isfinite() & t_next.isfinite() & dt_next.isfinite();
-    // The gradient at the accepted trial weights (the kept forward), for members with a point left.
-    const at::Tensor keep = acc & finite & (fit.unsat > 0);
-    at::Tensor Gk = at::empty_like(G);
-    backward(fit.C * keep.to(at::kDouble).unsqueeze(1), Gk);
-    G = at::where(keep.unsqueeze(1), Gk, G);
-    W = at::where(acc.unsqueeze(1), W, Wp);
-    V = at::where(acc.unsqueeze(1), V, Vp);
-    F = at::where(acc.unsqueeze(1), Fn, F);
-    loss2 = at::where(acc, fit.loss2, loss2), err = at::where(acc, fit.err, err), unsat = at::where(acc, fit.unsat, unsat);
-    t1 = at::where(t1.isnan() & acc & finite & (fit.loss2 < 0.5), t_next, t1);
-    step = step + acc.to(at::kDouble), rejected = rejected + rej.to(at::kDouble), gevals = gevals + keep.to(at::kDouble);
-    // Why members stop (Member::settle and accept): the first reason only.
-    at::Tensor why = at::where(live & nan, code(RuleState::Stop::NanStep), 0.0);
-    why = at::where(rej & ~(dt_next > 0), code(RuleState::Stop::StepUnderflow), why);
-    why = at::where(acc & ~finite, code(RuleState::Stop::NonFinite), why);
-    why = at::where(acc & finite & (fit.unsat == 0), code(RuleState::Stop::Converged), why);
-    stop = at::where(stop == 0, why, stop);
-    t = t_next, dt = dt_next;
+  // A graph of one round when there are enough rounds to pay for its capture (an eager round and
+  // the instantiation: about two rounds' host time), kept while the members and the rule stay.
+  const bool graph = R >= kGraphRounds && CudaGraph::wanted(opts_.device());
+  std::optional<CudaGraph::OnStream> on;
+  if (graph) on.emplace(graph_);
+  const bool same = rs_.S.defined() && rs_ks_ == ks && rs_rule_.df_min == rule.df_min &&
+                    rs_rule_.df_max == rule.df_max && rs_rule_.max_dt == rule.max_dt && rs_rule_.tau == rule.tau;
+  if (!same) {
+    graph_.reset();
+    const auto d64 = at::TensorOptions().dtype(at::kDouble).device(opts_.device());
+    rs_.W = at::empty({K, lay_.size}, opts_), rs_.V = at::empty_like(rs_.W), rs_.G = at::empty_like(rs_.W);
+    rs_.F = at::empty({K, n_}, d64), rs_.F0 = at::empty({K, n_}, d64), rs_.alpha = at::empty({K}, d64);
+    rs_.S = at::empty({RoundState::kRows, K}, d64);
+    at::Tensor* rows[] = {&rs_.t, &rs_.dt, &rs_.t1, &rs_.step, &rs_.rejected, &rs_.gevals,
+                          &rs_.loss2, &rs_.err, &rs_.unsat, &rs_.stop, &rs_.park};
+    for (int64_t r = 0; r < RoundState::kRows; ++r) *rows[r] = rs_.S[r];
+    rs_ks_ = ks, rs_rule_ = rule;
   }
+  rs_.W.copy_(pick(W_)), rs_.V.copy_(pick(V_)), rs_.G.copy_(pick(G_)), rs_.F.copy_(pick(F_));
+  rs_.F0.copy_(pick(F0_)), rs_.alpha.copy_(pick(alpha_));
+  std::vector<double> in;  // [kRows, K']: one upload
+  in.reserve(size_t(RoundState::kRows * K));
+  for (const RuleState& q : st) in.push_back(q.t);
+  for (const RuleState& q : st) in.push_back(q.dt);
+  for (const RuleState& q : st) in.push_back(q.t1);
+  for (const RuleState& q : st) in.push_back(double(q.step));
+  for (const RuleState& q : st) in.push_back(double(q.rejected));
+  for (const RuleState& q : st) in.push_back(double(q.gradient_evaluations));
+  for (const RuleState& q : st) in.push_back(q.fit.loss2);
+  for (const RuleState& q : st) in.push_back(q.fit.train_err);
+  for (const RuleState& q : st) in.push_back(double(q.fit.unsatisfied));
+  in.insert(in.end(), size_t(K), 0.0);  // stop: Running
+  for (const RuleState& q : st) in.push_back(double(q.park_at));
+  rs_.S.copy_(upload(at::tensor(in, at::TensorOptions().dtype(at::kDouble)).view({RoundState::kRows, K})));
+  int64_t r = 0;
+  if (graph) {
+    if (!graph_.captured()) {
+      round(rs_, rule);  // the first round eagerly: it also makes the stream's cuBLAS workspace
+      ++r;
+      graph_.capture([&] { round(rs_, rule); });
+    }
+    for (; r < R; ++r) graph_.replay();
+  }
+  for (; r < R; ++r) round(rs_, rule);
   z_.clear(), pre_.clear(), Wl_.clear();
   if (all) {
-    W_.copy_(W), V_.copy_(V), G_.copy_(G), F_.copy_(F);
+    W_.copy_(rs_.W), V_.copy_(rs_.V), G_.copy_(rs_.G), F_.copy_(rs_.F);
   } else {
-    W_.index_copy_(0, idx, W), V_.index_copy_(0, idx, V), G_.index_copy_(0, idx, G), F_.index_copy_(0, idx, F);
+    W_.index_copy_(0, idx, rs_.W), V_.index_copy_(0, idx, rs_.V), G_.index_copy_(0, idx, rs_.G);
+    F_.index_copy_(0, idx, rs_.F);
   }
-  const at::Tensor out =
-      at::stack({t, dt, t1, step, rejected, gevals, loss2, err, unsat, stop}, 1).to(at::kCPU).contiguous();  // one transfer
+  // [K', kOut]: one transfer
+  const at::Tensor out = rs_.S.narrow(0, 0, RoundState::kOut).t().to(at::kCPU).contiguous();
   const double* o = out.data_ptr<double>();
-  for (int64_t i = 0; i < K; ++i, o += 10) {
-    RuleState& r = st[size_t(i)];
-    r.t = o[0], r.dt = o[1], r.t1 = o[2];
-    r.step = int64_t(o[3]), r.rejected = int64_t(o[4]), r.gradient_evaluations = int64_t(o[5]);
-    r.fit.loss2 = o[6], r.fit.train_err = o[7], r.fit.unsatisfied = int64_t(o[8]);
-    r.stop = RuleState::Stop(int(o[9]));
+  for (int64_t i = 0; i < K; ++i, o += RoundState::kOut) {
+    RuleState& q = st[size_t(i)];
+    q.t = o[0], q.dt = o[1], q.t1 = o[2];
+    q.step = int64_t(o[3]), q.rejected = int64_t(o[4]), q.gradient_evaluations = int64_t(o[5]);
+    q.fit.loss2 = o[6], q.fit.train_err = o[7], q.fit.unsatisfied = int64_t(o[8]);
+    q.stop = RuleState::Stop(int(o[9]));
   }
 }
 

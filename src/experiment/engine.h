@@ -129,6 +129,9 @@ class Engine {
   // of st before, one download after. A member stops at st.park_at accepted steps, at zero loss
   // (Stop::Converged, the trial that reached it accepted) or at a diverging step (its weights
   // restored). Only engines with rounds_supported(); the paper's rule (no zdot, no lte or eab2).
+  // The batched engine on cuda replays one captured round as a CUDA graph from the second round
+  // of a call on (common/cuda_graph.h; kept while ks and the rule stay): the same kernels on the
+  // same numbers as launched one by one (LAZYFEAT_CUDA_GRAPHS=0), bit for bit.
   virtual bool rounds_supported() const { return false; }
   virtual void rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t rounds,
                       std::vector<RuleState>& st);

@@ -851,6 +851,11 @@ json make_report(const ReportOptions& opt) {
 
   json dropped = json::object(), reasons = json::object();
   for (auto& [st, n] : sel.dropped) dropped[st] = n;
+  {  // the run counts behind every figure: all runs, those that count, the others by status
+    std::ofstream out(opt.out + "/runs.csv");
+    out << "status,runs\ntotal," << all.size() << "\nconverged," << sel.kept.size() << "\n";
+    for (auto& [st, n] : sel.dropped) out << st << "," << n << "\n";
+  }
   for (auto& [st, m] : sel.reasons) reasons[st] = m;
   std::string index = opt.out + "/index.html";
   json summary = {{"db", opt.db},

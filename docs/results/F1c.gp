@@ -1,0 +1,36 @@
+# F1c: Test error vs α, one curve per h (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
+set encoding utf8
+$P0S0 << EOD
+0.001 0.0826 0.0013
+0.01 0.0825 0.0017
+0.1 0.07893333333 0.001225198397
+1 0.07695 0.00145
+10 0.0832 0.0019
+100 0.08785 0.00245
+1000 0.0868 0.0018
+EOD
+set terminal pngcairo enhanced size 560,440 font 'DejaVu Sans,10'
+set output "/work/main/docs/results.new/F1c.png"
+set multiplot layout 1,1
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title ""
+set xlabel "α"
+set ylabel "test error ε"
+set logscale x; set format x '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+set terminal svg enhanced size 560,440 font 'DejaVu Sans,10' background '#ffffff'
+set output "/work/main/docs/results.new/F1c.svg"
+set multiplot layout 1,1
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title ""
+set xlabel "α"
+set ylabel "test error ε"
+set logscale x; set format x '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+unset output

@@ -1,0 +1,36 @@
+# F1d: Test error rescaled to [0,1] per h vs √h α (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
+set encoding utf8
+$P0S0 << EOD
+0.01 0.5183486239 0.119266055
+0.1 0.5091743119 0.1559633028
+1 0.1819571865 0.1124035226
+10 0 0.1330275229
+100 0.5733944954 0.1743119266
+1000 1 0.2247706422
+10000 0.9036697248 0.1651376147
+EOD
+set terminal pngcairo enhanced size 560,440 font 'DejaVu Sans,10'
+set output "/work/main/docs/results.new/F1d.png"
+set multiplot layout 1,1
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title ""
+set xlabel "√h α"
+set ylabel "(ε - ε_min) / (ε_max - ε_min)"
+set logscale x; set format x '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+set terminal svg enhanced size 560,440 font 'DejaVu Sans,10' background '#ffffff'
+set output "/work/main/docs/results.new/F1d.svg"
+set multiplot layout 1,1
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title ""
+set xlabel "√h α"
+set ylabel "(ε - ε_min) / (ε_max - ε_min)"
+set logscale x; set format x '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+unset output

@@ -1,0 +1,47 @@
+# F2b: Single-network and ensemble-averaged test error vs √h α (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
+set encoding utf8
+$P0S0 << EOD
+0.01 0.0826 0.0013
+0.1 0.0825 0.0017
+1 0.07893333333 0.001225198397
+10 0.07695 0.00145
+100 0.0832 0.0019
+1000 0.08785 0.00245
+10000 0.0868 0.0018
+EOD
+$P0S1 << EOD
+0.01 0.0694 0
+0.1 0.0724 0
+1 0.069 0
+10 0.0664 0
+100 0.0718 0
+1000 0.0713 0
+10000 0.0755 0
+EOD
+set terminal pngcairo enhanced size 560,440 font 'DejaVu Sans,10'
+set output "/work/main/docs/results.new/F2b.png"
+set multiplot layout 1,1
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title ""
+set xlabel "√h α"
+set ylabel "test error ε"
+set logscale x; set format x '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "single, h=100", \
+     $P0S1 using 1:2:3 with yerrorlines lt 2 pt 2 ps 0.7 title "ensemble, h=100"
+unset multiplot
+set terminal svg enhanced size 560,440 font 'DejaVu Sans,10' background '#ffffff'
+set output "/work/main/docs/results.new/F2b.svg"
+set multiplot layout 1,1
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title ""
+set xlabel "√h α"
+set ylabel "test error ε"
+set logscale x; set format x '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "single, h=100", \
+     $P0S1 using 1:2:3 with yerrorlines lt 2 pt 2 ps 0.7 title "ensemble, h=100"
+unset multiplot
+unset output

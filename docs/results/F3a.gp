@@ -1,0 +1,65 @@
+# F3a: Relative kernel change ‖Θ(w) - Θ(w_0)‖ / ‖Θ(w_0)‖ (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
+set encoding utf8
+$P0S0 << EOD
+0.001 6527104.496 43666.26582
+0.01 106182.7501 15791.45925
+0.1 3490.924388 680.1175664
+1 64.4439204 19.65441511
+10 1.542416797 0.3053414014
+100 0.02845294543 0.004938549328
+1000 0.001604781824 3.852183651e-05
+EOD
+$P1S0 << EOD
+0.01 6527104.496 43666.26582
+0.1 106182.7501 15791.45925
+1 3490.924388 680.1175664
+10 64.4439204 19.65441511
+100 1.542416797 0.3053414014
+1000 0.02845294543 0.004938549328
+10000 0.001604781824 3.852183651e-05
+EOD
+set terminal pngcairo enhanced size 1120,440 font 'DejaVu Sans,10'
+set output "/work/main/docs/results.new/F3a.png"
+set multiplot layout 1,2
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs α"
+set xlabel "α"
+set ylabel "‖Θ - Θ_0‖ / ‖Θ_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs √h α"
+set xlabel "√h α"
+set ylabel "‖Θ - Θ_0‖ / ‖Θ_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P1S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+set terminal svg enhanced size 1120,440 font 'DejaVu Sans,10' background '#ffffff'
+set output "/work/main/docs/results.new/F3a.svg"
+set multiplot layout 1,2
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs α"
+set xlabel "α"
+set ylabel "‖Θ - Θ_0‖ / ‖Θ_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs √h α"
+set xlabel "√h α"
+set ylabel "‖Θ - Θ_0‖ / ‖Θ_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P1S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+unset output

@@ -1,0 +1,87 @@
+# F3c: Characteristic times t_1 (α^2 L = 0.5) and t_2 (L = 0) (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
+set encoding utf8
+$P0S0 << EOD
+0.001 0.01890320874 0.0003376927568
+0.01 0.1746372265 0.008034375276
+0.1 1.311692543 0.08305985461
+1 7.70926933 0.2480774954
+10 13.73730485 1.483089871
+100 12.58739858 0.1173784044
+1000 15.09094786 5.172987196
+EOD
+$P0S1 << EOD
+0.001 0.1807630493 0.02964844363
+0.01 4.34367631 0.005863850746
+0.1 129.3420101 6.92461545
+1 4873.734536 187.7190499
+10 163570.9615 8841.441246
+100 679929.9643 66811.50993
+1000 961688.7384 190900.8877
+EOD
+$P1S0 << EOD
+0.01 0.01890320874 0.0003376927568
+0.1 0.1746372265 0.008034375276
+1 1.311692543 0.08305985461
+10 7.70926933 0.2480774954
+100 13.73730485 1.483089871
+1000 12.58739858 0.1173784044
+10000 15.09094786 5.172987196
+EOD
+$P1S1 << EOD
+0.01 0.1807630493 0.02964844363
+0.1 4.34367631 0.005863850746
+1 129.3420101 6.92461545
+10 4873.734536 187.7190499
+100 163570.9615 8841.441246
+1000 679929.9643 66811.50993
+10000 961688.7384 190900.8877
+EOD
+set terminal pngcairo enhanced size 1120,440 font 'DejaVu Sans,10'
+set output "/work/main/docs/results.new/F3c.png"
+set multiplot layout 1,2
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs α"
+set xlabel "α"
+set ylabel "t"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "t₁ h=100", \
+     $P0S1 using 1:2:3 with yerrorlines lt 2 pt 2 ps 0.7 title "t₂ h=100"
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs √h α"
+set xlabel "√h α"
+set ylabel "t"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P1S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "t₁ h=100", \
+     $P1S1 using 1:2:3 with yerrorlines lt 2 pt 2 ps 0.7 title "t₂ h=100"
+unset multiplot
+set terminal svg enhanced size 1120,440 font 'DejaVu Sans,10' background '#ffffff'
+set output "/work/main/docs/results.new/F3c.svg"
+set multiplot layout 1,2
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs α"
+set xlabel "α"
+set ylabel "t"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "t₁ h=100", \
+     $P0S1 using 1:2:3 with yerrorlines lt 2 pt 2 ps 0.7 title "t₂ h=100"
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs √h α"
+set xlabel "√h α"
+set ylabel "t"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P1S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "t₁ h=100", \
+     $P1S1 using 1:2:3 with yerrorlines lt 2 pt 2 ps 0.7 title "t₂ h=100"
+unset multiplot
+unset output

@@ -1,0 +1,65 @@
+# F6: Relative weight change √h ‖w - w_0‖ / ‖w_0‖ (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
+set encoding utf8
+$P0S0 << EOD
+0.001 5.454977644 0.1105905813
+0.01 3.304353939 0.04107026475
+0.1 1.921062312 0.01720866923
+1 1.024024565 0.04691245502
+10 0.4506432628 0.03712781875
+100 0.07347631086 0.002490335757
+1000 0.007540868803 0.0009915672577
+EOD
+$P1S0 << EOD
+0.01 5.454977644 0.1105905813
+0.1 3.304353939 0.04107026475
+1 1.921062312 0.01720866923
+10 1.024024565 0.04691245502
+100 0.4506432628 0.03712781875
+1000 0.07347631086 0.002490335757
+10000 0.007540868803 0.0009915672577
+EOD
+set terminal pngcairo enhanced size 1120,440 font 'DejaVu Sans,10'
+set output "/work/main/docs/results.new/F6.png"
+set multiplot layout 1,2
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs α"
+set xlabel "α"
+set ylabel "√h ‖w - w_0‖ / ‖w_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs √h α"
+set xlabel "√h α"
+set ylabel "√h ‖w - w_0‖ / ‖w_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P1S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+set terminal svg enhanced size 1120,440 font 'DejaVu Sans,10' background '#ffffff'
+set output "/work/main/docs/results.new/F6.svg"
+set multiplot layout 1,2
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs α"
+set xlabel "α"
+set ylabel "√h ‖w - w_0‖ / ‖w_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P0S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset logscale; unset label; set autoscale; set format x '%g'; set format y '%g'
+set title "vs √h α"
+set xlabel "√h α"
+set ylabel "√h ‖w - w_0‖ / ‖w_0‖"
+set logscale x; set format x '10^{%L}'
+set logscale y; set format y '10^{%L}'
+set key inside top right font ',8' spacing 0.9 samplen 2
+set grid lw 0.5 lc rgb '#dddddd'
+plot $P1S0 using 1:2:3 with yerrorlines lt 1 pt 1 ps 0.7 title "h=100"
+unset multiplot
+unset output
