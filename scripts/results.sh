@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The report of the paper-scale study (docs/results/, issue 22) from the block databases that
-# scripts/gpu-study.sh brings back (study/*.sqlite.gz): `lazyfeat report` on them into
-# docs/results/ (PNG, SVG, CSV, the gnuplot scripts and index.html; no database), then the run
-# counts of runs.csv as the table that docs/results/README.md states (tests/test_results.cpp holds
-# the two equal). Usage: scripts/results.sh [lazyfeat binary, default build/lazyfeat]
-# Deliberately not: several blocks in one report (one block so far: study/README.md).
+# scripts/gpu-study.sh brings back (study/*.sqlite.gz): `lazyfeat report` on all of them as one
+# study (a --db each) into docs/results/ (PNG, SVG, CSV, the gnuplot scripts and index.html; no
+# database), then the run counts of runs.csv as the table that docs/results/README.md states
+# (tests/test_results.cpp holds the two equal).
+# Usage: scripts/results.sh [lazyfeat binary, default build/lazyfeat]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 lf=${1:-$root/build/lazyfeat}
 cd "$root"
-mkdir -p results/study  # ignored; the path that the page names
-gunzip -c study/paper-a-h100.sqlite.gz > results/study/paper-a-h100.sqlite
+mkdir -p results/study  # ignored; the paths that the page names
+dbs=()
+for gz in study/*.sqlite.gz; do
+  db=results/study/$(basename "$gz" .gz)
+  gunzip -c "$gz" > "$db"
+  dbs+=(--db "$db")
+done
 rm -rf docs/results.new
-"$lf" report --db results/study/paper-a-h100.sqlite --out docs/results.new 2>&1 | tail -3
+"$lf" report "${dbs[@]}" --out docs/results.new 2>&1 | tail -3
 # Keep the README; replace everything the report makes.
 if [ -f docs/results/README.md ]; then cp docs/results/README.md docs/results.new/; fi
 rm -rf docs/results && mv docs/results.new docs/results

@@ -108,7 +108,7 @@ void write_runs(const std::string& path, const std::vector<SyntheticRun>& runs) 
 
 // The synthetic study: 2 widths x 7 regimes x 8 seeds converged, plus a stopped and a diverged run.
 // Kernel change: (sqrt(h) alpha)^-1 (X >= 1) or ^-1.7 (X < 1), times exp(0.05 z) per run.
-void make_study(const std::string& path) {
+std::vector<SyntheticRun> study_runs() {
   std::mt19937_64 rng(7);
   std::normal_distribution<double> z(0.0, 1.0);
   std::vector<SyntheticRun> runs;
@@ -120,8 +120,9 @@ void make_study(const std::string& path) {
       }
   runs.push_back({100, 1.0, 9, "stopped", 1.0});
   runs.push_back({400, 1.0, 9, "diverged", 1.0});
-  write_runs(path, runs);
+  return runs;
 }
+void make_study(const std::string& path) { write_runs(path, study_runs()); }
 
 // CSV rows as maps column -> text.
 std::vector<std::map<std::string, std::string>> read_csv(const std::string& path) {
@@ -631,4 +632,38 @@ TEST(Report, WithoutConvergedCnnRunsF1bAndF2dAreAbsentWithOneLine) {
   EXPECT_TRUE(ids_of(j["figures"]).count("F1b"));
   check_absent(j, "F2d", "≥2 seeds");
   EXPECT_FALSE(fs::exists(tmp.file("o2/F2d.png")));
+}
+
+// The same study in two files (its h = 100 runs with the stopped one; its h = 400 runs with the
+// diverged one), read as one by repeating --db: the same figures, number for number, as from the
+// single file. Both files number their runs from 1, so the second file's checkpoints (F3b) and
+// outputs (F2a, F2b) are found only through its id offset (report/db.h).
+TEST(Report, TwoDatabasesReadAsOneStudy) {
+  Report& r = report();
+  ASSERT_EQ(r.res.status, 0) << r.res.err;
+  lft::TempDir dir;
+  std::vector<SyntheticRun> narrow, wide;
+  for (const SyntheticRun& run : study_runs()) (run.h == 100 ? narrow : wide).push_back(run);
+  write_runs(dir.file("a.sqlite"), narrow);
+  write_runs(dir.file("b.sqlite"), wide);
+  const std::string out = dir.file("report");
+  auto res = lft::run_cli({"report", "--db", dir.file("a.sqlite"), "--db", dir.file("b.sqlite"), "--out", out,
+                           "--json", "--bootstrap", "200"});
+  ASSERT_EQ(res.status, 0) << res.err;
+  json s = json::parse(lft::last_line(res.out), nullptr, false);
+  EXPECT_EQ(s["runs"], r.summary["runs"]);
+  EXPECT_EQ(s["figures"], r.summary["figures"]);
+  EXPECT_EQ(s["db"], dir.file("a.sqlite") + ", " + dir.file("b.sqlite"));
+  for (const char* f : {"runs.csv", "F1c.csv", "F1d.csv", "F2a.csv", "F2b.csv", "F3a.csv", "F3b.csv", "F3c.csv", "F6.csv"}) {
+    SCOPED_TRACE(f);
+    const std::string one = slurp(r.out + "/" + f);
+    EXPECT_GT(one.size(), 20u);
+    EXPECT_EQ(slurp(out + "/" + f), one);
+  }
+  // A file that is missing among several: one message naming it, exit 2, nothing written.
+  const std::string none = dir.file("report-none");
+  auto bad = lft::run_cli({"report", "--db", dir.file("a.sqlite"), "--db", dir.file("c.sqlite"), "--out", none});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("c.sqlite"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(none));
 }

@@ -201,6 +201,8 @@ TEST(SweepSpec, EveryExampleParses) {
   EXPECT_EQ(sizes["setup-b-small.toml"], 2u * 2u * 2u);
   EXPECT_EQ(sizes["paper-a-h100.toml"], 19u * 4u);  // the published alphas 1e-3 .. 1e3 at h = 100
   EXPECT_EQ(sizes["paper-b.toml"], 2u * 3u);
+  EXPECT_EQ(sizes["paper-a-variance.toml"], 2u * 3u * 6u);
+  EXPECT_EQ(sizes["paper-a-l2.toml"], 7u * 2u * 3u);
   // Setup B: the CNN under the stochastic dynamics, every run with the spec's fixed options.
   for (const auto& c : lf::parse_sweep_spec(std::string(LAZYFEAT_SOURCE_DIR) + "/examples/setup-b-cnn.toml")) {
     EXPECT_EQ(c.arch, "cnn");

@@ -1,4 +1,4 @@
-// `lazyfeat report --db FILE --out DIR [--fit-range LOW:HIGH] [--lazy-range LOW:HIGH]
+// `lazyfeat report --db FILE [--db FILE ...] --out DIR [--fit-range LOW:HIGH] [--lazy-range LOW:HIGH]
 // [--bootstrap N] [--json]`: the paper's figures from a study database (report/report.h).
 // Deliberately only option parsing and output; the work is in src/report.
 #include <iostream>
@@ -25,12 +25,15 @@ std::pair<double, double> parse_range(const std::string& option, const std::stri
 int cmd_report(const Args& args) {
   report::ReportOptions opt;
   bool json_out = false;
-  OptionParser p("lazyfeat report --db FILE --out DIR [options]",
+  OptionParser p("lazyfeat report --db FILE [--db FILE ...] --out DIR [options]",
                  "The paper's figures (docs/report.md lists them) from a study database: for each "
                  "figure whose runs are present, the CSV behind it, PNG and SVG (gnuplot), fitted "
                  "exponents next to the paper's predictions, and one self-contained index.html. "
                  "Only converged runs count; the report says how many were dropped and why.");
-  p.value("db", "FILE", "study database (read only)", [&](const std::string& v) { opt.db = v; });
+  p.value("db", "FILE",
+          "study database (read only); again for each further database of the same study (its "
+          "blocks), read as one",
+          [&](const std::string& v) { opt.db.push_back(v); });
   p.value("out", "DIR", "output folder (created)", [&](const std::string& v) { opt.out = v; });
   p.value("fit-range", "LOW:HIGH", "sqrt(h) alpha range of the feature-regime fits (default 1e-3:0.2)",
           [&](const std::string& v) { std::tie(opt.fit_lo, opt.fit_hi) = parse_range("--fit-range", v); });

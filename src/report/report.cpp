@@ -858,7 +858,9 @@ json make_report(const ReportOptions& opt) {
   }
   for (auto& [st, m] : sel.reasons) reasons[st] = m;
   std::string index = opt.out + "/index.html";
-  json summary = {{"db", opt.db},
+  std::string dbs;
+  for (const std::string& d : opt.db) dbs += (dbs.empty() ? "" : ", ") + d;
+  json summary = {{"db", dbs},
                   {"out", opt.out},
                   {"runs", {{"total", all.size()}, {"converged", sel.kept.size()},
                             {"dropped", dropped}, {"reasons", reasons}}},

@@ -14,7 +14,8 @@
 namespace lf::report {
 
 struct ReportOptions {
-  std::string db, out;
+  std::vector<std::string> db;  // one study: its databases (report/db.h)
+  std::string out;
   // Ranges of sqrt(h) alpha for the log-log fits (figures.md: chosen and printed by the tool).
   double fit_lo = 1e-3, fit_hi = 0.2;     // feature regime (sqrt(h) alpha << 1)
   double lazy_lo = 1e2, lazy_hi = 1e12;   // lazy regime (sqrt(h) alpha >> 1)
@@ -22,7 +23,7 @@ struct ReportOptions {
 };
 
 // Writes OUT/<ID>.{csv,png,svg,gp}, OUT/fits.csv and OUT/index.html; returns the summary:
-// {"db","out","runs":{"total","converged","dropped":{status:count},"reasons":{...}},
+// {"db" (the databases, comma-separated),"out","runs":{"total","converged","dropped":{status:count},"reasons":{...}},
 //  "figures":[ids],"absent":[{"id","needs","sweep"}],"fits":[...],"fit_range":[lo,hi],
 //  "lazy_range":[lo,hi],"bootstrap":N,"index":path}.
 // Throws UsageError for an unusable database, std::runtime_error when gnuplot fails.
