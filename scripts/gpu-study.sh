@@ -16,6 +16,10 @@
 # tool brings back files of at most 16 MiB) and NAME-logs.tgz (build, sweep log, runs JSON).
 # DROP_STATES=1 first deletes the saved states of the runs that ended (their trained weights: not
 # needed by the report; kept otherwise), so that a finished block travels small.
+# The exported copy keeps every checkpoint of a run's first 2,000 steps, then the last one of each
+# 1,000 steps (a run's last checkpoint among them): the protocol's ~100-step spacing is ~3,400
+# rows a run, which would take the committed databases past what the device tool carries (64 MiB
+# with .gpu) within a block (study/README.md). FULL_CHECKPOINTS=1 keeps them all.
 # Deliberately not: the tests, the benchmarks (scripts/gpu-check.sh).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,18 +70,21 @@ for r in c.execute("select r.id, s.step, s.t from states s join runs r on r.id =
 EOF
 out=$build/study/$name.export.sqlite
 rm -f "$out"
-python3 - "$db" "$out" "${DROP_STATES:-}" <<'EOF'
+python3 - "$db" "$out" "${DROP_STATES:-}" "${FULL_CHECKPOINTS:-}" <<'EOF'
 import sqlite3, sys
-src, dst, drop = sys.argv[1], sys.argv[2], sys.argv[3]
+src, dst, drop, full = sys.argv[1:5]
 c = sqlite3.connect(src)
 c.execute("vacuum into ?", (dst,))
 c.close()
+d = sqlite3.connect(dst)
 if drop:
-    d = sqlite3.connect(dst)
     d.execute("delete from states where run_id in (select id from runs where status in ('converged', 'diverged', 'stopped'))")
-    d.commit()
-    d.execute("vacuum")
-    d.close()
+if not full:
+    d.execute("delete from checkpoints where step > 2000 and step < (select max(c.step) from checkpoints c "
+              "where c.run_id = checkpoints.run_id and c.step / 1000 = checkpoints.step / 1000)")
+d.commit()
+d.execute("vacuum")
+d.close()
 EOF
 gzip -c "$out" | split -b 15M -d - "$dest/$name.sqlite.gz.part"
 ls -l "$dest" | grep "$name"
