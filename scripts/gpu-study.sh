@@ -4,21 +4,21 @@
 # through the device's output folder. Resumable from call to call:
 #  - on a warm machine (the next call within the device's idle window) the database is still in
 #    build-gpu/study/, an ignored folder of the repository's copy there, and the build is reused;
-#  - on a fresh machine it starts from study/NAME.sqlite.gz, the block's database as the last call
-#    left it (committed: the device machine keeps nothing, and the runs are paid in GPU time;
-#    study/README.md), else from nothing.
+#  - on a fresh machine it starts from .gpu/study/NAME.sqlite.gz, the block's database as the last
+#    call left it (carried with .gpu: the device machine keeps nothing, and the runs are paid in
+#    GPU time; study/README.md), else from nothing.
 # The sweep is stopped by SIGTERM at WALL seconds: its runs save their states and go back to
 # planned (docs/sweep-faults.md), so the next call resumes them where they stopped.
 #   run: OUT=$OUT SPEC=examples/paper-a-h100.toml NAME=paper-a-h100 ENSEMBLE=7 SHARD=0/12 WALL=480 \
 #        scripts/gpu-study.sh                                        (carry [".gpu"])
-#   then: scripts/gpu-study-fetch.sh FILES_AT NAME (study/NAME.sqlite.gz and results/study/NAME.sqlite)
+#   then: scripts/gpu-study-fetch.sh FILES_AT NAME (.gpu/study/NAME.sqlite.gz and results/study/NAME.sqlite)
 # Output ($OUT): NAME.sqlite.gz.partNN (the whole database, gzipped, in 15 MiB parts: the device
 # tool brings back files of at most 16 MiB) and NAME-logs.tgz (build, sweep log, runs JSON).
 # DROP_STATES=1 first deletes the saved states of the runs that ended (their trained weights: not
 # needed by the report; kept otherwise), so that a finished block travels small.
 # The exported copy keeps every checkpoint of a run's first 2,000 steps, then the last one of each
 # 1,000 steps (a run's last checkpoint among them): the protocol's ~100-step spacing is ~3,400
-# rows a run, which would take the committed databases past what the device tool carries (64 MiB
+# rows a run, which would take the databases past what the device tool carries (64 MiB
 # with .gpu) within a block (study/README.md). FULL_CHECKPOINTS=1 keeps them all.
 # Deliberately not: the tests, the benchmarks (scripts/gpu-check.sh).
 set -uo pipefail
@@ -44,8 +44,8 @@ fi
 export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
 lf=$build/lazyfeat
 db=$build/study/$name.sqlite
-if [ ! -s "$db" ] && [ -s "$root/study/$name.sqlite.gz" ]; then
-  gunzip -c "$root/study/$name.sqlite.gz" > "$db" && echo "database: from study/$name.sqlite.gz"
+if [ ! -s "$db" ] && [ -s "$root/.gpu/study/$name.sqlite.gz" ]; then
+  gunzip -c "$root/.gpu/study/$name.sqlite.gz" > "$db" && echo "database: from .gpu/study/$name.sqlite.gz"
 elif [ -s "$db" ]; then
   echo "database: kept on this machine"
 else
