@@ -129,23 +129,10 @@ std::vector<std::map<std::string, std::string>> read_csv(const std::string& path
   std::ifstream in(path);
   std::vector<std::map<std::string, std::string>> rows;
   std::string line;
-  std::vector<std::string> head;
-  auto split = [](const std::string& l) {
-    std::vector<std::string> f;
-    std::string cur;
-    bool q = false;
-    for (char c : l) {
-      if (c == '"') q = !q;
-      else if (c == ',' && !q) f.push_back(cur), cur.clear();
-      else cur += c;
-    }
-    f.push_back(cur);
-    return f;
-  };
   if (!std::getline(in, line)) return rows;
-  head = split(line);
+  const std::vector<std::string> head = lft::csv_fields(line);
   while (std::getline(in, line)) {
-    auto f = split(line);
+    auto f = lft::csv_fields(line);
     std::map<std::string, std::string> r;
     for (size_t i = 0; i < head.size() && i < f.size(); ++i) r[head[i]] = f[i];
     rows.push_back(r);

@@ -24,18 +24,6 @@ namespace {
 
 const fs::path kResults = fs::path(LAZYFEAT_SOURCE_DIR) / "docs" / "results";
 
-// One CSV line's fields; a field in double quotes may hold commas (the report quotes labels).
-std::vector<std::string> fields(const std::string& line) {
-  std::vector<std::string> out(1);
-  bool quoted = false;
-  for (char c : line) {
-    if (c == '"') quoted = !quoted;
-    else if (c == ',' && !quoted) out.emplace_back();
-    else out.back() += c;
-  }
-  return out;
-}
-
 // Whether s is blank or a whole number in C's notation (what the report writes).
 bool number_or_blank(const std::string& s) {
   if (s.empty()) return true;
@@ -55,7 +43,7 @@ Table read_csv(const fs::path& p) {
   std::istringstream in(lft::slurp(p.string()));
   Table t;
   for (std::string line; std::getline(in, line);)
-    if (!line.empty()) t.push_back(fields(line));
+    if (!line.empty()) t.push_back(lft::csv_fields(line));
   return t;
 }
 

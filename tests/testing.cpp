@@ -36,6 +36,17 @@ std::string slurp(const std::string& p) {
   return ss.str();
 }
 
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> out(1);
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"') quoted = !quoted;
+    else if (c == ',' && !quoted) out.emplace_back();
+    else out.back() += c;
+  }
+  return out;
+}
+
 int start(std::vector<std::string> argv, const std::string& out, const std::string& err, bool new_group,
           const std::vector<std::string>& env) {
   posix_spawn_file_actions_t fa;

@@ -26,6 +26,8 @@ int start(std::vector<std::string> argv, const std::string& out, const std::stri
 // Waits for pid: its exit status, or 128 + the signal that ended it.
 int wait_exit(int pid);
 std::string slurp(const std::string& path);  // a whole file
+// One CSV line's fields; a field in double quotes may hold commas (the report quotes its labels).
+std::vector<std::string> csv_fields(const std::string& line);
 // The last line of stdout (the --json object).
 std::string last_line(const std::string& s);
 // A fresh empty folder under $TMPDIR, removed by the destructor.
