@@ -61,7 +61,7 @@ TEST(Cuda, RunAloneOnCudaEqualsTheCpuRun) {
   lft::expect_same_run(a, rg, b, rc);
 }
 
-// The stochastic dynamics on cuda, whose walk grows its chunks (Member::draw_batch) where the
+// The stochastic dynamics on cuda, whose walk grows its chunks (Member::begin_batch) where the
 // CPU's takes b_max points at a time: the same batches, so the CPU's run to 1e-9, to convergence
 // (the late walks cover most of the training set). Stopped and resumed on cuda (the walk's length
 // is in the state), the run makes the uninterrupted one's decisions and numbers.
@@ -83,6 +83,45 @@ TEST(Cuda, StochasticRunOnCudaEqualsTheCpuRun) {
   EXPECT_EQ(r.second.rejected, a.rejected);
   EXPECT_NEAR(r.second.t, a.t, 1e-9 * a.t);
   EXPECT_EQ(r.second.test_err, a.test_err);
+}
+
+// The grouped CNN engine on cuda (an ensemble of CNNs as one network of grouped convolutions,
+// experiment/cnn_ensemble.cpp; cuDNN) against each member's run alone on the CPU (the fused
+// kernels), 2 seeds x 2 alphas, under the stochastic dynamics (the walks in lockstep, growing on
+// cuda) and full batches: the same decisions and numbers to rounding.
+TEST(Cuda, GroupedCnnEnsembleEqualsTheCpuRuns) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  const int64_t n = 48;
+  Dataset d = lft::images(n, 50);
+  for (const bool stochastic : {true, false}) {
+    SCOPED_TRACE(stochastic ? "stochastic" : "full batch");
+    std::vector<RunConfig> cfgs;
+    for (double alpha : {1e-2, 1e2})
+      for (uint64_t seed : {0, 1}) {
+        RunConfig c = stochastic ? lft::stochastic_config("cnn", n) : lft::conv_config("cnn", n, 50, 4);
+        c.alpha = alpha;
+        c.seed_init = seed;
+        c.max_steps = 40;
+        c.device = "cuda";
+        finalize(c);
+        cfgs.push_back(c);
+      }
+    std::vector<lft::Recorded> rg(cfgs.size());
+    std::vector<TrainHooks> hooks;
+    for (auto& r : rg) hooks.push_back(lft::recording(r));
+    const std::vector<RunResult> g = train_ensemble(cfgs, d, hooks);
+    for (size_t k = 0; k < cfgs.size(); ++k) {
+      SCOPED_TRACE("member " + std::to_string(k));
+      RunConfig cpu = cfgs[k];
+      cpu.device = "cpu";
+      finalize(cpu);
+      lft::Recorded rc;
+      const RunResult alone = train_run(cpu, d, lft::recording(rc));
+      EXPECT_EQ(g[k].trainer, "grouped");
+      EXPECT_EQ(g[k].steps, 40);
+      lft::expect_same_run(g[k], rg[k], alone, rc);
+    }
+  }
 }
 
 // The rounds of the paper's rule on the device replayed as a CUDA graph (common/cuda_graph.h)

@@ -222,7 +222,7 @@ TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
   }
 }
 
-// The walk that draws a batch in growing chunks (Member::draw_batch; the default on cuda, forced
+// The walk that draws a batch in growing chunks (Member::begin_batch; the default on cuda, forced
 // here by LAZYFEAT_WALK=grow) draws the same batches as the walk in chunks of b_max: fc to
 // convergence (its late walks cover most of the training set) bit for bit, the cnn to 1e-9 (a
 // batch backward through a kept chunk forward sums over that chunk's rows); and a growing walk
@@ -275,10 +275,51 @@ TEST(Stochastic, ConvergesToZeroUnsatisfied) {
   EXPECT_EQ(r.gradient_evaluations, r.steps + r.rejected);
 }
 
+// The grouped CNN engine (experiment/cnn_ensemble.cpp: the members as one network of grouped
+// convolutions, the GPU path of CNN ensembles) against the sequential engine (each member alone
+// through the fused CPU kernels), 2 seeds x 2 alphas, one member with a shorter budget (it leaves
+// while the others go on): under the stochastic dynamics (the batch walks in lockstep, batches
+// of other sizes side by side) and under full batches, every member makes the same decisions
+// and the same numbers to rounding (another summation order inside the grouped convolutions).
+TEST(Stochastic, GroupedCnnEngineEqualsTheSequentialEngine) {
+  const int64_t n = 48;
+  Dataset d = images(n, 50);
+  for (const bool stochastic : {true, false}) {
+    SCOPED_TRACE(stochastic ? "stochastic" : "full batch");
+    std::vector<RunConfig> cfgs;
+    for (double alpha : {1e-2, 1e2})
+      for (uint64_t seed : {0, 1}) {
+        RunConfig c = stochastic ? stochastic_config("cnn", n) : cnn_config(n, 50);
+        c.alpha = alpha;
+        c.seed_init = seed;
+        c.max_steps = cfgs.size() == 1 ? 25 : 40;
+        finalize(c);
+        cfgs.push_back(c);
+      }
+    std::vector<lft::Recorded> rg(cfgs.size()), rs(cfgs.size());
+    std::vector<TrainHooks> hg, hs;
+    for (size_t k = 0; k < cfgs.size(); ++k) hg.push_back(lft::recording(rg[k])), hs.push_back(lft::recording(rs[k]));
+    const std::vector<RunResult> g = train_ensemble(cfgs, d, hg, EngineKind::Batched);
+    const std::vector<RunResult> q = train_ensemble(cfgs, d, hs, EngineKind::Sequential);
+    for (size_t k = 0; k < cfgs.size(); ++k) {
+      SCOPED_TRACE("member " + std::to_string(k));
+      EXPECT_EQ(g[k].trainer, "grouped");
+      EXPECT_EQ(q[k].trainer, "fused");
+      lft::expect_same_run(g[k], rg[k], q[k], rs[k]);
+      EXPECT_EQ(g[k].steps, cfgs[k].max_steps);
+      ASSERT_EQ(g[k].test_f_delta.numel(), 50);
+      EXPECT_LT((g[k].test_f_delta - q[k].test_f_delta).abs().max().item<double>(),
+                1e-9 * (1 + q[k].test_f_delta.abs().max().item<double>()));
+    }
+    EXPECT_NE(numbers(g[0]).dump(), numbers(g[2]).dump()) << "the alphas give other runs";
+  }
+}
+
 TEST(Stochastic, UnsupportedConfigsAreUsageErrors) {
   Dataset d = images(20, 10);
+  RunConfig w = lft::conv_config("wrn", 20, 10, 1);
+  EXPECT_THROW(train_ensemble({w, w}, d, {lft::quiet(), lft::quiet()}, EngineKind::Batched), UsageError);
   RunConfig c = cnn_config(20, 10);
-  EXPECT_THROW(train_ensemble({c, c}, d, {lft::quiet(), lft::quiet()}, EngineKind::Batched), UsageError);
   c.zdot = true;
   EXPECT_THROW(train_run(c, d, lft::quiet()), UsageError);
   RunConfig s = stochastic_config("fc", 60);

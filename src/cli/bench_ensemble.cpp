@@ -10,8 +10,10 @@
 // ensemble's default: sequential fused kernels on the CPU, batched on cuda.
 // With --arch cnn: setup B (the CNN of protocol section 2 at --h, default 32, under the stochastic
 // dynamics at T = 3e-4, tau = 10, batches of at most 64; synthetic images) as one ensemble of
-// |--alphas| x --seeds members (default 5 x 10 = 50), each member --steps accepted steps; these run
-// on the sequential engine (experiment/engine.h), member after member within each round.
+// |--alphas| x --seeds members (default 5 x 10 = 50), each member --steps accepted steps: on cuda
+// the grouped CNN engine (experiment/engine.h, all members as one network), on the CPU the
+// sequential engine (member after member within each round); the runs alone as train_run makes
+// them (a single cnn run is sequential everywhere).
 // Deliberately not: a test (speed is measured here only), MNIST.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>

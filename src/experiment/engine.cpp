@@ -12,6 +12,7 @@
 #include "common/cuda_graph.h"
 #include "common/error.h"
 #include "dynamics/momentum.h"
+#include "experiment/ensemble_engine.h"
 #include "experiment/observables.h"
 #include "models/fc.h"
 #include "models/fc_cuda.h"
@@ -76,20 +77,14 @@ class SequentialEngine final : public Engine {
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
     fits.resize(ks.size());
     for (size_t i = 0; i < ks.size(); ++i) {
-      Outputs& o = out_[ks[i]];
+      HostOutputs& o = out_[ks[i]];
       o.f.resize(size_t(n_));
       models_[ks[i]]->forward_train(o.f.data());
-      o.f0 = o.f;
-      o.fit = fit_of(ks[i], o.f);
-      fits[i] = scalars(o.fit);
+      fits[i] = o.start(spec_, ks[i]);
     }
   }
   Fit set_outputs(int64_t k, const std::vector<double>& f, const std::vector<double>& f0) override {
-    Outputs& o = out_.at(k);
-    o.f = f;
-    o.f0 = f0;
-    o.fit = fit_of(k, o.f);
-    return scalars(o.fit);
+    return out_.at(k).set(spec_, k, f, f0);
   }
   void outputs(int64_t k, std::vector<double>& f, std::vector<double>& f0) override {
     f = out_.at(k).f;
@@ -144,15 +139,10 @@ class SequentialEngine final : public Engine {
   void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
     trials.resize(ks.size());
     for (size_t i = 0; i < ks.size(); ++i) {
-      Outputs& o = out_[ks[i]];
+      HostOutputs& o = out_[ks[i]];
       o.f_new.resize(size_t(n_));
       models_[ks[i]]->forward_train(o.f_new.data());
-      trials[i].df = output_change(o.f_new, o.f, spec_.alpha[ks[i]]);
-      o.fit = fit_of(ks[i], o.f_new);
-      trials[i].fit = scalars(o.fit);
-      trials[i].f = o.f.data();
-      trials[i].f_new = o.f_new.data();
-      trials[i].f0 = o.f0.data();
+      trials[i] = o.trial(spec_, ks[i]);
     }
   }
   void accept(const std::vector<int64_t>& ks) override {
@@ -193,15 +183,6 @@ class SequentialEngine final : public Engine {
   std::string name() const override { return fused_ ? "fused" : "reference"; }
 
  private:
-  struct Outputs {
-    std::vector<double> f, f0, f_new;  // [n] now, at w0, of the last trial
-    Fit fit;                           // of the last forward's outputs
-  };
-  Fit fit_of(int64_t k, const std::vector<double>& f) const {
-    Fit out;
-    lf::fit(spec_.loss, spec_.alpha[k], f, out_[k].f0, spec_.y, out);
-    return out;
-  }
 
   std::vector<at::Tensor>& history() {
     require(spec_.gradient_history, "engine: no gradient history (FitSpec::gradient_history)");
@@ -215,7 +196,7 @@ class SequentialEngine final : public Engine {
   std::vector<std::unique_ptr<Model>> models_;
   std::vector<at::Tensor> w0_, v_, w_prev_, v_prev_;
   std::vector<at::Tensor> g_prev_, g_extrap_;  // eab2 (FitSpec::gradient_history)
-  std::vector<Outputs> out_;
+  std::vector<HostOutputs> out_;
 };
 
 // The batched forward and backward of K' FC networks (protocol section 2) on one training set:
@@ -225,19 +206,13 @@ class SequentialEngine final : public Engine {
 // prefactor a moves into m_{l+1} = a/sqrt(fan_in): one elementwise pass a layer. Backward of
 // sum_mu C_mu f_mu:  gpre_L = C;  gW_l = m_l gpre_l^T z_{l-1};  gb_l = sum_mu gpre_l;
 //   gpre_{l-1} = phi'(pre_{l-1}) * (m_l gpre_l W_l)   (one fused softplus_backward pass).
-class BatchedEngine final : public Engine {
+class BatchedEngine final : public EnsembleEngineBase {
  public:
   BatchedEngine(FitSpec spec, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
                 at::TensorOptions opts)
-      : spec_(std::move(spec)), act_(act), lay_(lay), opts_(opts), x_(x_train.to(opts)), n_(x_train.size(0)) {
+      : EnsembleEngineBase(std::move(spec), lay.size, opts), act_(act), lay_(lay), x_(x_train.to(opts)),
+        n_(x_train.size(0)) {
     const int64_t K = int64_t(spec_.alpha.size());
-    W_ = at::zeros({K, lay.size}, opts);
-    V_ = at::zeros_like(W_);
-    G_ = at::zeros_like(W_);
-    Wp_ = at::zeros_like(W_);
-    Vp_ = at::zeros_like(W_);
-    W0_ = at::zeros_like(W_);
-    if (spec_.gradient_history) Gp_ = at::zeros_like(W_), Gx_ = at::zeros_like(W_);
     const auto d64 = at::TensorOptions().dtype(at::kDouble).device(opts.device());
     F_ = at::zeros({K, n_}, d64);
     F0_ = at::zeros({K, n_}, d64);
@@ -245,16 +220,6 @@ class BatchedEngine final : public Engine {
     alpha_ = at::tensor(spec_.alpha, at::TensorOptions().dtype(at::kDouble)).to(d64);
     softplus_ = act_.kind == Activation::Kind::Softplus;
     cuda_kernels_ = cuda_kernels_available() && softplus_ && opts.device().is_cuda() && opts.dtype() == at::kDouble;
-  }
-  at::Tensor w(int64_t k) override { return W_[k]; }
-  at::Tensor v(int64_t k) override { return V_[k]; }
-  at::Tensor g(int64_t k) override { return G_[k]; }
-  at::Tensor prev_w(int64_t k) override { return Wp_[k]; }
-  at::Tensor w0(int64_t k) override { return W0_[k]; }
-  at::Tensor g_prev(int64_t k) override { return history()[k]; }
-  at::Tensor g_extrap(int64_t k) override {
-    history();
-    return Gx_[k];
   }
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
@@ -282,53 +247,6 @@ class BatchedEngine final : public Engine {
     f0 = to_vector(F0_[k]);
   }
 
-  void trial(const std::vector<int64_t>& ks, const std::vector<double>& x, const std::vector<double>& dt,
-             bool momentum) override {
-    if (ks.empty()) return;
-    c10::NoGradGuard ng;
-    const at::Tensor dts = column(dt);
-    std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = 1.0 - x[i];
-    if (everyone(ks)) {  // in place, the same arithmetic
-      Wp_.copy_(W_);
-      Vp_.copy_(V_);
-      if (momentum) {
-        V_.mul_(column(x)).sub_(G_ * column(y));  // v <- x v - (1 - x) g
-        W_.add_(V_ * dts);                        // w <- w + dt v
-      } else {
-        W_.sub_(G_ * dts);  // gradient flow
-      }
-      return;
-    }
-    at::Tensor idx = index(ks);
-    at::Tensor W = W_.index_select(0, idx), V = V_.index_select(0, idx), G = G_.index_select(0, idx);  // [K', P]
-    Wp_.index_copy_(0, idx, W);
-    Vp_.index_copy_(0, idx, V);
-    if (momentum) {
-      at::Tensor Vn = V * column(x) - G * column(y);  // v <- x v - (1 - x) g
-      V_.index_copy_(0, idx, Vn);
-      W_.index_copy_(0, idx, W + Vn * dts);           // w <- w + dt v
-    } else {
-      W_.index_copy_(0, idx, W - G * dts);  // gradient flow
-    }
-  }
-  void trial_exp(const std::vector<int64_t>& ks, const std::vector<ExpStep>& c) override {
-    if (ks.empty()) return;
-    c10::NoGradGuard ng;
-    history();
-    std::vector<double> vv, vg, vp, wv, wg, wp, r;
-    for (const ExpStep& s : c)
-      vv.push_back(s.vv), vg.push_back(s.vg), vp.push_back(s.vp), wv.push_back(s.wv), wg.push_back(s.wg),
-          wp.push_back(s.wp), r.push_back(s.r);
-    const at::Tensor idx = index(ks);
-    const at::Tensor W = W_.index_select(0, idx), V = V_.index_select(0, idx), G = G_.index_select(0, idx),
-                     Gp = Gp_.index_select(0, idx);  // [K', P]
-    Wp_.index_copy_(0, idx, W);
-    Vp_.index_copy_(0, idx, V);
-    W_.index_copy_(0, idx, W + V * column(wv) + G * column(wg) + Gp * column(wp));
-    V_.index_copy_(0, idx, V * column(vv) + G * column(vg) + Gp * column(vp));
-    Gx_.index_copy_(0, idx, G + (G - Gp) * column(r));
-  }
   void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
     trials.clear();
     last_ks_ = ks;
@@ -343,13 +261,6 @@ class BatchedEngine final : public Engine {
     c10::NoGradGuard ng;
     if (everyone(ks) && everyone(last_ks_)) F_.copy_(Fn_);
     else F_.index_copy_(0, index(ks), Fn_.index_select(0, index(positions(ks))));
-  }
-  void restore(const std::vector<int64_t>& ks) override {
-    if (ks.empty()) return;
-    c10::NoGradGuard ng;
-    at::Tensor idx = index(ks);
-    W_.index_copy_(0, idx, Wp_.index_select(0, idx));
-    V_.index_copy_(0, idx, Vp_.index_select(0, idx));
   }
   void gradient(const std::vector<int64_t>& ks) override {
     if (ks.empty()) return;
@@ -534,13 +445,6 @@ class BatchedEngine final : public Engine {
       trials[i].fit.unsatisfied = int64_t(s[4 * i + 3]);
     }
   }
-  // Whether ks is every member, in order (then no gathers and scatters by index).
-  bool everyone(const std::vector<int64_t>& ks) const {
-    if (int64_t(ks.size()) != W_.size(0)) return false;
-    for (size_t i = 0; i < ks.size(); ++i)
-      if (ks[i] != int64_t(i)) return false;
-    return true;
-  }
   std::vector<int64_t> positions(const std::vector<int64_t>& ks) const {  // in the last forward
     std::vector<int64_t> pos;
     for (int64_t k : ks) {
@@ -550,36 +454,15 @@ class BatchedEngine final : public Engine {
     }
     return pos;
   }
-  // A small host tensor on the device. On cuda through pinned memory and an asynchronous copy: a
-  // copy from pageable memory would wait for the device to finish its queue, several times a step.
-  at::Tensor upload(const at::Tensor& host) const {
-    if (!opts_.device().is_cuda()) return host.to(opts_.device());
-    return host.pin_memory().to(at::TensorOptions().device(opts_.device()), /*non_blocking=*/true, /*copy=*/false);
-  }
-  at::Tensor& history() {
-    require(spec_.gradient_history, "engine: no gradient history (FitSpec::gradient_history)");
-    return Gp_;
-  }
   [[noreturn]] static void refuse_batches() {
     throw UsageError("the batched engine trains full-batch fc ensembles only (not the stochastic dynamics)");
   }
-  at::Tensor index(const std::vector<int64_t>& ks) const {
-    return upload(at::tensor(ks, at::TensorOptions().dtype(at::kLong)));
-  }
-  at::Tensor column(const std::vector<double>& v) const {  // [K', 1] on the device, the weights' dtype
-    return upload(at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(opts_.dtype())).unsqueeze(1);
-  }
-
-  FitSpec spec_;
   Activation act_;
   FCLayout lay_;
-  at::TensorOptions opts_;
   at::Tensor x_;
   int64_t n_;
   bool softplus_ = false;
   bool cuda_kernels_ = false;  // the forward's epilogue through models/fc_cuda.h
-  at::Tensor W_, V_, G_, Wp_, Vp_, W0_;  // [K, P]
-  at::Tensor Gp_, Gx_;                   // [K, P] eab2 (FitSpec::gradient_history)
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
   std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
   at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df
@@ -736,6 +619,131 @@ void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rul
 }
 
 }  // namespace
+
+EnsembleEngineBase::EnsembleEngineBase(FitSpec spec, int64_t P, at::TensorOptions opts)
+    : spec_(std::move(spec)), opts_(opts) {
+  const int64_t K = int64_t(spec_.alpha.size());
+  W_ = at::zeros({K, P}, opts);
+  V_ = at::zeros_like(W_);
+  G_ = at::zeros_like(W_);
+  Wp_ = at::zeros_like(W_);
+  Vp_ = at::zeros_like(W_);
+  W0_ = at::zeros_like(W_);
+  if (spec_.gradient_history) Gp_ = at::zeros_like(W_), Gx_ = at::zeros_like(W_);
+}
+
+void EnsembleEngineBase::trial(const std::vector<int64_t>& ks, const std::vector<double>& x,
+                               const std::vector<double>& dt, bool momentum) {
+  if (ks.empty()) return;
+  c10::NoGradGuard ng;
+  const at::Tensor dts = column(dt);
+  std::vector<double> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = 1.0 - x[i];
+  if (everyone(ks)) {  // in place, the same arithmetic
+    Wp_.copy_(W_);
+    Vp_.copy_(V_);
+    if (momentum) {
+      V_.mul_(column(x)).sub_(G_ * column(y));  // v <- x v - (1 - x) g
+      W_.add_(V_ * dts);                        // w <- w + dt v
+    } else {
+      W_.sub_(G_ * dts);  // gradient flow
+    }
+    return;
+  }
+  at::Tensor idx = index(ks);
+  at::Tensor W = W_.index_select(0, idx), V = V_.index_select(0, idx), G = G_.index_select(0, idx);  // [K', P]
+  Wp_.index_copy_(0, idx, W);
+  Vp_.index_copy_(0, idx, V);
+  if (momentum) {
+    at::Tensor Vn = V * column(x) - G * column(y);  // v <- x v - (1 - x) g
+    V_.index_copy_(0, idx, Vn);
+    W_.index_copy_(0, idx, W + Vn * dts);  // w <- w + dt v
+  } else {
+    W_.index_copy_(0, idx, W - G * dts);  // gradient flow
+  }
+}
+
+void EnsembleEngineBase::trial_exp(const std::vector<int64_t>& ks, const std::vector<ExpStep>& c) {
+  if (ks.empty()) return;
+  c10::NoGradGuard ng;
+  history();
+  std::vector<double> vv, vg, vp, wv, wg, wp, r;
+  for (const ExpStep& s : c)
+    vv.push_back(s.vv), vg.push_back(s.vg), vp.push_back(s.vp), wv.push_back(s.wv), wg.push_back(s.wg),
+        wp.push_back(s.wp), r.push_back(s.r);
+  const at::Tensor idx = index(ks);
+  const at::Tensor W = W_.index_select(0, idx), V = V_.index_select(0, idx), G = G_.index_select(0, idx),
+                   Gp = Gp_.index_select(0, idx);  // [K', P]
+  Wp_.index_copy_(0, idx, W);
+  Vp_.index_copy_(0, idx, V);
+  W_.index_copy_(0, idx, W + V * column(wv) + G * column(wg) + Gp * column(wp));
+  V_.index_copy_(0, idx, V * column(vv) + G * column(vg) + Gp * column(vp));
+  Gx_.index_copy_(0, idx, G + (G - Gp) * column(r));
+}
+
+void EnsembleEngineBase::restore(const std::vector<int64_t>& ks) {
+  if (ks.empty()) return;
+  c10::NoGradGuard ng;
+  at::Tensor idx = index(ks);
+  W_.index_copy_(0, idx, Wp_.index_select(0, idx));
+  V_.index_copy_(0, idx, Vp_.index_select(0, idx));
+}
+
+bool EnsembleEngineBase::everyone(const std::vector<int64_t>& ks) const {
+  if (int64_t(ks.size()) != W_.size(0)) return false;
+  for (size_t i = 0; i < ks.size(); ++i)
+    if (ks[i] != int64_t(i)) return false;
+  return true;
+}
+
+at::Tensor EnsembleEngineBase::upload(const at::Tensor& host) const {
+  if (!opts_.device().is_cuda()) return host.to(opts_.device());
+  return host.pin_memory().to(at::TensorOptions().device(opts_.device()), /*non_blocking=*/true, /*copy=*/false);
+}
+
+at::Tensor EnsembleEngineBase::index(const std::vector<int64_t>& ks) const {
+  return upload(at::tensor(ks, at::TensorOptions().dtype(at::kLong)));
+}
+
+at::Tensor EnsembleEngineBase::column(const std::vector<double>& v) const {
+  return upload(at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(opts_.dtype())).unsqueeze(1);
+}
+
+at::Tensor& EnsembleEngineBase::history() {
+  require(spec_.gradient_history, "engine: no gradient history (FitSpec::gradient_history)");
+  return Gp_;
+}
+
+Fit HostOutputs::start(const FitSpec& spec, int64_t k) { return set(spec, k, f, f); }
+
+Fit HostOutputs::set(const FitSpec& spec, int64_t k, std::vector<double> f_now, std::vector<double> f_init) {
+  f = std::move(f_now);
+  f0 = std::move(f_init);
+  lf::fit(spec.loss, spec.alpha[size_t(k)], f, f0, spec.y, fit);
+  return scalars(fit);
+}
+
+Trial HostOutputs::trial(const FitSpec& spec, int64_t k) {
+  Trial t;
+  t.df = output_change(f_new, f, spec.alpha[size_t(k)]);
+  lf::fit(spec.loss, spec.alpha[size_t(k)], f_new, f0, spec.y, fit);
+  t.fit = scalars(fit);
+  t.f = f.data();
+  t.f_new = f_new.data();
+  t.f0 = f0.data();
+  return t;
+}
+
+void Engine::forward_batches(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>& rows,
+                             std::vector<std::vector<double>>& f) {
+  f.resize(ks.size());
+  for (size_t i = 0; i < ks.size(); ++i) forward_rows(ks[i], rows[i], f[i]);
+}
+
+void Engine::gradient_batches(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>& rows,
+                              const std::vector<std::vector<double>>& c) {
+  for (size_t i = 0; i < ks.size(); ++i) gradient_rows(ks[i], rows[i], c[i]);
+}
 
 void Engine::rounds(const std::vector<int64_t>&, const RuleParams&, int64_t, std::vector<RuleState>&) {
   throw std::logic_error("this engine runs no rounds on the device (Engine::rounds_supported)");

@@ -19,6 +19,14 @@
 //    Members that left (converged, stopped, diverged) are not computed. The GPU path of
 //    full-batch FC ensembles; it refuses batch work (forward_rows, gradient_rows) and other
 //    networks.
+//  - GroupedCnnEngine (cnn_ensemble.cpp): K CNNs of setup B as one network of K groups: each
+//    convolution one grouped at::conv2d (groups = K; cuDNN on cuda) over the members' images
+//    side by side in the channels, [N, K C, H, W], each member its own points; the gradient by
+//    autograd through it. Both dynamics: full batches (outputs and fit on the host) and the
+//    stochastic one, whose walks and batches (forward_batches, gradient_batches) go through it
+//    as one computation. Cost: about one run's launches for K members; the numbers are each
+//    member's run alone to rounding (another summation order than conv2d of one member). The
+//    GPU path of CNN ensembles.
 // Deliberately not: the step rule, stop rules, observables (experiment/member.h).
 #pragma once
 #include <ATen/ATen.h>
@@ -116,6 +124,14 @@ class Engine {
   // f[i] <- f(w_k, x_train[rows[i]]); and g(k) <- sum_i c[i] d f(w_k, x_train[rows[i]]) / dw.
   virtual void forward_rows(int64_t k, const std::vector<int64_t>& rows, std::vector<double>& f) = 0;
   virtual void gradient_rows(int64_t k, const std::vector<int64_t>& rows, const std::vector<double>& c) = 0;
+  // The same for members ks together, each on its own rows (a batch walk's chunks, the batches):
+  // f[i] <- f(w_{ks[i]}, x_train[rows[i]]); g(ks[i]) <- sum_j c[i][j] df(w_{ks[i]}, x_train[rows[i][j]])/dw.
+  // By default member after member (forward_rows, gradient_rows); the grouped CNN engine as one
+  // computation.
+  virtual void forward_batches(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>& rows,
+                               std::vector<std::vector<double>>& f);
+  virtual void gradient_batches(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>& rows,
+                                const std::vector<std::vector<double>>& c);
   // f of member k on a CPU float64 [N, d] set: [N] CPU float64.
   virtual at::Tensor evaluate(int64_t k, const at::Tensor& x) = 0;
   // What checkpoints of members ks measure of their weights now: norms[i] the ChangeNorms of
@@ -135,7 +151,7 @@ class Engine {
   virtual bool rounds_supported() const { return false; }
   virtual void rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t rounds,
                       std::vector<RuleState>& st);
-  virtual std::string name() const = 0;  // "fused" | "reference" | "batched"
+  virtual std::string name() const = 0;  // "fused" | "reference" | "batched" | "grouped"
 };
 
 // fused: the CPU float64 FC kernels; else plain LibTorch (models of make_model), on opts' dtype
@@ -144,5 +160,8 @@ std::unique_ptr<Engine> make_sequential_engine(FitSpec spec, bool fused, const A
                                                const at::Tensor& x_train, at::TensorOptions opts);
 std::unique_ptr<Engine> make_batched_engine(FitSpec spec, const Activation& act, const FCLayout& lay,
                                             const at::Tensor& x_train, at::TensorOptions opts);
+// The grouped CNN engine (experiment/cnn_ensemble.cpp): x_train [n, C, rows, cols] images.
+std::unique_ptr<Engine> make_grouped_cnn_engine(FitSpec spec, const Activation& act, const CNNLayout& lay,
+                                                const at::Tensor& x_train, at::TensorOptions opts);
 
 }  // namespace lf

@@ -20,7 +20,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Whether draw_batch's walk grows its chunks: on cuda, where each chunk ends in a host sync.
+// Whether the batch walk grows its chunks: on cuda, where each chunk ends in a host sync.
 // LAZYFEAT_WALK=grow or b_max forces either on any device (the tests compare the two on the CPU).
 bool growing_walk(const std::string& device) {
   const char* e = std::getenv("LAZYFEAT_WALK");
@@ -117,12 +117,22 @@ Checkpoint Member::train_side() const {
 
 static int64_t diagnostic_points(const RunConfig& cfg) { return 10 * cfg.batch_max; }  // the published code's
 
-void Member::measure_train(bool all) {
+at::Tensor Member::diagnostic_test() const {
+  return x_test_.narrow(0, 0, std::min(x_test_.size(0), diagnostic_points(cfg_)));
+}
+
+std::vector<int64_t> Member::diagnostic_rows(bool all) const {
   const int64_t n = int64_t(y_.size()), m = all ? n : std::min(n, diagnostic_points(cfg_));
   std::vector<int64_t> rows(size_t(m), 0);
-  for (int64_t i = 0; i < m; ++i) rows[i] = i;
+  for (int64_t i = 0; i < m; ++i) rows[size_t(i)] = i;
+  return rows;
+}
+
+void Member::measure_train(bool all, const std::vector<double>* f_train) {
   std::vector<double> f;
-  engine_.forward_rows(k_, rows, f);
+  if (f_train) f = *f_train;
+  else engine_.forward_rows(k_, diagnostic_rows(all), f);
+  const int64_t m = int64_t(f.size());
   measured_ = m;
   if (all) {
     s_.f = f;
@@ -138,16 +148,17 @@ void Member::measure_train(bool all) {
 void Member::checkpoint(bool final) {
   // The stochastic variant's intermediate checkpoints: the first diagnostic_points test points.
   const bool sub = stochastic_ && !final;
-  const at::Tensor x = sub ? x_test_.narrow(0, 0, std::min(x_test_.size(0), diagnostic_points(cfg_))) : x_test_;
+  const at::Tensor x = sub ? diagnostic_test() : x_test_;
   std::vector<ChangeNorms> norms;
   std::vector<at::Tensor> f;
   engine_.observe({k_}, x, norms, f);
   checkpoint(norms.at(0), f.at(0), final);
 }
 
-void Member::checkpoint(const ChangeNorms& norms, const at::Tensor& f_test, bool final) {
+void Member::checkpoint(const ChangeNorms& norms, const at::Tensor& f_test, bool final,
+                        const std::vector<double>* f_train) {
   const bool sub = stochastic_ && !final;
-  if (stochastic_) measure_train(final);
+  if (stochastic_) measure_train(final, f_train);
   Checkpoint c = train_side();
   observer_->measure(norms, f_test, c);
   c.wall_s = wall();
@@ -183,7 +194,7 @@ void Member::end(const char* status, const std::string& message) {
 bool Member::proceed() {
   if (!running()) return false;
   // Stop checks (protocol section 4: zero loss; the budgets; a request). The stochastic variant
-  // finds zero loss when it draws its batch (draw_batch).
+  // finds zero loss when it draws its batch (end_batch).
   if (!stochastic_ && cur_.unsatisfied == 0) {  // every point satisfied: zero hinge loss
     if (std::isnan(s_.t2)) s_.t2 = s_.t;
     end("converged", "every training point satisfied (alpha F y >= 1)");
@@ -234,15 +245,12 @@ double Member::step_cap() const {
   return m;
 }
 
-bool Member::draw_batch() {
+void Member::begin_batch() {
   const int64_t n = int64_t(y_.size());
-  const int64_t b = stochastic_batch_size(n, cfg_.temperature, s_.dt, cfg_.batch_min);
-  const at::Tensor perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));  // [n]
-  const int64_t* p = perm.data_ptr<int64_t>();
+  walk_.b = stochastic_batch_size(n, cfg_.temperature, s_.dt, cfg_.batch_min);
+  walk_.perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));  // [n]
   batch_.clear();
   batch_f_.clear();
-  std::vector<int64_t> chunk;
-  std::vector<double> f;
   // The walk over the permutation forwards chunks of b_max points. Growing (on cuda), the chunks
   // double up to 16 b_max, and when the last draw walked past b_max points the first is a quarter
   // longer than that walk (at most 64 b_max): late in a run few points are unsatisfied and the walk
@@ -250,23 +258,37 @@ bool Member::draw_batch() {
   // sync) would dominate the step. While b points lie within b_max, the chunk stays b_max (no
   // forward, nor a backward through the kept chunk, of points the batch does not take).
   // The batch (the first b unsatisfied points in permutation order) does not depend on the chunks.
-  const int64_t c0 = growing_walk_ && s_.walked > cfg_.batch_max
-                         ? std::min({n, 64 * cfg_.batch_max, s_.walked + s_.walked / 4})
-                         : cfg_.batch_max;
-  const int64_t cap = growing_walk_ ? std::max(c0, 16 * cfg_.batch_max) : cfg_.batch_max;
+  walk_.c = growing_walk_ && s_.walked > cfg_.batch_max ? std::min({n, 64 * cfg_.batch_max, s_.walked + s_.walked / 4})
+                                                       : cfg_.batch_max;
+  walk_.cap = growing_walk_ ? std::max(walk_.c, 16 * cfg_.batch_max) : cfg_.batch_max;
+  walk_.s = 0;
   s_.walked = n;  // unless b points are found before the end
-  for (int64_t s = 0, c = c0; s < n && int64_t(batch_.size()) < b; s += c, c = std::min(2 * c, cap)) {
-    chunk.assign(p + s, p + std::min(n, s + c));
-    engine_.forward_rows(k_, chunk, f);
-    for (size_t i = 0; i < chunk.size(); ++i) {
-      const int64_t r = chunk[i];
-      if (cfg_.alpha * (f[i] - s_.f0[r]) * y_[r] < 1) {  // unsatisfied, in permutation order
-        batch_.push_back(r);
-        batch_f_.push_back(f[i]);
-        if (int64_t(batch_.size()) == b) s_.walked = s + int64_t(i) + 1;
-      }
+}
+
+const std::vector<int64_t>* Member::walk_chunk() {
+  const int64_t n = int64_t(y_.size());
+  if (walk_.s >= n || int64_t(batch_.size()) >= walk_.b) return nullptr;
+  const int64_t* p = walk_.perm.data_ptr<int64_t>();
+  walk_.chunk.assign(p + walk_.s, p + std::min(n, walk_.s + walk_.c));
+  return &walk_.chunk;
+}
+
+void Member::walk_outputs(const std::vector<double>& f) {
+  const std::vector<int64_t>& chunk = walk_.chunk;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    const int64_t r = chunk[i];
+    if (cfg_.alpha * (f[i] - s_.f0[r]) * y_[r] < 1) {  // unsatisfied, in permutation order
+      batch_.push_back(r);
+      batch_f_.push_back(f[i]);
+      if (int64_t(batch_.size()) == walk_.b) s_.walked = walk_.s + int64_t(i) + 1;
     }
   }
+  walk_.s += walk_.c;
+  walk_.c = std::min(2 * walk_.c, walk_.cap);
+}
+
+bool Member::end_batch() {
+  const int64_t b = walk_.b;
   if (int64_t(batch_.size()) > b) {
     batch_.resize(size_t(b));
     batch_f_.resize(size_t(b));
@@ -400,10 +422,10 @@ void Member::accept() {
   if (needs_gradient()) ++s_.gradient_evaluations;  // the backward run_members makes next
 }
 
-void Member::after_step(const ChangeNorms* norms, const at::Tensor* f_test) {
+void Member::after_step(const ChangeNorms* norms, const at::Tensor* f_test, const std::vector<double>* f_train) {
   if (!running()) return;
   if (s_.step >= s_.next_ckpt) {
-    if (norms) checkpoint(*norms, *f_test);
+    if (norms) checkpoint(*norms, *f_test, false, f_train);
     else checkpoint();
     s_.next_ckpt = next_checkpoint(s_.step);
   }

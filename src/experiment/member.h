@@ -17,14 +17,15 @@
 // kept by the engine) and whose after_gradient() follows engine.gradient.
 // The stochastic variant (temperature T > 0, protocol section 4), one trial step:
 //   proceed()            the budgets and a request (no full-set check)
-//   draw_batch()         b from dt and T; a fresh randperm(n) of the batch generator walked in
-//                        chunks (engine.forward_rows at the current weights; b_max points each on
-//                        the CPU, growing on cuda), keeping the unsatisfied points until b are
-//                        found; none at all: converged (the whole training set was walked, so the
-//                        check is exact, and walks all n points only when fewer than b are
+//   begin_batch()        b from dt and T; a fresh randperm(n) of the batch generator, walked in
+//   walk_chunk()         chunks (b_max points each on the CPU, growing on cuda) whose outputs at
+//   walk_outputs()       the current weights (engine.forward_batches, the members' chunks together)
+//                        keep the unsatisfied points until b are found
+//   end_batch()          the batch, or none at all: converged (the whole training set was walked,
+//                        so the check is exact, and walks all n points only when fewer than b are
 //                        unsatisfied)
-//   engine.gradient_rows g on the batch: sum over it of l'(m) y / (alpha b) df/dw (b, not its size)
-//   engine.trial, engine.forward_rows on the batch, judge_batch (df on the batch), accept or restore
+//   engine.gradient_batches g on the batch: sum over it of l'(m) y / (alpha b) df/dw (b, not its size)
+//   engine.trial, engine.forward_batches on the batch, judge_batch (df on the batch), accept or restore
 // A rejected trial draws a new batch at the next one. Checkpoints measure the training fit and
 // the test set on their first min(n, 10 b_max) and min(pte, 10 b_max) points (the published
 // code's diagnostic size), the last checkpoint on all of them; t1 is resolved at checkpoints.
@@ -76,7 +77,10 @@ class Member {
   bool needs_gradient() const { return running() && !stochastic_ && cur_.unsatisfied > 0; }
   // The stochastic variant (see above).
   bool stochastic() const { return stochastic_; }
-  bool draw_batch();  // false: no unsatisfied point is left, the run has converged
+  void begin_batch();
+  const std::vector<int64_t>* walk_chunk();         // the walk's next chunk to forward; null: it is over
+  void walk_outputs(const std::vector<double>& f);  // that chunk's outputs at the current weights
+  bool end_batch();  // false: no unsatisfied point is left, the run has converged
   const std::vector<int64_t>& batch() const { return batch_; }
   const std::vector<double>& batch_coefficients() const { return batch_c_; }
   // The trial's verdict from the batch's outputs after it (df on the batch); then accept().
@@ -90,9 +94,16 @@ class Member {
   void absorb(const RuleState& r);
   // A checkpoint is due after this step (engine.observe gives what it measures of the weights).
   bool checkpoint_due() const { return running() && s_.step >= s_.next_ckpt; }
+  // What a stochastic member's intermediate checkpoints measure (the same for every member of an
+  // ensemble): its first min(pte, 10 b_max) test points and training rows 0 ... min(n, 10 b_max)
+  // (all: every row).
+  at::Tensor diagnostic_test() const;
+  std::vector<int64_t> diagnostic_rows(bool all = false) const;
   // After a step: the checkpoint when due, from this member's engine.observe (norms and test
-  // outputs; observed alone when null), the resumable state, progress.
-  void after_step(const ChangeNorms* norms = nullptr, const at::Tensor* f_test = nullptr);
+  // outputs; observed alone when null) and, stochastic, its outputs on diagnostic_rows() (made
+  // here when null), the resumable state, progress.
+  void after_step(const ChangeNorms* norms = nullptr, const at::Tensor* f_test = nullptr,
+                  const std::vector<double>* f_train = nullptr);
   // The final checkpoint and state, the end-of-run kernel measurements, the result. Once.
   RunResult finish();
 
@@ -104,9 +115,11 @@ class Member {
   StepControl::Verdict verdict(double df);  // the paper's rule on df (already times alpha)
   // A checkpoint now (weights and test set; see above), from engine.observe's numbers of this
   // member (final: a stochastic run's last, on every point).
-  void checkpoint(const ChangeNorms& norms, const at::Tensor& f_test, bool final = false);
+  void checkpoint(const ChangeNorms& norms, const at::Tensor& f_test, bool final = false,
+                  const std::vector<double>* f_train = nullptr);
   void checkpoint(bool final = false);  // the same, observing this member alone
-  void measure_train(bool all);      // stochastic: cur_ from the outputs on the diagnostic points or all
+  // stochastic: cur_ from the outputs on the diagnostic points or all (f_train: given)
+  void measure_train(bool all, const std::vector<double>* f_train = nullptr);
   double step_cap() const;           // max_dt of the step rule
   Checkpoint train_side() const;     // what a checkpoint knows without touching the weights
   void end(const char* status, const std::string& message);
@@ -122,7 +135,7 @@ class Member {
   const Loss loss_;
   const NetLayout lay_;
   const bool stochastic_;
-  const bool growing_walk_;       // draw_batch's chunks grow (on cuda)
+  const bool growing_walk_;       // the batch walk's chunks grow (on cuda)
   const Clock::time_point start_;
   Engine& engine_;
   const int64_t k_;
@@ -146,6 +159,12 @@ class Member {
   // The stochastic variant: the batch generator (seeded with seed_batch, protocol section 8), the
   // batch of the trial step (training rows), its outputs at the current weights and dL/df there.
   at::Generator gen_;
+  struct Walk {  // the batch draw under way (begin_batch ... end_batch)
+    int64_t b = 0;          // the batch size sought
+    at::Tensor perm;        // [n] the draw's permutation
+    int64_t s = 0, c = 0, cap = 0;  // the next chunk's start and length, the largest chunk
+    std::vector<int64_t> chunk;     // the chunk being forwarded
+  } walk_;
   std::vector<int64_t> batch_;
   std::vector<double> batch_f_, batch_c_;
   bool last_ckpt_full_ = false;

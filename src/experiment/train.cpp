@@ -100,6 +100,48 @@ DeviceRule device_rule_wanted() {
   return v == "0" ? DeviceRule::Off : v == "all" ? DeviceRule::Always : DeviceRule::BetweenCheckpoints;
 }
 
+// One trial step of the stochastic dynamics (protocol section 4) for the live members together:
+// their batches (the walks in lockstep: each round of walking one engine.forward_batches of every
+// walking member's next chunk), the batches' gradients, the trials, df on the batches, the
+// verdicts. Each member's numbers are its run's alone: its own batch generator; on the
+// sequential engine the same operations member after member.
+void stochastic_step(Engine& engine, std::vector<std::unique_ptr<Member>>& members, const std::vector<int64_t>& live,
+                     bool momentum) {
+  std::vector<int64_t> walking, drawn, restored;
+  std::vector<std::vector<int64_t>> rows;
+  std::vector<std::vector<double>> f, c;
+  std::vector<double> x, dt;
+  for (int64_t k : live)
+    if (members[k]->proceed()) members[k]->begin_batch(), walking.push_back(k);
+  std::vector<int64_t> stepping = walking;
+  while (true) {
+    std::vector<int64_t> next;
+    rows.clear();
+    for (int64_t k : walking)
+      if (const std::vector<int64_t>* chunk = members[k]->walk_chunk()) next.push_back(k), rows.push_back(*chunk);
+    if (next.empty()) break;
+    engine.forward_batches(next, rows, f);
+    for (size_t i = 0; i < next.size(); ++i) members[next[i]]->walk_outputs(f[i]);
+    walking.swap(next);
+  }
+  rows.clear();
+  for (int64_t k : stepping) {
+    Member& m = *members[k];
+    if (!m.end_batch()) continue;
+    drawn.push_back(k), rows.push_back(m.batch()), c.push_back(m.batch_coefficients());
+    x.push_back(m.decay()), dt.push_back(m.dt());
+  }
+  engine.gradient_batches(drawn, rows, c);
+  engine.trial(drawn, x, dt, momentum);
+  engine.forward_batches(drawn, rows, f);
+  for (size_t i = 0; i < drawn.size(); ++i) {
+    Member& m = *members[drawn[i]];
+    if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
+    else restored.push_back(drawn[i]);
+  }
+  engine.restore(restored);
+}
+
 // The ensemble's loop: one trial step of every live member a round (experiment/member.h), the
 // tensor work of each phase done by the engine for all of them at once. A member that ends
 // leaves the round (compaction) and its result is made at once.
@@ -110,7 +152,7 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
   std::vector<double> x, dt;
   std::vector<ExpStep> coefs;  // --integrator eab2
   std::vector<Trial> trials;
-  std::vector<std::vector<double>> f;  // the stochastic dynamics: a batch's outputs
+  std::vector<std::vector<double>> f_train;  // the stochastic dynamics' checkpoints: the diagnostic rows' outputs
   std::vector<ChangeNorms> norms;
   std::vector<at::Tensor> f_test;
   for (size_t k = 0; k < members.size(); ++k) live.push_back(int64_t(k));
@@ -144,22 +186,16 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
         if (members[k]->checkpoint_due()) due.push_back(k);
       engine.observe(due, x_test, norms, f_test);
     } else if (stochastic) {
-      // Protocol section 4: each member's batch, its gradient, the trial, df on the batch, the
-      // verdict, member after member on the sequential engine (the only one of these dynamics).
-      // (Tried: the members' trials side by side on 2 threads on cuda gave 1.02x, one CUDA stream
-      // serialising their host syncs; docs/benchmarks.md "setup B on the GPU".)
-      f.resize(live.size());
-      for (size_t i = 0; i < live.size(); ++i) {
-        const int64_t k = live[i];
-        Member& m = *members[k];
-        if (!m.proceed() || !m.draw_batch()) continue;
-        engine.gradient_rows(k, m.batch(), m.batch_coefficients());
-        engine.trial({k}, {m.decay()}, {m.dt()}, momentum);
-        engine.forward_rows(k, m.batch(), f[i]);
-        if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
-        else engine.restore({k});
+      stochastic_step(engine, members, live, momentum);
+      // The checkpoints due: the members' weights observed together on the diagnostic points.
+      due.clear();
+      for (int64_t k : live)
+        if (members[k]->checkpoint_due()) due.push_back(k);
+      if (!due.empty()) {
+        engine.observe(due, members[due.front()]->diagnostic_test(), norms, f_test);
+        engine.forward_batches(due, std::vector<std::vector<int64_t>>(due.size(), members[due.front()]->diagnostic_rows()),
+                               f_train);
       }
-      due.clear();  // a stochastic member observes its own checkpoints (on its diagnostic points)
     } else {
       step.clear(), x.clear(), dt.clear(), coefs.clear();
       for (int64_t k : live)
@@ -198,7 +234,8 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
     for (size_t i = 0, j = 0; i < live.size(); ++i) {
       const int64_t k = live[i];
       const bool seen = j < due.size() && due[j] == k;
-      members[k]->after_step(seen ? &norms[j] : nullptr, seen ? &f_test[j] : nullptr);
+      members[k]->after_step(seen ? &norms[j] : nullptr, seen ? &f_test[j] : nullptr,
+                             seen && stochastic ? &f_train[j] : nullptr);
       j += seen;
       if (members[k]->running()) {
         next.push_back(k);
@@ -250,23 +287,30 @@ std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const 
   const int64_t K = int64_t(cfgs.size());
   const NetLayout lay = NetLayout::of(c0, data.x_train);
   const at::Tensor x_train = data.x_train.to(at::kDouble).contiguous();
-  // The batched engine: full-batch fc ensembles only (experiment/engine.h).
-  const bool batchable = c0.arch == "fc" && !c0.stochastic();
-  if (kind == EngineKind::Auto) kind = c0.device == "cuda" && batchable ? EngineKind::Batched : EngineKind::Sequential;
+  // The batched engines (experiment/engine.h): full-batch fc ensembles, cnn ensembles (grouped).
+  const bool batchable = (c0.arch == "fc" && !c0.stochastic()) || c0.arch == "cnn";
+  // (A single cnn run on cuda stays sequential: ConvModel reuses the walk's kept forward for the
+  // batch gradient, which the grouped engine does not.)
+  if (kind == EngineKind::Auto)
+    kind = c0.device == "cuda" && batchable && (c0.arch == "fc" || K > 1) ? EngineKind::Batched : EngineKind::Sequential;
   require(kind != EngineKind::Batched || batchable,
-          "the batched engine trains full-batch fc ensembles only (not --arch cnn or wrn, not --temperature > 0)");
+          "the batched engines train full-batch fc ensembles and cnn ensembles (not --arch wrn, not fc with "
+          "--temperature > 0)");
   // The fused kernels: FC for full batches (the stochastic FC dynamics take plain LibTorch ops),
   // CNN for both dynamics; CPU float64 only (CUDA keeps cuDNN through at::conv2d; the wrn takes conv2d).
   // Not with MKL's dgemm_ (PyTorch's LibTorch), where they measured slower (models/blas.h).
   const bool fused = c0.device == "cpu" && c0.is_double() && !hooks.front().reference &&
-                     fused_kernels_preferred() && (batchable || c0.arch == "cnn");
+                     fused_kernels_preferred() && batchable;
   FitSpec spec{Loss::make(c0.loss), to_vector(data.y_train), {}, c0.integrator != "paper",
                c0.integrator == "eab2"};
   for (const RunConfig& c : cfgs) spec.alpha.push_back(c.alpha);
-  std::unique_ptr<Engine> engine =
-      kind == EngineKind::Batched
-          ? make_batched_engine(std::move(spec), activation_of(c0), lay.fc, x_train, run_options(c0))
-          : make_sequential_engine(std::move(spec), fused, activation_of(c0), lay, x_train, run_options(c0));
+  std::unique_ptr<Engine> engine;
+  if (kind == EngineKind::Sequential)
+    engine = make_sequential_engine(std::move(spec), fused, activation_of(c0), lay, x_train, run_options(c0));
+  else if (c0.arch == "cnn")
+    engine = make_grouped_cnn_engine(std::move(spec), activation_of(c0), lay.cnn, x_train, run_options(c0));
+  else
+    engine = make_batched_engine(std::move(spec), activation_of(c0), lay.fc, x_train, run_options(c0));
   std::vector<std::unique_ptr<Member>> members;
   for (int64_t k = 0; k < K; ++k) members.push_back(std::make_unique<Member>(cfgs[k], data, hooks[k], *engine, k));
   // f0 and the first gradient of the new runs: one forward for all of them (experiment/member.h).

@@ -95,9 +95,11 @@ RunResult train_run(const RunConfig& cfg, const Dataset& data, const TrainHooks&
 // stops or diverges leaves the ensemble at once (its hooks see the same calls as a run alone).
 // On the CPU the members step through the fused float64 kernels one after another (the
 // sequential engine), which gives each member exactly the numbers of its run alone; on cuda
-// through one batched forward and backward (the batched engine). Results in the order of cfgs.
-// Engines (experiment/engine.h): Auto is Batched for full-batch fc ensembles on cuda, Sequential
-// elsewhere (CNN members, the stochastic dynamics, the CPU); Batched for those is a UsageError.
+// through one batched forward and backward (the batched engines). Results in the order of cfgs.
+// Engines (experiment/engine.h): Auto is Batched on cuda for full-batch fc ensembles (the
+// batched FC engine) and for cnn ensembles of 2 or more under either dynamics (the grouped CNN engine),
+// Sequential elsewhere (the wrn, fc under the stochastic dynamics, the CPU); Batched for the wrn
+// or stochastic fc members is a UsageError.
 enum class EngineKind { Auto, Sequential, Batched };
 std::vector<RunResult> train_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& data,
                                       const std::vector<TrainHooks>& hooks, EngineKind kind = EngineKind::Auto);
