@@ -12,7 +12,7 @@
 #    LAZYFEAT_DEVICE_RULE=0), each next to the
 #    plain PyTorch reference (scripts/gpu-reference.py: same shapes, same dynamics) in the same
 #    call, and one network at h = 1000 against the device's float64 matrix rate measured in the
-#    same call. With FULL=1 also: bench ntk --device cuda, both methods; setup B's CNN on cuda
+#    same call; setup B's CNN, 10 members as one network against the same runs alone. With FULL=1 also: bench ntk --device cuda, both methods; setup B's CNN on cuda
 #    (one network at h = 32; 50 members); bench train-step on all cores (the CPU trainer on this
 #    LibTorch, MKL inside).
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
@@ -53,6 +53,9 @@ for K in ${BENCH_K:-100 10 1}; do
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
 done
 bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0
+# Setup B: K = 10 CNN members (2 alphas x 5 seeds, h = 32, batches of 64) as one network (the
+# grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row).
+bench cnn-K10 ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
 reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps 300
 if [ -n "${FULL:-}" ]; then
 bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5
