@@ -95,17 +95,10 @@ TEST(Cuda, GroupedCnnEnsembleEqualsTheCpuRuns) {
   Dataset d = lft::images(n, 50);
   for (const bool stochastic : {true, false}) {
     SCOPED_TRACE(stochastic ? "stochastic" : "full batch");
-    std::vector<RunConfig> cfgs;
-    for (double alpha : {1e-2, 1e2})
-      for (uint64_t seed : {0, 1}) {
-        RunConfig c = stochastic ? lft::stochastic_config("cnn", n) : lft::conv_config("cnn", n, 50, 4);
-        c.alpha = alpha;
-        c.seed_init = seed;
-        c.max_steps = 40;
-        c.device = "cuda";
-        finalize(c);
-        cfgs.push_back(c);
-      }
+    RunConfig base = stochastic ? lft::stochastic_config("cnn", n) : lft::conv_config("cnn", n, 50, 4);
+    base.max_steps = 40;
+    base.device = "cuda";
+    const std::vector<RunConfig> cfgs = lft::members_of(base, {1e-2, 1e2}, {0, 1});
     std::vector<lft::Recorded> rg(cfgs.size());
     std::vector<TrainHooks> hooks;
     for (auto& r : rg) hooks.push_back(lft::recording(r));

@@ -195,16 +195,9 @@ TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
   for (const std::string arch : {"fc", "cnn"}) {
     const int64_t n = arch == "cnn" ? 48 : 200;
     Dataset d = arch == "cnn" ? images(n, 50) : lft::synthetic(n, 50);
-    std::vector<RunConfig> cfgs;
-    for (double alpha : {1e-2, 1e2})
-      for (uint64_t seed : {0, 1}) {
-        RunConfig c = stochastic_config(arch, n);
-        c.alpha = alpha;
-        c.seed_init = seed;
-        c.max_steps = arch == "cnn" ? 30 : 120;
-        finalize(c);
-        cfgs.push_back(c);
-      }
+    RunConfig base = stochastic_config(arch, n);
+    base.max_steps = arch == "cnn" ? 30 : 120;
+    const std::vector<RunConfig> cfgs = lft::members_of(base, {1e-2, 1e2}, {0, 1});
     std::vector<lft::Recorded> rec(cfgs.size());
     std::vector<TrainHooks> hooks;
     for (auto& r : rec) hooks.push_back(lft::recording(r));
@@ -286,16 +279,10 @@ TEST(Stochastic, GroupedCnnEngineEqualsTheSequentialEngine) {
   Dataset d = images(n, 50);
   for (const bool stochastic : {true, false}) {
     SCOPED_TRACE(stochastic ? "stochastic" : "full batch");
-    std::vector<RunConfig> cfgs;
-    for (double alpha : {1e-2, 1e2})
-      for (uint64_t seed : {0, 1}) {
-        RunConfig c = stochastic ? stochastic_config("cnn", n) : cnn_config(n, 50);
-        c.alpha = alpha;
-        c.seed_init = seed;
-        c.max_steps = cfgs.size() == 1 ? 25 : 40;
-        finalize(c);
-        cfgs.push_back(c);
-      }
+    RunConfig base = stochastic ? stochastic_config("cnn", n) : cnn_config(n, 50);
+    base.max_steps = 40;
+    std::vector<RunConfig> cfgs = lft::members_of(base, {1e-2, 1e2}, {0, 1});
+    cfgs[1].max_steps = 25;
     std::vector<lft::Recorded> rg(cfgs.size()), rs(cfgs.size());
     std::vector<TrainHooks> hg, hs;
     for (size_t k = 0; k < cfgs.size(); ++k) hg.push_back(lft::recording(rg[k])), hs.push_back(lft::recording(rs[k]));

@@ -338,6 +338,19 @@ lf::RunConfig stochastic_config(const std::string& arch, int64_t n) {
   return c;
 }
 
+std::vector<lf::RunConfig> members_of(lf::RunConfig base, const std::vector<double>& alphas,
+                                      const std::vector<uint64_t>& seeds) {
+  std::vector<lf::RunConfig> out;
+  for (double alpha : alphas)
+    for (uint64_t seed : seeds) {
+      base.alpha = alpha;
+      base.seed_init = seed;
+      lf::finalize(base);
+      out.push_back(base);
+    }
+  return out;
+}
+
 lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h) {
   lf::RunConfig c;
   c.arch = arch;

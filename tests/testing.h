@@ -115,6 +115,9 @@ lf::RunConfig small_integrator_run(const std::string& name);
 // A stochastic run (protocol section 4) of arch fc (h = 16, L = 2) or cnn (h = 3) on n training and
 // 50 test points: constant tau = 10, temperature 1e-3, batches of at most 16 (finalized).
 lf::RunConfig stochastic_config(const std::string& arch, int64_t n);
+// An ensemble's members: base at each alpha (outer) and seed_init (inner), finalized.
+std::vector<lf::RunConfig> members_of(lf::RunConfig base, const std::vector<double>& alphas,
+                                      const std::vector<uint64_t>& seeds);
 // A convolutional run (arch cnn or wrn) of h channels (wrn: width factor) on n training and pte
 // test images, in a loose full-batch setting: df in [1e-2, 1e-1], dt from 1e-2 (finalized).
 lf::RunConfig conv_config(const std::string& arch, int64_t n, int64_t pte, int64_t h);

@@ -128,8 +128,7 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
     norms.clear(), f.clear();
     if (ks.empty()) return;
     c10::NoGradGuard ng;
-    const bool all = everyone(ks);
-    norms = change_norms(lay_.slices(), members(ks) - (all ? W0_ : W0_.index_select(0, index(ks))));
+    norms = weight_changes(ks, lay_.slices());
     if (x.size(0) > 0) f = outputs_on(ks, x);
     else f.assign(ks.size(), at::Tensor());
   }
@@ -142,9 +141,6 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
     return int64_t(most);
   }
   static int64_t block(int64_t K) { return std::max<int64_t>(1, kMemberImages / std::max<int64_t>(1, K)); }
-  at::Tensor members(const std::vector<int64_t>& ks) const {  // [K', P]
-    return everyone(ks) ? W_ : W_.index_select(0, index(ks));
-  }
   // [N, K' C, H, W]: member i's points rows[i][s ... s + N) (padded with its first point) in its channels.
   at::Tensor images(const std::vector<std::vector<int64_t>>& rows, int64_t s, int64_t N) const {
     const int64_t K = int64_t(rows.size());

@@ -295,10 +295,8 @@ class BatchedEngine final : public EnsembleEngineBase {
     norms.clear(), f.clear();
     if (ks.empty()) return;
     c10::NoGradGuard ng;
-    const bool all = everyone(ks);
-    const at::Tensor idx = all ? at::Tensor() : index(ks);
-    const at::Tensor Wk = all ? W_ : W_.index_select(0, idx);  // [K', P]
-    norms = change_norms(lay_.slices(), Wk - (all ? W0_ : W0_.index_select(0, idx)));
+    norms = weight_changes(ks, lay_.slices());
+    const at::Tensor Wk = members(ks);  // [K', P]
     const int64_t N = x.size(0), K = Wk.size(0);
     if (N == 0) {
       f.assign(ks.size(), at::Tensor());
@@ -707,6 +705,15 @@ at::Tensor EnsembleEngineBase::index(const std::vector<int64_t>& ks) const {
 
 at::Tensor EnsembleEngineBase::column(const std::vector<double>& v) const {
   return upload(at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(opts_.dtype())).unsqueeze(1);
+}
+
+at::Tensor EnsembleEngineBase::members(const std::vector<int64_t>& ks) const {
+  return everyone(ks) ? W_ : W_.index_select(0, index(ks));
+}
+
+std::vector<ChangeNorms> EnsembleEngineBase::weight_changes(const std::vector<int64_t>& ks,
+                                                            const std::vector<ParamSlice>& layers) const {
+  return change_norms(layers, members(ks) - (everyone(ks) ? W0_ : W0_.index_select(0, index(ks))));
 }
 
 at::Tensor& EnsembleEngineBase::history() {

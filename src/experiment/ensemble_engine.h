@@ -46,6 +46,9 @@ class EnsembleEngineBase : public Engine {
   at::Tensor index(const std::vector<int64_t>& ks) const;  // [K'] long on the device
   at::Tensor column(const std::vector<double>& v) const;   // [K', 1] on the device, the weights' dtype
   at::Tensor& history();                                   // Gp_ (FitSpec::gradient_history)
+  at::Tensor members(const std::vector<int64_t>& ks) const;  // W_'s rows ks [K', P]
+  // The ChangeNorms of w - w0 of members ks (layers: where each layer sits in w), one transfer.
+  std::vector<ChangeNorms> weight_changes(const std::vector<int64_t>& ks, const std::vector<ParamSlice>& layers) const;
 
   FitSpec spec_;
   at::TensorOptions opts_;
