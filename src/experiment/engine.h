@@ -7,8 +7,8 @@
 //  - SequentialEngine: one Model per member (experiment/model.h: the fused CPU float64 kernels,
 //    the plain LibTorch reference, or the CNN), one member after another; outputs, df and the
 //    fit on the host. Each member gets exactly the numbers of its run alone. Cost: K times one
-//    run's. The only engine of CNN ensembles and of the stochastic dynamics (forward_rows,
-//    gradient_rows).
+//    run's. The CPU's engine, and the engine of the wrn and of the stochastic FC dynamics
+//    (forward_rows, gradient_rows) everywhere.
 //  - BatchedEngine: the members' weights as [K, P] tensors on one device; one batched forward
 //    (batched matrix products over [K, n, h]) keeping the preactivations, df and the fit as
 //    [K', n] tensor reductions on the device (one transfer of 4 numbers a member a step), and a
