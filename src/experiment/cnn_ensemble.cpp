@@ -15,7 +15,6 @@
 // the batch gradient (the gradient makes its own forward here).
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "common/error.h"
 #include "experiment/ensemble_engine.h"
@@ -31,13 +30,11 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
   GroupedCnnEngine(FitSpec spec, const Activation& act, const CNNLayout& lay, const at::Tensor& x_train,
                    at::TensorOptions opts)
       : EnsembleEngineBase(std::move(spec), lay.size, opts), act_(act), lay_(lay), x_(x_train.to(opts)),
-        n_(x_train.size(0)), out_(spec_.alpha.size()), all_(size_t(n_)) {
-    std::iota(all_.begin(), all_.end(), int64_t(0));
-  }
+        n_(x_train.size(0)), out_(spec_.alpha.size()) {}
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
     std::vector<std::vector<double>> f;
-    forward_batches(ks, std::vector<std::vector<int64_t>>(ks.size(), all_), f);
+    outputs(ks, nullptr, f);
     fits.clear();
     for (size_t i = 0; i < ks.size(); ++i) {
       out_[ks[i]].f = std::move(f[i]);
@@ -53,7 +50,7 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
   }
   void forward(const std::vector<int64_t>& ks, std::vector<Trial>& trials) override {
     std::vector<std::vector<double>> f;
-    forward_batches(ks, std::vector<std::vector<int64_t>>(ks.size(), all_), f);
+    outputs(ks, nullptr, f);
     trials.resize(ks.size());
     for (size_t i = 0; i < ks.size(); ++i) {
       out_[ks[i]].f_new = std::move(f[i]);
@@ -86,19 +83,7 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
   void forward_batches(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>& rows,
                        std::vector<std::vector<double>>& f) override {
     require(rows.size() == ks.size(), "grouped engine: one row list a member");
-    f.assign(ks.size(), {});
-    const int64_t most = longest(rows), K = int64_t(ks.size());
-    if (most == 0) return;
-    c10::NoGradGuard ng;
-    const at::Tensor Wk = members(ks);
-    for (size_t i = 0; i < ks.size(); ++i) f[i].reserve(rows[i].size());
-    for (int64_t s = 0; s < most; s += block(K)) {
-      const int64_t N = std::min(block(K), most - s);
-      const at::Tensor out = net(Wk, images(rows, s, N)).to(at::kCPU, at::kDouble).contiguous();  // [N, K']
-      const double* o = out.data_ptr<double>();
-      for (int64_t i = 0; i < K; ++i)
-        for (int64_t j = 0; j < N && s + j < int64_t(rows[size_t(i)].size()); ++j) f[size_t(i)].push_back(o[j * K + i]);
-    }
+    outputs(ks, &rows, f);
   }
   void gradient_batches(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>& rows,
                         const std::vector<std::vector<double>>& c) override {
@@ -114,7 +99,7 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
         for (int64_t i = 0; i < K; ++i)
           for (int64_t j = 0; j < N && s + j < int64_t(c[size_t(i)].size()); ++j) cb[size_t(j * K + i)] = c[size_t(i)][size_t(s + j)];
         const at::Tensor cs = upload(at::tensor(cb, at::TensorOptions().dtype(at::kDouble)).to(opts_.dtype())).view({N, K});
-        (net(leaf, images(rows, s, N)) * cs).sum().backward();
+        (net(leaf, images(&rows, K, s, N)) * cs).sum().backward();
       }
     }
     c10::NoGradGuard ng;
@@ -141,15 +126,33 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
     return int64_t(most);
   }
   static int64_t block(int64_t K) { return std::max<int64_t>(1, kMemberImages / std::max<int64_t>(1, K)); }
-  // [N, K' C, H, W]: member i's points rows[i][s ... s + N) (padded with its first point) in its channels.
-  at::Tensor images(const std::vector<std::vector<int64_t>>& rows, int64_t s, int64_t N) const {
-    const int64_t K = int64_t(rows.size());
-    bool shared = true;  // every member on the training set in order (full batches): no gather
-    for (const auto& r : rows) shared = shared && r == all_;
-    if (shared) return x_.narrow(0, s, N).repeat({1, K, 1, 1});
+  // f[i] <- the outputs of member ks[i] on its rows (*rows)[i], or on the whole training set in
+  // order when rows is null (full batches).
+  void outputs(const std::vector<int64_t>& ks, const std::vector<std::vector<int64_t>>* rows,
+               std::vector<std::vector<double>>& f) {
+    const int64_t K = int64_t(ks.size());
+    auto count = [&](int64_t i) { return rows ? int64_t((*rows)[size_t(i)].size()) : n_; };
+    f.assign(ks.size(), {});
+    const int64_t most = rows ? longest(*rows) : (K > 0 ? n_ : 0);
+    if (most == 0) return;
+    c10::NoGradGuard ng;
+    const at::Tensor Wk = members(ks);
+    for (int64_t i = 0; i < K; ++i) f[size_t(i)].reserve(size_t(count(i)));
+    for (int64_t s = 0; s < most; s += block(K)) {
+      const int64_t N = std::min(block(K), most - s);
+      const at::Tensor out = net(Wk, images(rows, K, s, N)).to(at::kCPU, at::kDouble).contiguous();  // [N, K']
+      const double* o = out.data_ptr<double>();
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = 0; j < N && s + j < count(i); ++j) f[size_t(i)].push_back(o[j * K + i]);
+    }
+  }
+  // [N, K' C, H, W]: member i's points (*rows)[i][s ... s + N) (padded with its first point) in its
+  // channels; null rows: points s ... s + N of the training set for every member (no gather).
+  at::Tensor images(const std::vector<std::vector<int64_t>>* rows, int64_t K, int64_t s, int64_t N) const {
+    if (!rows) return x_.narrow(0, s, N).repeat({1, K, 1, 1});
     std::vector<int64_t> idx(size_t(N * K));  // [N, K'] rows of x_
     for (int64_t i = 0; i < K; ++i) {
-      const std::vector<int64_t>& r = rows[size_t(i)];
+      const std::vector<int64_t>& r = (*rows)[size_t(i)];
       for (int64_t j = 0; j < N; ++j) idx[size_t(j * K + i)] = s + j < int64_t(r.size()) ? r[size_t(s + j)] : r.empty() ? 0 : r[0];
     }
     return x_.index_select(0, index(idx)).view({N, K * x_.size(1), x_.size(2), x_.size(3)});
@@ -190,7 +193,6 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
   at::Tensor x_;  // [n, C, H, W] on the device
   int64_t n_;
   std::vector<HostOutputs> out_;
-  std::vector<int64_t> all_;  // 0 ... n - 1
 };
 
 }  // namespace
