@@ -13,6 +13,8 @@
 // Deliberately not: the CPU's fused CNN kernels (on the CPU, ensembles of CNNs go member by
 // member through models/cnn_fused.h, faster there); ConvModel's reuse of a kept walk forward for
 // the batch gradient (the gradient makes its own forward here).
+#include <c10/core/GradMode.h>
+
 #include <algorithm>
 #include <cmath>
 
