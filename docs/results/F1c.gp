@@ -1,8 +1,8 @@
 # F1c: Test error vs α, one curve per h (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
 set encoding utf8
 $P0S0 << EOD
-0.001 0.0826 0.0013
-0.01 0.0825 0.0017
+0.001 0.08153333333 0.001304266503
+0.01 0.07986666667 0.002810298521
 0.1 0.07893333333 0.001225198397
 1 0.07695 0.00145
 10 0.0832 0.0019

@@ -1,8 +1,8 @@
 # F2b: Single-network and ensemble-averaged test error vs √h α (fc softplus L=5 mnist n=5000 hinge mu=1000) (written by lazyfeat report; data inline)
 set encoding utf8
 $P0S0 << EOD
-0.01 0.0826 0.0013
-0.1 0.0825 0.0017
+0.01 0.08153333333 0.001304266503
+0.1 0.07986666667 0.002810298521
 1 0.07893333333 0.001225198397
 10 0.07695 0.00145
 100 0.0832 0.0019
@@ -10,8 +10,8 @@ $P0S0 << EOD
 10000 0.0868 0.0018
 EOD
 $P0S1 << EOD
-0.01 0.0694 0
-0.1 0.0724 0
+0.01 0.0659 0
+0.1 0.0661 0
 1 0.069 0
 10 0.0664 0
 100 0.0718 0
