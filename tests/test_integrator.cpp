@@ -295,7 +295,8 @@ TEST(LteNetwork, ResumeEqualsUninterrupted) {
   for (size_t i = 0; i < pa.W.size(); ++i) EXPECT_TRUE(at::equal(pa.W[i], pb.W[i]));
 }
 
-// A version-1 state (before gradient_evaluations and the lte history) still resumes a paper run.
+// A version-1 state (before gradient_evaluations and the lte history; with w0, as versions 1 and 2
+// stored it) still resumes a paper run.
 TEST(LteNetwork, VersionOneStateStillDecodes) {
   Dataset d = lft::synthetic(60, 100);
   RunConfig c;
@@ -309,7 +310,10 @@ TEST(LteNetwork, VersionOneStateStillDecodes) {
   ts.header["version"] = 1;
   ts.header.erase("gradient_evaluations");
   ts.tensors.erase("dt_prev");
+  const at::Tensor w0 = at::arange(ts.tensor("w").numel(), kD);  // versions 1 and 2 stored w0
+  ts.tensors["w0"] = w0;
   RunState r = RunState::decode(ts.encode(), c, 60, 100, kD);
+  EXPECT_TRUE(r.w0.defined() && at::equal(r.w0, w0)) << "a stored w0 is the one used";
   EXPECT_EQ(r.step, 300);
   EXPECT_EQ(r.gradient_evaluations, 301);
   EXPECT_TRUE(r.f_prev.empty());

@@ -9,6 +9,8 @@
 
 #include "common/error.h"
 #include "experiment/from_config.h"
+#include "experiment/run_state.h"
+#include "experiment/state.h"
 #include "experiment/config.h"
 #include "dynamics/loss.h"
 #include "experiment/train.h"
@@ -129,6 +131,10 @@ TEST(Train, ResumeEqualsUninterrupted) {
     EXPECT_TRUE(at::equal(pa.W[i], pb.W[i]));
     EXPECT_TRUE(at::equal(pa.b[i], pb.b[i]));
   }
+  // The state holds no w0 (format 3): the resumed run made it again from the seed, and its weight
+  // changes (checkpoints below) are the uninterrupted run's.
+  EXPECT_EQ(TrainState::decode(r.mid).tensors.count("w0"), 0u);
+  EXPECT_FALSE(RunState::decode(r.mid, c, 60, 100, at::kDouble).w0.defined());
   const nlohmann::json tail_full = lft::checkpoints_after(full, 150);
   EXPECT_EQ(tail_full.dump(), lft::checkpoints_after(second, 150).dump());
   EXPECT_FALSE(tail_full.empty());

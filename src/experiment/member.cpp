@@ -48,7 +48,8 @@ Member::Member(const RunConfig& cfg, const Dataset& data, TrainHooks hooks, Engi
     w.copy_(s_.w);  // into the engine's own buffers
     v.copy_(s_.v);
     g.copy_(s_.g);
-    engine.w0(k).copy_(s_.w0);
+    // Not in states since format 3: the seed gives the same bits (protocol section 8).
+    engine.w0(k).copy_(s_.w0.defined() ? s_.w0 : lay_.init(cfg.weights_seed()));
     cur_ = engine.set_outputs(k, s_.f, s_.f0);
     if (stochastic_) gen_.set_state(s_.batch_rng);  // the same batch stream onwards
     else s_.f.clear(), s_.f0.clear();             // the engine keeps them

@@ -8,7 +8,7 @@ namespace lf {
 
 std::string RunState::encode(const RunConfig& cfg, const NetLayout& lay) const {
   TrainState s;
-  s.header = {{"format", "lazyfeat-train-state"}, {"version", 2}, {"config_hash", config_hash(cfg)},
+  s.header = {{"format", "lazyfeat-train-state"}, {"version", 3}, {"config_hash", config_hash(cfg)},
               {"n", int64_t(f.size())}, {"pte", f0_test.numel()},
               {"step", step}, {"rejected", rejected}, {"next_ckpt", next_ckpt}, {"last_ckpt", last_ckpt},
               {"kernel_init", kernel_init}, {"trainer", trainer}};
@@ -29,7 +29,6 @@ std::string RunState::encode(const RunConfig& cfg, const NetLayout& lay) const {
   s.tensors["w"] = w.detach();
   s.tensors["v"] = v;
   s.tensors["g"] = g;
-  s.tensors["w0"] = w0;
   s.tensors["f"] = to_tensor(f);
   s.tensors["f0"] = to_tensor(f0);
   s.tensors["f0_test"] = f0_test;
@@ -41,7 +40,7 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
                           at::TensorOptions opts) {
   TrainState s = TrainState::decode(bytes);
   const auto& hd = s.header;
-  require(hd.value("version", 0) >= 1 && hd.value("version", 0) <= 2, "training state: unknown format version");
+  require(hd.value("version", 0) >= 1 && hd.value("version", 0) <= 3, "training state: unknown format version");
   require(hd.value("config_hash", "") == config_hash(cfg), "the saved training state belongs to another run configuration");
   require(hd.at("n").get<int64_t>() == n && hd.at("pte").get<int64_t>() == pte,
           "the saved training state was made on another dataset size");
@@ -49,7 +48,7 @@ RunState RunState::decode(const std::string& bytes, const RunConfig& cfg, int64_
   r.w = s.tensor("w").to(opts);
   r.v = s.tensor("v").to(opts);
   r.g = s.tensor("g").to(opts);
-  r.w0 = s.tensor("w0").to(opts);
+  if (s.tensors.count("w0")) r.w0 = s.tensor("w0").to(opts);  // versions 1, 2; since 3 the seed makes it
   r.f = to_vector(s.tensor("f"));
   r.f0 = to_vector(s.tensor("f0"));
   r.f0_test = s.tensor("f0_test").clone();

@@ -3,7 +3,9 @@
 // Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2:
 // version 1 plus the network's shape under "arch", gradient_evaluations, the lte integrator's
 // history (f_prev, dt_prev), the eab2 integrator's (tensors g_prev and eab2: crossed_last) and, for the stochastic dynamics, the state of the batch generator
-// (tensor "batch_rng", header "walked"). Version-1 states (fc, full batch) still read: no history, and
+// (tensor "batch_rng", header "walked"). Version 3: version 2 without w0, which the run's seed makes
+// again (protocol section 8; a quarter less to store and carry: study/README.md). Version-1 and -2
+// states still read (their w0 is used); version 1 (fc, full batch) has no history, and
 // gradient_evaluations = step + 1, exact for a run in progress.
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
 #pragma once
@@ -25,7 +27,7 @@ struct RunState {
   double t = 0, dt = 0;            // time, current step size
   int64_t step = 0, rejected = 0;  // accepted steps, rejected trial steps
   // Reference points.
-  at::Tensor w0;                   // [P] initial weights
+  at::Tensor w0;                   // [P] initial weights (not encoded; decode: undefined unless the bytes had it)
   std::vector<double> f, f0;       // [n] training outputs now and at w0
   at::Tensor f0_test;              // [pte] CPU float64 test outputs at w0
   // Observables so far (protocol section 5).
@@ -48,7 +50,7 @@ struct RunState {
 
   std::string encode(const RunConfig& cfg, const NetLayout& lay) const;
   // Checks that bytes are a state of cfg's run on n training and pte test points; tensors
-  // w, v, g, w0 are put on opts. UsageError otherwise.
+  // w, v, g (and w0 where the bytes hold it) are put on opts. UsageError otherwise.
   static RunState decode(const std::string& bytes, const RunConfig& cfg, int64_t n, int64_t pte,
                          at::TensorOptions opts);
 };
