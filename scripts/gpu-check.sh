@@ -54,8 +54,10 @@ for K in ${BENCH_K:-100 10 1}; do
 done
 bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0
 # Setup B: K = 10 CNN members (2 alphas x 5 seeds, h = 32, batches of 64) as one network (the
-# grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row).
+# grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row):
+# its convolutions by cuDNN (groups = K), then as im2col and cuBLAS's batched products.
 bench cnn-K10 ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
+LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
 reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps 300
 if [ -n "${FULL:-}" ]; then
 bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5

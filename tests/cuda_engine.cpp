@@ -86,15 +86,18 @@ TEST(Cuda, StochasticRunOnCudaEqualsTheCpuRun) {
 }
 
 // The grouped CNN engine on cuda (an ensemble of CNNs as one network of grouped convolutions,
-// experiment/cnn_ensemble.cpp; cuDNN) against each member's run alone on the CPU (the fused
-// kernels), 2 seeds x 2 alphas, under the stochastic dynamics (the walks in lockstep, growing on
-// cuda) and full batches: the same decisions and numbers to rounding.
+// experiment/cnn_ensemble.cpp; cuDNN's grouped convolutions, and im2col with cuBLAS's batched
+// products) against each member's run alone on the CPU (the fused kernels), 2 seeds x 2 alphas,
+// under the stochastic dynamics (the walks in lockstep, growing on cuda) and full batches: the
+// same decisions and numbers to rounding.
 TEST(Cuda, GroupedCnnEnsembleEqualsTheCpuRuns) {
   ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
   const int64_t n = 48;
   Dataset d = lft::images(n, 50);
+  for (const char* conv : {"cudnn", "im2col"})
   for (const bool stochastic : {true, false}) {
-    SCOPED_TRACE(stochastic ? "stochastic" : "full batch");
+    lft::ScopedEnv env("LAZYFEAT_CNN_CONV", conv);
+    SCOPED_TRACE(std::string(conv) + (stochastic ? ", stochastic" : ", full batch"));
     RunConfig base = stochastic ? lft::stochastic_config("cnn", n) : lft::conv_config("cnn", n, 50, 4);
     base.max_steps = 40;
     base.device = "cuda";

@@ -451,20 +451,6 @@ TEST(DataCifar, BinaryFilesThroughThePipeline) {
 // the options and the BLAS kernels; the least recently used files go beyond the size cap.
 namespace {
 
-// Sets an environment variable for the scope (each test runs in its own process under CTest;
-// restored for a run of the whole binary).
-struct EnvVar {
-  std::string name, old;
-  bool had;
-  EnvVar(const std::string& n, const std::string& v) : name(n) {
-    const char* o = std::getenv(n.c_str());
-    had = o != nullptr;
-    if (had) old = o;
-    setenv(n.c_str(), v.c_str(), 1);
-  }
-  ~EnvVar() { had ? setenv(name.c_str(), old.c_str(), 1) : unsetenv(name.c_str()); }
-};
-
 DataOptions cache_options(uint64_t seed = 0, int64_t pca = 10) {
   DataOptions o;
   o.data_dir = lft::data_dir();
@@ -510,7 +496,7 @@ std::pair<Dataset, std::string> load_capturing(const DataOptions& o) {
 
 TEST(DataCache, SecondLoadIsAHitWithTheSameBits) {
   lft::TempDir tmp;
-  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
+  lft::ScopedEnv dir("LAZYFEAT_DATA_CACHE", tmp.path);
   for (int64_t pca : {10, 0}) {
     SCOPED_TRACE("pca " + std::to_string(pca));
     Dataset fresh = load_dataset(cache_options(0, pca));
@@ -522,7 +508,7 @@ TEST(DataCache, SecondLoadIsAHitWithTheSameBits) {
   }
   EXPECT_EQ(cache_files(tmp.path).size(), 2u);
   {
-    EnvVar off("LAZYFEAT_DATA_CACHE", "0");  // nothing read, nothing written
+    lft::ScopedEnv off("LAZYFEAT_DATA_CACHE", "0");  // nothing read, nothing written
     EXPECT_EQ(load_dataset(cache_options(5)).cache, "off");
   }
   EXPECT_EQ(cache_files(tmp.path).size(), 2u);
@@ -530,7 +516,7 @@ TEST(DataCache, SecondLoadIsAHitWithTheSameBits) {
 
 TEST(DataCache, CorruptOrTruncatedFileIsRebuiltWithOneLine) {
   lft::TempDir tmp;
-  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
+  lft::ScopedEnv dir("LAZYFEAT_DATA_CACHE", tmp.path);
   const DataOptions images = cache_options(0, 0);  // raw images: quicker to build again than the PCA
   const Dataset fresh = load_dataset(images);
   const fs::path file = cache_files(tmp.path).at(0);
@@ -558,7 +544,7 @@ TEST(DataCache, CorruptOrTruncatedFileIsRebuiltWithOneLine) {
 // A data file replaced (a copy: another modification time) makes the entry stale.
 TEST(DataCache, StaleWhenTheDataFilesChange) {
   lft::TempDir tmp;
-  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.file("cache"));
+  lft::ScopedEnv dir("LAZYFEAT_DATA_CACHE", tmp.file("cache"));
   fs::create_directories(tmp.file("mnist"));
   for (const char* f : kFiles) fs::create_symlink(lft::data_dir() + "/mnist/" + f, tmp.file("mnist/") + f);
   DataOptions o = cache_options();
@@ -594,12 +580,12 @@ TEST(DataCache, KeyHoldsTheOptionsAndTheBlasKernels) {
   EXPECT_EQ(cache_of({env, other}), "miss");
   EXPECT_EQ(cache_of({env, other}), "hit");
   EXPECT_EQ(cache_files(tmp.path).size(), 2u);
-  EnvVar dir("LAZYFEAT_DATA_CACHE", tmp.path);
+  lft::ScopedEnv dir("LAZYFEAT_DATA_CACHE", tmp.path);
   EXPECT_EQ(load_dataset(cache_options(7, 0)).cache, "miss");  // another data seed
   EXPECT_EQ(cache_files(tmp.path).size(), 3u);
   // Each file is ~6.3 MB (1,000 images of 784 pixels, labels, classes, sources): a cap of 8 MB
   // keeps only the newest.
-  EnvVar cap("LAZYFEAT_DATA_CACHE_MB", "8");
+  lft::ScopedEnv cap("LAZYFEAT_DATA_CACHE_MB", "8");
   EXPECT_EQ(load_dataset(cache_options(8, 0)).cache, "miss");
   const auto left = cache_files(tmp.path);
   ASSERT_EQ(left.size(), 1u);

@@ -221,10 +221,6 @@ TEST(Stochastic, EnsembleMembersEqualTheirRunsAlone) {
 // batch backward through a kept chunk forward sums over that chunk's rows); and a growing walk
 // stopped and resumed (the walk's length is in the state) equals the uninterrupted one.
 TEST(Stochastic, GrowingWalkDrawsTheSameBatches) {
-  struct Walk {  // LAZYFEAT_WALK while in scope
-    explicit Walk(const char* v) { setenv("LAZYFEAT_WALK", v, 1); }
-    ~Walk() { unsetenv("LAZYFEAT_WALK"); }
-  };
   for (const std::string arch : {"fc", "cnn"}) {
     SCOPED_TRACE(arch);
     const int64_t n = arch == "cnn" ? 48 : 100;
@@ -234,10 +230,10 @@ TEST(Stochastic, GrowingWalkDrawsTheSameBatches) {
     lft::Recorded rp, rg;
     RunResult plain, grown;
     {
-      Walk w("b_max");
+      lft::ScopedEnv w("LAZYFEAT_WALK", "b_max");
       plain = train_run(c, d, lft::recording(rp));
     }
-    Walk w("grow");
+    lft::ScopedEnv w("LAZYFEAT_WALK", "grow");
     grown = train_run(c, d, lft::recording(rg));
     if (arch == "fc") {
       EXPECT_EQ(plain.status, "converged");
@@ -277,8 +273,11 @@ TEST(Stochastic, ConvergesToZeroUnsatisfied) {
 TEST(Stochastic, GroupedCnnEngineEqualsTheSequentialEngine) {
   const int64_t n = 48;
   Dataset d = images(n, 50);
+  // Both implementations of the grouped convolution (experiment/cnn_ensemble.cpp), both dynamics.
+  for (const char* conv : {"cudnn", "im2col"})
   for (const bool stochastic : {true, false}) {
-    SCOPED_TRACE(stochastic ? "stochastic" : "full batch");
+    lft::ScopedEnv env("LAZYFEAT_CNN_CONV", conv);
+    SCOPED_TRACE(std::string(conv) + (stochastic ? ", stochastic" : ", full batch"));
     RunConfig base = stochastic ? stochastic_config("cnn", n) : cnn_config(n, 50);
     base.max_steps = 40;
     std::vector<RunConfig> cfgs = lft::members_of(base, {1e-2, 1e2}, {0, 1});
@@ -307,6 +306,10 @@ TEST(Stochastic, UnsupportedConfigsAreUsageErrors) {
   RunConfig w = lft::conv_config("wrn", 20, 10, 1);
   EXPECT_THROW(train_ensemble({w, w}, d, {lft::quiet(), lft::quiet()}, EngineKind::Batched), UsageError);
   RunConfig c = cnn_config(20, 10);
+  {
+    lft::ScopedEnv env("LAZYFEAT_CNN_CONV", "winograd");
+    EXPECT_THROW(train_ensemble({c, c}, d, {lft::quiet(), lft::quiet()}, EngineKind::Batched), UsageError);
+  }
   c.zdot = true;
   EXPECT_THROW(train_run(c, d, lft::quiet()), UsageError);
   RunConfig s = stochastic_config("fc", 60);

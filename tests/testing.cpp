@@ -232,6 +232,14 @@ lf::TrainHooks recording(Recorded& r) {
   return h;
 }
 
+ScopedEnv::ScopedEnv(const std::string& n, const std::string& v) : name(n) {
+  const char* o = std::getenv(n.c_str());
+  had = o != nullptr;
+  if (had) old = o;
+  setenv(n.c_str(), v.c_str(), 1);
+}
+ScopedEnv::~ScopedEnv() { had ? setenv(name.c_str(), old.c_str(), 1) : unsetenv(name.c_str()); }
+
 std::vector<lf::RunResult> ensemble_with(const char* var, const char* value, const std::vector<lf::RunConfig>& cfgs,
                                          const lf::Dataset& d, std::vector<Recorded>& rec, lf::EngineKind kind) {
   rec.assign(cfgs.size(), Recorded{});

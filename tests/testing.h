@@ -62,6 +62,16 @@ int64_t count(const std::string& db_path, const std::string& sql);
 // (no duplicate, no gap, no leftover of a killed attempt).
 void expect_all_converged_once(const std::string& db_path, int64_t n);
 
+// An environment variable set to value while in scope, then restored (or unset again).
+struct ScopedEnv {
+  ScopedEnv(const std::string& name, const std::string& value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  std::string name, old;
+  bool had = false;
+};
+
 // The checkpoints a run reports through its hooks (recording(r) adds them to r).
 struct Recorded {
   std::vector<lf::Checkpoint> checkpoints;
