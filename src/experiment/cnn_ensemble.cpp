@@ -12,12 +12,14 @@
 // arithmetic; memory bounded by blocks of points (kMemberImages images a block in all).
 // Two implementations of a grouped convolution, the same numbers to rounding:
 //  - "cudnn" (the default): one at::conv2d with groups = K'. On cuda, cuDNN's float64 convolutions
-//    ran setup B's layers at ~0.6 TFLOP/s (docs/benchmarks.md, "setup B on the GPU").
+//    ran setup B's layers at 0.7-0.9 TFLOP/s, grouped or not (docs/benchmarks.md, "setup B on
+//    the GPU"): under 2% of the card's float64 product rate.
 //  - "im2col" (LAZYFEAT_CNN_CONV=im2col): the members' patches as columns, then one batched
 //    product over the members, so that the arithmetic is cuBLAS's float64 GEMM:
 //      cols [N, K' C_in 25, L] = im2col(z)  ->  [K', C_in 25, N L]   (L = H' W' positions)
 //      y    [K', h, N L]        = W'_l [K', h, C_in 25] cols + b'_l   ->  [N, K' h, H', W']
-//    Memory: the columns of a block, N K' C_in 25 L values (~0.5 GB at h = 32, K' N = 640).
+//    Memory: the columns of a block, N K' C_in 25 L values (at h = 32: 0.5 GB for a step's
+//    K' N = 640 images, 1.6 GB for a whole block of 2,048).
 //    Not yet measured on the GPU; which one is the default follows that measurement.
 // Deliberately not: the CPU's fused CNN kernels (on the CPU, ensembles of CNNs go member by
 // member through models/cnn_fused.h, faster there); ConvModel's reuse of a kept walk forward for

@@ -1,11 +1,12 @@
 // The resumable state of one run, with named fields: everything the dynamics and the
 // observables need to continue a run so that it equals the uninterrupted one bit for bit.
-// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 2:
-// version 1 plus the network's shape under "arch", gradient_evaluations, the lte integrator's
-// history (f_prev, dt_prev), the eab2 integrator's (tensors g_prev and eab2: crossed_last) and, for the stochastic dynamics, the state of the batch generator
-// (tensor "batch_rng", header "walked"). Version 3: version 2 without w0, which the run's seed makes
-// again (protocol section 8; a quarter less to store and carry: study/README.md). Version-1 and -2
-// states still read (their w0 is used); version 1 (fc, full batch) has no history, and
+// Its bytes (TrainHooks::on_state) are a TrainState (experiment/state.h), format version 3.
+// Version 2 was version 1 plus the network's shape under "arch", gradient_evaluations, the lte
+// integrator's history (f_prev, dt_prev), the eab2 integrator's (tensors g_prev and eab2:
+// crossed_last) and, for the stochastic dynamics, the state of the batch generator (tensor
+// "batch_rng", header "walked"). Version 3 is version 2 without w0, which the run's seed makes
+// again (protocol section 8; a quarter less to store and carry: study/README.md). Version-1 and
+// -2 states still read (their w0 is used); version 1 (fc, full batch) has no history, and
 // gradient_evaluations = step + 1, exact for a run in progress.
 // Deliberately not: where states are kept (store/), when they are saved (experiment/member.h).
 #pragma once
