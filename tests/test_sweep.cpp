@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "dynamics/momentum.h"
+#include "store/store.h"
 #include "sweep/sweep.h"
 #include "testing.h"
 
@@ -187,6 +188,30 @@ TEST(SweepSpec, ShardsSplitTheGridByIndex) {
               lf::config_hash(grid[2 + i]));
   }
   EXPECT_EQ(seen.size(), 6u);
+}
+
+// The runs with a saved state (in flight when an earlier sweep stopped) come first, each part
+// in grid order: workers claim and ensembles fill in this order (GroupClaimer).
+TEST(SweepSpec, RunsInFlightComeFirst) {
+  lft::TempDir tmp;
+  auto grid = lf::parse_sweep_spec_text(kTiny, "tiny.toml");
+  lf::SweepOptions o;
+  o.db = tmp.file("s.sqlite");
+  lf::SweepCounts c;
+  const std::vector<int64_t> fresh = lf::plan_sweep(grid, o, c);
+  ASSERT_EQ(fresh.size(), 6u);
+  for (size_t k = 0; k < 6; ++k)
+    EXPECT_EQ(query(o.db, "SELECT config_hash FROM runs WHERE id = " + std::to_string(fresh[k]))[0][0],
+              lf::config_hash(grid[k])) << "grid order";
+  {
+    lf::Store store(o.db);
+    store.save_state(fresh[4], 10, 0.5, "a state");
+    store.save_state(fresh[2], 20, 0.7, "a state");
+  }
+  lf::SweepCounts again;
+  EXPECT_EQ(lf::plan_sweep(grid, o, again), (std::vector<int64_t>{fresh[2], fresh[4], fresh[0], fresh[1], fresh[3], fresh[5]}));
+  EXPECT_EQ(again.total, 6);
+  EXPECT_EQ(again.planned, 0);
 }
 
 TEST(SweepSpec, EveryExampleParses) {

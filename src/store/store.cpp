@@ -495,6 +495,13 @@ std::optional<StoredState> Store::load_state(int64_t id) {
   return StoredState{s.get_int(0), s.get_double(1), s.get_blob(2)};
 }
 
+std::set<int64_t> Store::with_state() {
+  sql::Stmt s(db_->get(), db_->path(), "SELECT run_id FROM states");
+  std::set<int64_t> ids;
+  while (s.step()) ids.insert(s.get_int(0));
+  return ids;
+}
+
 void Store::drop_checkpoints_after(int64_t id, int64_t step) {
   sql::Tx tx(*db_);
   sql::Stmt s(db_->get(), db_->path(), "DELETE FROM checkpoints WHERE run_id = ? AND step > ?");

@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,8 @@ class Store {
   // The latest resumable state (replaces the previous one), with a heartbeat.
   void save_state(int64_t id, int64_t step, double t, const std::string& blob);
   std::optional<StoredState> load_state(int64_t id);
+  // The runs that have a saved state (in flight, or ended keeping their trained weights).
+  std::set<int64_t> with_state();
   // Starting a run afresh (no state): removes its old checkpoints; resuming from a state at
   // `step`: removes the checkpoints after it (the trainer re-emits them).
   void drop_checkpoints_after(int64_t id, int64_t step);

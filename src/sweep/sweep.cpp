@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -349,6 +350,8 @@ std::vector<int64_t> plan_sweep(const std::vector<RunConfig>& grid, const SweepO
     else store.replan_budget(id, mine[i]);
     ids.push_back(id);
   }
+  const std::set<int64_t> saved = store.with_state();
+  std::stable_partition(ids.begin(), ids.end(), [&](int64_t id) { return saved.count(id) > 0; });
   counts.total = static_cast<int64_t>(ids.size());
   return ids;
 }

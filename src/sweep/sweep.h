@@ -134,8 +134,11 @@ void settle_counts(SweepCounts& counts, const std::set<int64_t>& waited_on,
                    const std::vector<HeldRun>& held, const SweepOptions& opts);
 
 // Shared by run_sweep and run_sweep_mpi: plans the grid's configs of this shard, re-plans
-// stopped runs whose budget the spec changed, and returns the ids to run (in grid order,
-// without duplicates) and the counts so far (total, planned).
+// stopped runs whose budget the spec changed, and returns the ids to run and the counts so far
+// (total, planned). The ids, without duplicates: the runs with a saved state (in flight when an
+// earlier sweep stopped) first, then the others, each part in grid order. Workers claim in that
+// order and ensembles are filled in it (GroupClaimer), so a sweep finishes what was started
+// before it starts more runs (which also bounds the states a study carries between machines).
 std::vector<int64_t> plan_sweep(const std::vector<RunConfig>& grid, const SweepOptions& opts,
                                 SweepCounts& counts);
 
