@@ -14,6 +14,8 @@
 #   then: scripts/gpu-study-fetch.sh FILES_AT NAME (.gpu/study/NAME.sqlite.gz and results/study/NAME.sqlite)
 # Output ($OUT): NAME.sqlite.gz.partNN (the whole database, gzipped, in 15 MiB parts: the device
 # tool brings back files of at most 16 MiB) and NAME-logs.tgz (build, sweep log, runs JSON).
+# It prints the member-steps the call advanced the block by, and their rate over the sweep's wall
+# time (docs/benchmarks.md's rows of the study).
 # DROP_STATES=1 first deletes the saved states of the runs that ended (their trained weights: not
 # needed by the report; kept otherwise), so that a finished block travels small.
 # The exported copy keeps every checkpoint of a run's first 2,000 steps, then the last one of each
@@ -51,11 +53,28 @@ elif [ -s "$db" ]; then
 else
   echo "database: new"
 fi
+# The study's progress in member-steps: the steps of the ended runs and the saved states' steps
+# of those in flight (a state's step is its last checkpoint's: a few steps early at most).
+progress() {
+  [ -s "$db" ] || { echo 0; return; }
+  python3 - "$db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+ended = "('converged', 'diverged', 'stopped')"
+done = c.execute("select coalesce(sum(steps), 0) from runs where status in " + ended).fetchone()[0]
+flight = c.execute("select coalesce(sum(s.step), 0) from states s join runs r on r.id = s.run_id "
+                   "where r.status not in " + ended).fetchone()[0]
+print(done + flight)
+EOF
+}
 left=$(( wall - SECONDS ))
 if [ "$left" -gt 30 ]; then
+  before=$(progress); t0=$SECONDS
   OMP_NUM_THREADS=8 timeout -s TERM -k 120 "$left" "$lf" sweep "$root/$spec" --db "$db" --ensemble "$ens" \
     ${SHARD:+--shard "$SHARD"} --state-every 60 --json > "$logs/sweep.json" 2> "$logs/sweep.log"
   echo "sweep exit $? after ${SECONDS} s; $(tr '\r' '\n' < "$logs/sweep.log" | grep -v '^$' | tail -2 | head -c 600)"
+  steps=$(( $(progress) - before )); secs=$(( SECONDS - t0 > 0 ? SECONDS - t0 : 1 ))
+  echo "member-steps this call: $steps in $secs s of sweep: $(( steps / secs )) member-steps/s"
 fi
 "$lf" runs --db "$db" --json > "$logs/runs.json" 2>&1
 python3 - "$db" <<'EOF'
