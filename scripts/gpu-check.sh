@@ -58,6 +58,9 @@ bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --st
 # its convolutions by cuDNN (groups = K), then as im2col and cuBLAS's batched products.
 bench cnn-K10 ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
 LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
+# One CNN run (the reference forward, ConvModel) with either convolution.
+bench cnn-h32-steps train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
+LAZYFEAT_CNN_CONV=im2col bench cnn-h32-steps-im2col train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps 300
 if [ -n "${FULL:-}" ]; then
 bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5

@@ -6,6 +6,8 @@
 #include "models/cnn.h"
 #include "models/cnn_fused.h"
 #include "ntk/ntk.h"
+#include "testing.h"
+#include "common/error.h"
 
 using namespace lf;
 
@@ -55,6 +57,42 @@ TEST(Cnn, SpatialSizesAndScale) {
   double s = fw.a[0].std().item<double>();
   EXPECT_GT(s, 0.3);
   EXPECT_LT(s, 3.0);
+}
+
+// cnn_conv's two implementations (models/cnn.h): at::conv2d against im2col and a batched product,
+// for one network and for groups (an ensemble's members), both strides of the network: the same
+// outputs and the same gradients (autograd through each) to rounding. LAZYFEAT_CNN_CONV chooses.
+TEST(Cnn, Im2colConvolutionEqualsConv2d) {
+  at::manual_seed(3);
+  for (int64_t groups : {1, 3})
+    for (int64_t st : {1, 2}) {
+      SCOPED_TRACE("groups " + std::to_string(groups) + ", stride " + std::to_string(st));
+      const int64_t c_in = 2, h = 4;
+      const at::Tensor z0 = at::randn({5, groups * c_in, 13, 13}, f64), W0 = at::randn({groups * h, c_in, 5, 5}, f64),
+                       b0 = at::randn({groups * h}, f64), g = at::randn({5, groups * h, st == 1 ? 11 : 6, st == 1 ? 11 : 6}, f64);
+      std::vector<at::Tensor> out, grads;
+      for (CnnConv how : {CnnConv::Direct, CnnConv::Im2col}) {
+        at::Tensor z = z0.clone().requires_grad_(true), W = W0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+        at::Tensor y = cnn_conv(z, W, b, st, groups, how);
+        ASSERT_EQ(y.sizes(), g.sizes());
+        (y * g).sum().backward();
+        out.push_back(y.detach());
+        grads.push_back(z.grad()), grads.push_back(W.grad()), grads.push_back(b.grad());
+      }
+      EXPECT_LT(rel(out[1], out[0]), 1e-14);
+      for (int i = 0; i < 3; ++i) EXPECT_LT(rel(grads[3 + i], grads[i]), 1e-14) << "gradient " << i;
+    }
+  // The whole network through the switch, and a value it refuses.
+  CNNParams p = cnn_init(1, 4, 0);
+  const at::Tensor x = at::randn({3, 1, 28, 28}, f64);
+  const at::Tensor direct = cnn_forward_reference(p, x, Activation::make("relu"));
+  {
+    lft::ScopedEnv env("LAZYFEAT_CNN_CONV", "im2col");
+    EXPECT_EQ(cnn_conv_wanted(), CnnConv::Im2col);
+    EXPECT_LT(rel(cnn_forward_reference(p, x, Activation::make("relu")), direct), 1e-13);
+  }
+  lft::ScopedEnv bad("LAZYFEAT_CNN_CONV", "winograd");
+  EXPECT_THROW(cnn_conv_wanted(), UsageError);
 }
 
 TEST(CnnNtk, StructuredEqualsJacobian) {

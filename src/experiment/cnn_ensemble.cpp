@@ -10,17 +10,9 @@
 // N is padded with its first point (its outputs there dropped, its coefficients 0). The gradient
 // is autograd's through that forward. Cost: one member's launches for the K', and K' times its
 // arithmetic; memory bounded by blocks of points (kMemberImages images a block in all).
-// Two implementations of a grouped convolution, the same numbers to rounding:
-//  - "cudnn" (the default): one at::conv2d with groups = K'. On cuda, cuDNN's float64 convolutions
-//    ran setup B's layers at 0.7-0.9 TFLOP/s, grouped or not (docs/benchmarks.md, "setup B on
-//    the GPU"): under 2% of the card's float64 product rate.
-//  - "im2col" (LAZYFEAT_CNN_CONV=im2col): the members' patches as columns, then one batched
-//    product over the members, so that the arithmetic is cuBLAS's float64 GEMM:
-//      cols [N, K' C_in 25, L] = im2col(z)  ->  [K', C_in 25, N L]   (L = H' W' positions)
-//      y    [K', h, N L]        = W'_l [K', h, C_in 25] cols + b'_l   ->  [N, K' h, H', W']
-//    Memory: the columns of a block, N K' C_in 25 L values (at h = 32: 0.5 GB for a step's
-//    K' N = 640 images, 1.6 GB for a whole block of 2,048).
-//    Not yet measured on the GPU; which one is the default follows that measurement.
+// Each grouped convolution is models/cnn.h's cnn_conv (groups = K'), by at::conv2d (cuDNN on
+// cuda) or as im2col and one batched product over the members (LAZYFEAT_CNN_CONV=im2col): not yet
+// measured on the GPU; which one is the default follows that measurement.
 // Deliberately not: the CPU's fused CNN kernels (on the CPU, ensembles of CNNs go member by
 // member through models/cnn_fused.h, faster there); ConvModel's reuse of a kept walk forward for
 // the batch gradient (the gradient makes its own forward here).
@@ -28,8 +20,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string>
 
 #include "common/error.h"
 #include "experiment/ensemble_engine.h"
@@ -45,7 +35,7 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
   GroupedCnnEngine(FitSpec spec, const Activation& act, const CNNLayout& lay, const at::Tensor& x_train,
                    at::TensorOptions opts)
       : EnsembleEngineBase(std::move(spec), lay.size, opts), act_(act), lay_(lay), x_(x_train.to(opts)),
-        n_(x_train.size(0)), out_(spec_.alpha.size()), im2col_(im2col_wanted()) {}
+        n_(x_train.size(0)), out_(spec_.alpha.size()), conv_(cnn_conv_wanted()) {}
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
     std::vector<std::vector<double>> f;
@@ -180,32 +170,12 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
       const int64_t c_in = lay_.w_shape[size_t(l)][1], st = kCnnStrides[size_t(l)];
       const at::Tensor W = Wk.narrow(1, lay_.w_offset[size_t(l)], lay_.w_numel(l)).reshape({K * h, c_in, kCnnKernel, kCnnKernel});
       const at::Tensor b = Wk.narrow(1, lay_.b_offset[size_t(l)], h).reshape({K * h});
-      z = act_(conv(z, W / std::sqrt(double(c_in * kCnnKernel * kCnnKernel)), b, st, K));
+      z = act_(cnn_conv(z, W / std::sqrt(double(c_in * kCnnKernel * kCnnKernel)), b, st, K, conv_));
     }
     const at::Tensor pooled = z.mean({2, 3}).view({-1, K, h});                       // [N, K', h]
     const at::Tensor W4 = Wk.narrow(1, lay_.w_offset[kCnnConvs], h);                  // [K', h]
     const at::Tensor b4 = Wk.narrow(1, lay_.b_offset[kCnnConvs], 1).reshape({1, K});  // [1, K']
     return (pooled * W4).sum(2).mul(1.0 / std::sqrt(double(h))).add(b4);
-  }
-  // The grouped convolution of z [N, K C_in, H, W] by W [K h, C_in, 5, 5] (groups = K), bias b
-  // [K h], stride st, the layer's padding: [N, K h, H', W'] (the file's opening: two ways).
-  at::Tensor conv(const at::Tensor& z, const at::Tensor& W, const at::Tensor& b, int64_t st, int64_t K) const {
-    if (!im2col_) return at::conv2d(z, W, b, {st, st}, {kCnnPadding, kCnnPadding}, {1, 1}, K);
-    const int64_t N = z.size(0), h = W.size(0) / K, c = W.size(1) * kCnnKernel * kCnnKernel;
-    const int64_t Ho = (z.size(2) + 2 * kCnnPadding - kCnnKernel) / st + 1;
-    const int64_t Wo = (z.size(3) + 2 * kCnnPadding - kCnnKernel) / st + 1;
-    const at::Tensor cols = at::im2col(z, {kCnnKernel, kCnnKernel}, {1, 1}, {kCnnPadding, kCnnPadding}, {st, st})
-                                .view({N, K, c, Ho * Wo})
-                                .permute({1, 2, 0, 3})
-                                .reshape({K, c, N * Ho * Wo});                            // [K, c, N L]
-    const at::Tensor y = at::baddbmm(b.view({K, h, 1}), W.view({K, h, c}), cols);         // [K, h, N L]
-    return y.view({K, h, N, Ho, Wo}).permute({2, 0, 1, 3, 4}).reshape({N, K * h, Ho, Wo});
-  }
-  static bool im2col_wanted() {
-    const char* e = std::getenv("LAZYFEAT_CNN_CONV");
-    if (!e || !*e || std::string(e) == "cudnn") return false;
-    require(std::string(e) == "im2col", std::string("LAZYFEAT_CNN_CONV must be cudnn or im2col, not '") + e + "'");
-    return true;
   }
   // f of members ks on a CPU float64 set x [N, C, H, W]: [N] CPU float64 each.
   std::vector<at::Tensor> outputs_on(const std::vector<int64_t>& ks, const at::Tensor& x) const {
@@ -227,7 +197,7 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
   at::Tensor x_;  // [n, C, H, W] on the device
   int64_t n_;
   std::vector<HostOutputs> out_;
-  bool im2col_;  // LAZYFEAT_CNN_CONV=im2col: conv() as columns and a batched product
+  CnnConv conv_;  // LAZYFEAT_CNN_CONV (models/cnn.h)
 };
 
 }  // namespace

@@ -5,6 +5,10 @@
 #include <ATen/core/Generator.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "common/error.h"
 
 namespace lf {
 
@@ -70,14 +74,35 @@ CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed, at::TensorOptions
   return p.to(opts);
 }
 
+CnnConv cnn_conv_wanted() {
+  const char* e = std::getenv("LAZYFEAT_CNN_CONV");
+  if (!e || !*e || std::string(e) == "cudnn") return CnnConv::Direct;
+  require(std::string(e) == "im2col", std::string("LAZYFEAT_CNN_CONV must be cudnn or im2col, not '") + e + "'");
+  return CnnConv::Im2col;
+}
+
+at::Tensor cnn_conv(const at::Tensor& z, const at::Tensor& W, const at::Tensor& b, int64_t st, int64_t groups,
+                    CnnConv how) {
+  if (how == CnnConv::Direct) return at::conv2d(z, W, b, {st, st}, {kCnnPadding, kCnnPadding}, {1, 1}, groups);
+  const int64_t N = z.size(0), G = groups, h = W.size(0) / G, c = W.size(1) * kCnnKernel * kCnnKernel;
+  const int64_t Ho = (z.size(2) + 2 * kCnnPadding - kCnnKernel) / st + 1;
+  const int64_t Wo = (z.size(3) + 2 * kCnnPadding - kCnnKernel) / st + 1;
+  const at::Tensor cols = at::im2col(z, {kCnnKernel, kCnnKernel}, {1, 1}, {kCnnPadding, kCnnPadding}, {st, st})
+                              .view({N, G, c, Ho * Wo})
+                              .permute({1, 2, 0, 3})
+                              .reshape({G, c, N * Ho * Wo});                              // [G, c, N L]
+  const at::Tensor y = at::baddbmm(b.view({G, h, 1}), W.reshape({G, h, c}), cols);          // [G, h, N L]
+  return y.view({G, h, N, Ho, Wo}).permute({2, 0, 1, 3, 4}).reshape({N, G * h, Ho, Wo});
+}
+
 CNNForward cnn_forward_layers(const CNNParams& p, const at::Tensor& x, const Activation& act) {
   CNNForward r;
   at::Tensor z = x;
+  const CnnConv how = cnn_conv_wanted();
   for (int64_t l = 0; l < kCnnConvs; ++l) {
     const double fan_in = double(p.W[l].size(1) * kCnnKernel * kCnnKernel);  // C_in * 25
     r.z.push_back(z);
-    auto a = at::conv2d(z, p.W[l] / std::sqrt(fan_in), p.b[l], {kCnnStrides[l], kCnnStrides[l]},
-                        {kCnnPadding, kCnnPadding});
+    auto a = cnn_conv(z, p.W[l] / std::sqrt(fan_in), p.b[l], kCnnStrides[l], 1, how);
     r.a.push_back(a);
     z = act(a);
   }

@@ -53,7 +53,24 @@ struct CNNLayout {
 CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed,
                    at::TensorOptions opts = at::TensorOptions().dtype(at::kDouble));
 
-// Reference forward, differentiable by autograd: x [n, C, H, W] -> f [n].
+// One convolution of the network (5x5 kernels, padding 1, stride st) in `groups` independent
+// groups (an ensemble's members side by side in the channels; 1 for one network):
+//   z [N, G C_in, H, W], W [G h, C_in, 5, 5] (already scaled), b [G h]  ->  [N, G h, H', W'].
+// Two implementations, the same numbers to rounding, differentiable by autograd:
+//   Direct: at::conv2d (cuDNN on cuda; on the H200 its float64 convolutions ran setup B's layers
+//           at 0.7-0.9 TFLOP/s, under 2% of the card's float64 product rate: docs/benchmarks.md).
+//   Im2col: the patches as columns, then one batched product over the groups (cuBLAS's float64
+//           GEMM on cuda):  cols [N, G C_in 25, L] = im2col(z) -> [G, C_in 25, N L];
+//           y [G, h, N L] = W [G, h, C_in 25] cols + b -> [N, G h, H', W'] (L = H' W').
+//           Memory: the columns, N G C_in 25 L values (0.5 GB for 640 images at h = 32).
+enum class CnnConv { Direct, Im2col };
+// LAZYFEAT_CNN_CONV: "cudnn" (or unset: Direct) or "im2col"; UsageError for anything else.
+CnnConv cnn_conv_wanted();
+at::Tensor cnn_conv(const at::Tensor& z, const at::Tensor& W, const at::Tensor& b, int64_t st, int64_t groups,
+                    CnnConv how);
+
+// Reference forward, differentiable by autograd: x [n, C, H, W] -> f [n]. Its convolutions are
+// cnn_conv's, as cnn_conv_wanted() says.
 at::Tensor cnn_forward_reference(const CNNParams& p, const at::Tensor& x, const Activation& act);
 
 // The forward pass with every layer's pieces kept, for the structured NTK:
