@@ -4,8 +4,8 @@
 //         l = 1..4, 5x5 kernels, h channels, strides 2,1,2,1: 28 -> 13 -> 11 -> 5 -> 3
 //   f   = W_4 . mean_positions(z_4) / sqrt(h) + b_4     (a scalar per point)
 // Weights N(0,1), biases 0; the 1/sqrt(fan_in) stays in the forward pass.
-// This header: the parameters, the seed-compatible initialisation (protocol section 8) and the
-// plain autograd reference forward, and the layout of all parameters in one flat vector (the
+// This header: the parameters, the seed-compatible initialisation (protocol section 8), the
+// convolution (cnn_conv: two implementations) and the plain autograd reference forward, and the layout of all parameters in one flat vector (the
 // trainer's view, experiment/model.h). Deliberately not: the training step (experiment/), the
 // NTK (ntk/ntk.h takes the per-layer pieces from cnn_forward_layers()).
 #pragma once
