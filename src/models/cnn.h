@@ -5,9 +5,10 @@
 //   f   = W_4 . mean_positions(z_4) / sqrt(h) + b_4     (a scalar per point)
 // Weights N(0,1), biases 0; the 1/sqrt(fan_in) stays in the forward pass.
 // This header: the parameters, the seed-compatible initialisation (protocol section 8), the
-// convolution (cnn_conv: two implementations) and the plain autograd reference forward, and the layout of all parameters in one flat vector (the
-// trainer's view, experiment/model.h). Deliberately not: the training step (experiment/), the
-// NTK (ntk/ntk.h takes the per-layer pieces from cnn_forward_layers()).
+// convolution (cnn_conv: two implementations), the plain autograd reference forward, and the
+// layout of all parameters in one flat vector (the trainer's view, experiment/model.h).
+// Deliberately not: the training step (experiment/), the NTK (ntk/ntk.h takes the per-layer
+// pieces from cnn_forward_layers()).
 #pragma once
 #include <ATen/ATen.h>
 
