@@ -211,6 +211,13 @@ TEST(TrainCli, BadInputExit2) {
     EXPECT_NE(r.err.find("lazyfeat: error: " + c.msg), std::string::npos) << c.args[1] << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
+  // The softplus kernel's width from the environment (models/fc_fused.h), likewise.
+  auto r = lft::run_cli({"train", "--ptr", "50", "--pte", "50", "--h", "8", "--L", "1", "--max-steps", "1"},
+                        {"LAZYFEAT_SIMD=sse2"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("lazyfeat: error: LAZYFEAT_SIMD must be avx512, avx2 or none (got 'sse2')"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST(TrainCli, DivergedRunExits1WithItsJson) {

@@ -124,7 +124,7 @@ int bench_train_step(const Args& args) {
   nlohmann::json j = {{"benchmark", "train-step"}, {"h", h}, {"L", L}, {"ptr", ptr}, {"d", 10},
                       {"steps", steps}, {"repeats", repeats}, {"steps_per_s", median(fused)}, {"trainer", trainer},
                       {"steps_per_s_all", fused}, {"rejected", rejected},
-                      {"run_steps_per_s_all", with_setup}, {"simd", fused_simd_available()},
+                      {"run_steps_per_s_all", with_setup}, {"simd", simd_name(fused_simd_width())},
                       {"intra_op_threads", at::get_num_threads()}, {"kernels", kern}};
   if (!no_ref) {
     j["reference_steps_per_s"] = median(ref);

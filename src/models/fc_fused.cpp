@@ -5,8 +5,10 @@
 //             (atanh by its series s (1 + s^2/3 + s^4/5 + ...), 17 terms: below 2^-53 for s^2 <= 1/9;
 //             within ~2 ulp of log1p over the whole range, measured)
 //   phi'(z) = a sigmoid(beta z) = a / (1 + e) for z > 0, a e / (1 + e) otherwise,
-// with one division for both 1 / (1 + e) and 1 / (2 + e). AVX2+FMA code is compiled per function
-// (__attribute__((target))) and chosen at run time, so the default build runs on any x86-64.
+// with one division for both 1 / (1 + e) and 1 / (2 + e). AVX2+FMA and AVX-512 code is compiled per
+// function (__attribute__((target))) and chosen at run time (fused_simd_width), so the default
+// build runs on any x86-64; the AVX-512 kernel gives the AVX2 kernel's bits, 1.3x faster on a
+// Zen 4 core (docs/benchmarks.md).
 // Threads: lazyfeat's thread pool (common/pool.h: the caller and its workers) runs fixed tasks
 // (blocks of rows in the forward, contiguous chunks of the listed points in the backward); the
 // BLAS (dgemm_ of the loaded library, looked up once: models/blas.h) runs single-threaded inside
@@ -74,12 +76,16 @@ namespace {
 
 // ---- elementwise kernels -------------------------------------------------------------------
 
-bool cpu_has_avx2() {
+// The widest SIMD softplus this CPU runs.
+SimdWidth cpu_simd_width() {
 #if defined(__x86_64__)
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+  static const SimdWidth w = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? SimdWidth::None
+                             : (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+                                 ? SimdWidth::Avx512
+                                 : SimdWidth::Avx2;
+  return w;
 #else
-  return false;
+  return SimdWidth::None;
 #endif
 }
 
@@ -177,12 +183,89 @@ __attribute__((target("avx2,fma"))) void softplus_block(double* z, double* dphi,
   }
 }
 
-__attribute__((target("avx2,fma"))) void softplus_avx2(double* z, double* dphi, int64_t n, double beta,
-                                                      double a, double thr) {
+// The same arithmetic eight lanes wide (AVX-512F/DQ): every lane does exactly the operations of
+// the AVX2 code above in the same order (max, round, fma, mul, div, blend: each rounded once by
+// IEEE), so the values are bit for bit those of softplus_avx2 (test: FCFused.SoftplusSimdWidths
+// AgreeBitForBit); only the number of instructions differs.
+#define LF_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+LF_AVX512 inline __m512d exp_nonpos512(__m512d x) {
+  x = _mm512_max_pd(_mm512_set1_pd(-745.2), x);
+  __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fmadd_pd(n, _mm512_set1_pd(-0x1.62e42fefa39efp-1), x);
+  r = _mm512_fmadd_pd(n, _mm512_set1_pd(-0x1.abc9e3b39803fp-56), r);
+  __m512d r2 = _mm512_mul_pd(r, r), r4 = _mm512_mul_pd(r2, r2), r8 = _mm512_mul_pd(r4, r4);
+  __m512d p0 = _mm512_fmadd_pd(_mm512_set1_pd(1.0), r, _mm512_set1_pd(1.0));
+  __m512d p1 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 6), r, _mm512_set1_pd(1.0 / 2));
+  __m512d p2 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 120), r, _mm512_set1_pd(1.0 / 24));
+  __m512d p3 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 5040), r, _mm512_set1_pd(1.0 / 720));
+  __m512d p4 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 362880), r, _mm512_set1_pd(1.0 / 40320));
+  __m512d p5 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 39916800), r, _mm512_set1_pd(1.0 / 3628800));
+  __m512d p6 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 6227020800.0), r, _mm512_set1_pd(1.0 / 479001600));
+  __m512d q0 = _mm512_fmadd_pd(p1, r2, p0), q1 = _mm512_fmadd_pd(p3, r2, p2), q2 = _mm512_fmadd_pd(p5, r2, p4);
+  __m512d o0 = _mm512_fmadd_pd(q1, r4, q0), o1 = _mm512_fmadd_pd(p6, r4, q2);
+  __m512d p = _mm512_fmadd_pd(o1, r8, o0);
+  __m256i ni = _mm512_cvtpd_epi32(n);
+  __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+  const __m512i bias = _mm512_set1_epi64(1023);
+  __m512d s1 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(n1), bias), 52));
+  __m512d s2 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(n2), bias), 52));
+  return _mm512_mul_pd(_mm512_mul_pd(p, s1), s2);
+}
+LF_AVX512 inline __m512d atanh_tail512(__m512d u) {
+  __m512d u2 = _mm512_mul_pd(u, u), u4 = _mm512_mul_pd(u2, u2), u8 = _mm512_mul_pd(u4, u4);
+  __m512d p[8];
+  for (int i = 0; i < 8; ++i) p[i] = _mm512_fmadd_pd(_mm512_set1_pd(2.0 / (4 * i + 5)), u, _mm512_set1_pd(2.0 / (4 * i + 3)));
+  __m512d q0 = _mm512_fmadd_pd(p[1], u2, p[0]), q1 = _mm512_fmadd_pd(p[3], u2, p[2]);
+  __m512d q2 = _mm512_fmadd_pd(p[5], u2, p[4]), q3 = _mm512_fmadd_pd(p[7], u2, p[6]);
+  __m512d o0 = _mm512_fmadd_pd(q1, u4, q0), o1 = _mm512_fmadd_pd(q3, u4, q2);
+  return _mm512_mul_pd(u, _mm512_fmadd_pd(o1, u8, o0));
+}
+// n a multiple of 8; as softplus_block.
+LF_AVX512 void softplus_block512(double* z, double* dphi, int64_t n, double beta, double a, double thr) {
+  constexpr int64_t kPiece = 256;
+  const __m512d vb = _mm512_set1_pd(beta), va = _mm512_set1_pd(a), vab = _mm512_set1_pd(a / beta);
+  const __m512d vthr = _mm512_set1_pd(thr);
+  const __m512d one = _mm512_set1_pd(1.0), two = _mm512_set1_pd(2.0), zero = _mm512_setzero_pd();
+  const __m512d sign = _mm512_set1_pd(-0.0);
+  alignas(64) double eb[kPiece];
+  for (int64_t i0 = 0; i0 < n; i0 += kPiece) {
+    const int64_t m = std::min(kPiece, n - i0);
+    double* zp = z + i0;
+    for (int64_t i = 0; i < m; i += 8)
+      _mm512_store_pd(eb + i, exp_nonpos512(_mm512_or_pd(_mm512_mul_pd(vb, _mm512_loadu_pd(zp + i)), sign)));
+    for (int64_t i = 0; i < m; i += 8) {
+      __m512d bx = _mm512_mul_pd(vb, _mm512_loadu_pd(zp + i));
+      __m512d e = _mm512_load_pd(eb + i);
+      __m512d t1 = _mm512_add_pd(one, e), t2 = _mm512_add_pd(two, e);
+      __m512d r = _mm512_div_pd(one, _mm512_mul_pd(t1, t2));
+      __m512d s = _mm512_mul_pd(_mm512_mul_pd(e, t1), r);
+      __m512d l = _mm512_fmadd_pd(s, atanh_tail512(_mm512_mul_pd(s, s)), _mm512_add_pd(s, s));
+      __m512d pos = _mm512_max_pd(zero, bx);
+      __mmask8 lin = _mm512_cmp_pd_mask(bx, vthr, _CMP_GT_OQ);
+      __m512d x = _mm512_loadu_pd(zp + i);
+      _mm512_storeu_pd(zp + i, _mm512_mask_blend_pd(lin, _mm512_mul_pd(_mm512_add_pd(pos, l), vab), _mm512_mul_pd(va, x)));
+      if (dphi) {
+        __m512d inv = _mm512_mul_pd(_mm512_mul_pd(va, t2), r);
+        __mmask8 gt = _mm512_cmp_pd_mask(bx, zero, _CMP_GT_OQ);
+        _mm512_storeu_pd(dphi + i0 + i, _mm512_mask_blend_pd(lin, _mm512_mask_blend_pd(gt, _mm512_mul_pd(inv, e), inv), va));
+      }
+    }
+  }
+}
+#undef LF_AVX512
+
+__attribute__((target("avx2,fma"))) void softplus_simd(double* z, double* dphi, int64_t n, double beta,
+                                                      double a, double thr, SimdWidth width) {
   const __m256d vb = _mm256_set1_pd(beta), va = _mm256_set1_pd(a), vab = _mm256_set1_pd(a / beta);
   const __m256d vthr = _mm256_set1_pd(thr);
   const int64_t n4 = n & ~int64_t(3);
-  softplus_block(z, dphi, n4, vb, va, vab, vthr);
+  int64_t done = 0;
+  if (width == SimdWidth::Avx512) {
+    done = n & ~int64_t(7);
+    softplus_block512(z, dphi, done, beta, a, thr);
+  }
+  softplus_block(z + done, dphi ? dphi + done : nullptr, n4 - done, vb, va, vab, vthr);
   if (n4 < n) {  // the tail through the same arithmetic, so no value depends on its position
     double zt[4] = {0, 0, 0, 0}, dt[4];
     std::memcpy(zt, z + n4, sizeof(double) * (n - n4));
@@ -193,13 +276,13 @@ __attribute__((target("avx2,fma"))) void softplus_avx2(double* z, double* dphi, 
 }
 #endif
 
-void activation_serial(const Activation& act, double* z, double* dphi, int64_t n) {
+void activation_serial(const Activation& act, double* z, double* dphi, int64_t n, SimdWidth width) {
   const double a = act.scale;
   const double thr = act.threshold > 0 ? act.threshold : std::numeric_limits<double>::infinity();
   switch (act.kind) {
     case Activation::Kind::Softplus:
 #ifdef LAZYFEAT_FUSED_SIMD
-      if (cpu_has_avx2()) return softplus_avx2(z, dphi, n, act.beta, a, thr);
+      if (width != SimdWidth::None) return softplus_simd(z, dphi, n, act.beta, a, thr, width);
 #endif
       return softplus_scalar(z, dphi, n, act.beta, a, thr);
     case Activation::Kind::Relu:
@@ -247,16 +330,31 @@ int64_t block_rows(int64_t h) { return std::clamp<int64_t>((16384 / std::max<int
 
 }  // namespace
 
-bool fused_simd_available() {
-#ifdef LAZYFEAT_FUSED_SIMD
-  return cpu_has_avx2();
-#else
-  return false;
-#endif
+SimdWidth fused_simd_width() {
+  static const SimdWidth w = [] {
+    const SimdWidth cpu = cpu_simd_width();
+    const char* e = std::getenv("LAZYFEAT_SIMD");
+    const std::string v = e ? e : "";
+    if (v.empty()) return cpu;
+    const SimdWidth asked = v == "avx512" ? SimdWidth::Avx512 : v == "avx2" ? SimdWidth::Avx2 : SimdWidth::None;
+    require(v == "avx512" || v == "avx2" || v == "none",
+            "LAZYFEAT_SIMD must be avx512, avx2 or none (got '" + v + "')");
+    return std::min(asked, cpu);
+  }();
+  return w;
+}
+
+std::string simd_name(SimdWidth w) {
+  return w == SimdWidth::Avx512 ? "avx512" : w == SimdWidth::Avx2 ? "avx2" : "none";
 }
 
 void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n) {
-  activation_serial(act, z, dphi, n);
+  activation_serial(act, z, dphi, n, fused_simd_width());
+}
+
+void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n, SimdWidth width) {
+  require(width <= cpu_simd_width(), "activation_inplace: this CPU has no " + simd_name(width));
+  activation_serial(act, z, dphi, n, width);
 }
 
 // Per-thread buffers of one block of rows.
@@ -301,7 +399,7 @@ void FCFused::forward_block(const FCParams& p, const double* x, int64_t r0, int6
     const double* b = p.b[l].data_ptr<double>();
     for (int64_t k = 0; k < r; ++k)
       for (int64_t j = 0; j < h; ++j) out[k * h + j] += b[j];
-    activation_serial(act_, out, dp, r * h);
+    activation_serial(act_, out, dp, r * h, simd_);
     in = out;
   }
   // f [r] = z_L [r, h] W_L^T / sqrt(h) + b_L

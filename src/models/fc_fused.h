@@ -1,7 +1,7 @@
 // The fused CPU float64 training kernels of the fully connected network (models/fc.h):
 // a forward pass that keeps what the backward needs (z_l and phi'(pre_l), one exp per element
-// for softplus, SIMD when the CPU has AVX2+FMA), and a hand-written backward that runs on a
-// subset of the points only (protocol section 7: with the hinge loss the satisfied points have
+// for softplus, SIMD when the CPU has AVX2+FMA or AVX-512), and a hand-written backward that runs
+// on a subset of the points only (protocol section 7: with the hinge loss the satisfied points have
 // exactly zero gradient). Points are processed in fixed blocks of rows that run through all
 // layers at once (cache-resident), shared by the threads of lazyfeat's pool (common/pool.h), with
 // the BLAS single-threaded inside; the block split depends on n only, and per-chunk gradient
@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "models/activation.h"
@@ -39,11 +40,19 @@ struct FCLayout {
   std::vector<ParamSlice> slices() const;  // layer l = 0..L
 };
 
+// The softplus kernel's vector width: None (scalar, std::exp and std::log1p), Avx2 (4 lanes,
+// inline exp), Avx512 (8 lanes, AVX-512F/DQ: the same operations, bit for bit the Avx2 values).
+enum class SimdWidth { None, Avx2, Avx512 };
+// The width in use: the widest this CPU has, narrowed by LAZYFEAT_SIMD=avx2|none (benchmarks
+// compare the widths in one call; any other value is a UsageError).
+SimdWidth fused_simd_width();
+std::string simd_name(SimdWidth w);  // "avx512", "avx2", "none"
+
 // Elementwise kernels, exposed for tests: z <- phi(z) in place over n values; when dphi is not
-// null it receives phi'(z) (computed from the same exp as phi for softplus).
+// null it receives phi'(z) (computed from the same exp as phi for softplus). The second form
+// runs softplus at a given width (at most the CPU's; a UsageError otherwise).
 void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n);
-// True when the SIMD (AVX2 + FMA, inline exp) softplus path is in use on this CPU.
-bool fused_simd_available();
+void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n, SimdWidth width);
 
 class FCFused {
  public:
@@ -73,6 +82,7 @@ class FCFused {
   void forward_all(const FCParams& p, const at::Tensor& x, double* out, bool keep);
   void forward_block(const FCParams& p, const double* x, int64_t r0, int64_t r, double* f, Scratch* eval_scratch);
   Activation act_;
+  SimdWidth simd_ = fused_simd_width();
   FCLayout lay_;
   int64_t n_;
   std::vector<at::Tensor> z_, dphi_;        // [n, h] each, l = 1..L (index l-1)
