@@ -5,10 +5,10 @@
 //             (atanh by its series s (1 + s^2/3 + s^4/5 + ...), 17 terms: below 2^-53 for s^2 <= 1/9;
 //             within ~2 ulp of log1p over the whole range, measured)
 //   phi'(z) = a sigmoid(beta z) = a / (1 + e) for z > 0, a e / (1 + e) otherwise,
-// with one division for both 1 / (1 + e) and 1 / (2 + e). AVX2+FMA and AVX-512 code is compiled per
-// function (__attribute__((target))) and chosen at run time (fused_simd_width), so the default
-// build runs on any x86-64; the AVX-512 kernel gives the AVX2 kernel's bits, 1.3x faster on a
-// Zen 4 core (docs/benchmarks.md).
+// with one division for both 1 / (1 + e) and 1 / (2 + e). That kernel is written once
+// (models/softplus_simd.inc) and compiled for AVX2+FMA and for AVX-512 in target regions, chosen
+// at run time (fused_simd_width), so the default build runs on any x86-64; the AVX-512 kernel
+// gives the AVX2 kernel's bits, 1.3x faster on a Zen 4 core (docs/benchmarks.md).
 // Threads: lazyfeat's thread pool (common/pool.h: the caller and its workers) runs fixed tasks
 // (blocks of rows in the forward, contiguous chunks of the listed points in the backward); the
 // BLAS (dgemm_ of the loaded library, looked up once: models/blas.h) runs single-threaded inside
@@ -109,167 +109,91 @@ void softplus_scalar(double* z, double* dphi, int64_t n, double beta, double a, 
 }
 
 #ifdef LAZYFEAT_FUSED_SIMD
-// exp(x) for x <= 0 (or NaN), within ~1 ulp: x = n ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
-// polynomial of degree 13 (Estrin), 2^n applied in two halves so that results down to the
-// subnormal range come out right; x < -745.2 gives 0 (or the least subnormal).
-__attribute__((target("avx2,fma"))) inline __m256d exp_nonpos(__m256d x) {
-  const __m256d lo = _mm256_set1_pd(-745.2);
-  x = _mm256_max_pd(lo, x);  // NaN stays NaN (max_pd returns its second operand then)
-  __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
-                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256d r = _mm256_fmadd_pd(n, _mm256_set1_pd(-0x1.62e42fefa39efp-1), x);
-  r = _mm256_fmadd_pd(n, _mm256_set1_pd(-0x1.abc9e3b39803fp-56), r);
-  __m256d r2 = _mm256_mul_pd(r, r), r4 = _mm256_mul_pd(r2, r2), r8 = _mm256_mul_pd(r4, r4);
-  // 1/k! for k = 0 .. 13 in pairs
-  __m256d p0 = _mm256_fmadd_pd(_mm256_set1_pd(1.0), r, _mm256_set1_pd(1.0));
-  __m256d p1 = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 6), r, _mm256_set1_pd(1.0 / 2));
-  __m256d p2 = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 120), r, _mm256_set1_pd(1.0 / 24));
-  __m256d p3 = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 5040), r, _mm256_set1_pd(1.0 / 720));
-  __m256d p4 = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 362880), r, _mm256_set1_pd(1.0 / 40320));
-  __m256d p5 = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 39916800), r, _mm256_set1_pd(1.0 / 3628800));
-  __m256d p6 = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 6227020800.0), r, _mm256_set1_pd(1.0 / 479001600));
-  __m256d q0 = _mm256_fmadd_pd(p1, r2, p0), q1 = _mm256_fmadd_pd(p3, r2, p2), q2 = _mm256_fmadd_pd(p5, r2, p4);
-  __m256d o0 = _mm256_fmadd_pd(q1, r4, q0), o1 = _mm256_fmadd_pd(p6, r4, q2);
-  __m256d p = _mm256_fmadd_pd(o1, r8, o0);
-  // 2^n = 2^n1 2^n2, n1 = floor(n / 2), n2 = n - n1 (both >= -538: normal numbers)
-  __m128i ni = _mm256_cvtpd_epi32(n);
-  __m128i n1 = _mm_srai_epi32(ni, 1), n2 = _mm_sub_epi32(ni, n1);
-  const __m256i bias = _mm256_set1_epi64x(1023);
-  __m256d s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n1), bias), 52));
-  __m256d s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52));
-  return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
-}
-// 2 atanh(s)/s - 2 = u R(u), R(u) = sum_{k=1..16} 2/(2k+1) u^(k-1), u = s^2: Estrin's scheme (depth 4).
-__attribute__((target("avx2,fma"))) inline __m256d atanh_tail(__m256d u) {
-  __m256d u2 = _mm256_mul_pd(u, u), u4 = _mm256_mul_pd(u2, u2), u8 = _mm256_mul_pd(u4, u4);
-  __m256d p[8];
-  for (int i = 0; i < 8; ++i) p[i] = _mm256_fmadd_pd(_mm256_set1_pd(2.0 / (4 * i + 5)), u, _mm256_set1_pd(2.0 / (4 * i + 3)));
-  __m256d q0 = _mm256_fmadd_pd(p[1], u2, p[0]), q1 = _mm256_fmadd_pd(p[3], u2, p[2]);
-  __m256d q2 = _mm256_fmadd_pd(p[5], u2, p[4]), q3 = _mm256_fmadd_pd(p[7], u2, p[6]);
-  __m256d o0 = _mm256_fmadd_pd(q1, u4, q0), o1 = _mm256_fmadd_pd(q3, u4, q2);
-  return _mm256_mul_pd(u, _mm256_fmadd_pd(o1, u8, o0));
-}
-// Values z[0 .. n), n a multiple of 4: z <- phi(z), dphi <- phi'(z) (see the file comment).
-// In pieces of 256 values: the exps first, then the rest; two loops with shorter dependency
-// chains overlap better across iterations than one (measured: ~3.5-4 ns a value against ~4-4.5).
-__attribute__((target("avx2,fma"))) void softplus_block(double* z, double* dphi, int64_t n, __m256d vb, __m256d va,
-                                                       __m256d vab, __m256d vthr) {
-  constexpr int64_t kPiece = 256;
-  const __m256d one = _mm256_set1_pd(1.0), two = _mm256_set1_pd(2.0), zero = _mm256_setzero_pd();
-  const __m256d sign = _mm256_set1_pd(-0.0);
-  alignas(32) double eb[kPiece];
-  for (int64_t i0 = 0; i0 < n; i0 += kPiece) {
-    const int64_t m = std::min(kPiece, n - i0);
-    double* zp = z + i0;
-    for (int64_t i = 0; i < m; i += 4)  // exp(-|beta z|), NaN stays NaN
-      _mm256_store_pd(eb + i, exp_nonpos(_mm256_or_pd(_mm256_mul_pd(vb, _mm256_loadu_pd(zp + i)), sign)));
-    for (int64_t i = 0; i < m; i += 4) {
-      __m256d bx = _mm256_mul_pd(vb, _mm256_loadu_pd(zp + i));
-      __m256d e = _mm256_load_pd(eb + i);
-      __m256d t1 = _mm256_add_pd(one, e), t2 = _mm256_add_pd(two, e);
-      __m256d r = _mm256_div_pd(one, _mm256_mul_pd(t1, t2));  // 1 / ((1 + e)(2 + e))
-      __m256d s = _mm256_mul_pd(_mm256_mul_pd(e, t1), r);     // e / (2 + e)
-      __m256d l = _mm256_fmadd_pd(s, atanh_tail(_mm256_mul_pd(s, s)), _mm256_add_pd(s, s));  // log1p(e)
-      __m256d pos = _mm256_max_pd(zero, bx);                  // NaN propagates through l anyway
-      __m256d lin = _mm256_cmp_pd(bx, vthr, _CMP_GT_OQ);      // beta z > threshold: a z
-      __m256d x = _mm256_loadu_pd(zp + i);
-      _mm256_storeu_pd(zp + i, _mm256_blendv_pd(_mm256_mul_pd(_mm256_add_pd(pos, l), vab), _mm256_mul_pd(va, x), lin));
-      if (dphi) {
-        __m256d inv = _mm256_mul_pd(_mm256_mul_pd(va, t2), r);  // a / (1 + e)
-        __m256d gt = _mm256_cmp_pd(bx, zero, _CMP_GT_OQ);
-        _mm256_storeu_pd(dphi + i0 + i, _mm256_blendv_pd(_mm256_blendv_pd(_mm256_mul_pd(inv, e), inv, gt), va, lin));
-      }
-    }
+// The SIMD softplus: models/softplus_simd.inc at two widths, each in its own target region.
+// blend(m, a, b) takes b where m is set; greater is the ordered a > b (false on NaN).
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct V {
+  using T = __m256d;
+  using M = __m256d;
+  static constexpr int64_t kLanes = 4;
+  static T set1(double x) { return _mm256_set1_pd(x); }
+  static T load(const double* p) { return _mm256_load_pd(p); }
+  static T loadu(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, T x) { _mm256_store_pd(p, x); }
+  static void storeu(double* p, T x) { _mm256_storeu_pd(p, x); }
+  static T add(T a, T b) { return _mm256_add_pd(a, b); }
+  static T mul(T a, T b) { return _mm256_mul_pd(a, b); }
+  static T div(T a, T b) { return _mm256_div_pd(a, b); }
+  static T fmadd(T a, T b, T c) { return _mm256_fmadd_pd(a, b, c); }
+  static T max(T a, T b) { return _mm256_max_pd(a, b); }
+  static T bit_or(T a, T b) { return _mm256_or_pd(a, b); }
+  static T round(T x) { return _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static M greater(T a, T b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static T blend(M m, T a, T b) { return _mm256_blendv_pd(a, b, m); }
+  // p 2^n for integral n >= -1076: 2^n1 2^n2, n1 = floor(n / 2), n2 = n - n1, both normal.
+  static T times_pow2(T p, T n) {
+    __m128i ni = _mm256_cvtpd_epi32(n);
+    __m128i n1 = _mm_srai_epi32(ni, 1), n2 = _mm_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi64x(1023);
+    T s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n1), bias), 52));
+    T s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52));
+    return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
   }
-}
+};
+#include "models/softplus_simd.inc"
+}  // namespace avx2
+#pragma GCC pop_options
 
-// The same arithmetic eight lanes wide (AVX-512F/DQ): every lane does exactly the operations of
-// the AVX2 code above in the same order (max, round, fma, mul, div, blend: each rounded once by
-// IEEE), so the values are bit for bit those of softplus_avx2 (test: FCFused.SoftplusSimdWidths
-// AgreeBitForBit); only the number of instructions differs.
-#define LF_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-LF_AVX512 inline __m512d exp_nonpos512(__m512d x) {
-  x = _mm512_max_pd(_mm512_set1_pd(-745.2), x);
-  __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512d r = _mm512_fmadd_pd(n, _mm512_set1_pd(-0x1.62e42fefa39efp-1), x);
-  r = _mm512_fmadd_pd(n, _mm512_set1_pd(-0x1.abc9e3b39803fp-56), r);
-  __m512d r2 = _mm512_mul_pd(r, r), r4 = _mm512_mul_pd(r2, r2), r8 = _mm512_mul_pd(r4, r4);
-  __m512d p0 = _mm512_fmadd_pd(_mm512_set1_pd(1.0), r, _mm512_set1_pd(1.0));
-  __m512d p1 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 6), r, _mm512_set1_pd(1.0 / 2));
-  __m512d p2 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 120), r, _mm512_set1_pd(1.0 / 24));
-  __m512d p3 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 5040), r, _mm512_set1_pd(1.0 / 720));
-  __m512d p4 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 362880), r, _mm512_set1_pd(1.0 / 40320));
-  __m512d p5 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 39916800), r, _mm512_set1_pd(1.0 / 3628800));
-  __m512d p6 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 6227020800.0), r, _mm512_set1_pd(1.0 / 479001600));
-  __m512d q0 = _mm512_fmadd_pd(p1, r2, p0), q1 = _mm512_fmadd_pd(p3, r2, p2), q2 = _mm512_fmadd_pd(p5, r2, p4);
-  __m512d o0 = _mm512_fmadd_pd(q1, r4, q0), o1 = _mm512_fmadd_pd(p6, r4, q2);
-  __m512d p = _mm512_fmadd_pd(o1, r8, o0);
-  __m256i ni = _mm512_cvtpd_epi32(n);
-  __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-  const __m512i bias = _mm512_set1_epi64(1023);
-  __m512d s1 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(n1), bias), 52));
-  __m512d s2 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(n2), bias), 52));
-  return _mm512_mul_pd(_mm512_mul_pd(p, s1), s2);
-}
-LF_AVX512 inline __m512d atanh_tail512(__m512d u) {
-  __m512d u2 = _mm512_mul_pd(u, u), u4 = _mm512_mul_pd(u2, u2), u8 = _mm512_mul_pd(u4, u4);
-  __m512d p[8];
-  for (int i = 0; i < 8; ++i) p[i] = _mm512_fmadd_pd(_mm512_set1_pd(2.0 / (4 * i + 5)), u, _mm512_set1_pd(2.0 / (4 * i + 3)));
-  __m512d q0 = _mm512_fmadd_pd(p[1], u2, p[0]), q1 = _mm512_fmadd_pd(p[3], u2, p[2]);
-  __m512d q2 = _mm512_fmadd_pd(p[5], u2, p[4]), q3 = _mm512_fmadd_pd(p[7], u2, p[6]);
-  __m512d o0 = _mm512_fmadd_pd(q1, u4, q0), o1 = _mm512_fmadd_pd(q3, u4, q2);
-  return _mm512_mul_pd(u, _mm512_fmadd_pd(o1, u8, o0));
-}
-// n a multiple of 8; as softplus_block.
-LF_AVX512 void softplus_block512(double* z, double* dphi, int64_t n, double beta, double a, double thr) {
-  constexpr int64_t kPiece = 256;
-  const __m512d vb = _mm512_set1_pd(beta), va = _mm512_set1_pd(a), vab = _mm512_set1_pd(a / beta);
-  const __m512d vthr = _mm512_set1_pd(thr);
-  const __m512d one = _mm512_set1_pd(1.0), two = _mm512_set1_pd(2.0), zero = _mm512_setzero_pd();
-  const __m512d sign = _mm512_set1_pd(-0.0);
-  alignas(64) double eb[kPiece];
-  for (int64_t i0 = 0; i0 < n; i0 += kPiece) {
-    const int64_t m = std::min(kPiece, n - i0);
-    double* zp = z + i0;
-    for (int64_t i = 0; i < m; i += 8)
-      _mm512_store_pd(eb + i, exp_nonpos512(_mm512_or_pd(_mm512_mul_pd(vb, _mm512_loadu_pd(zp + i)), sign)));
-    for (int64_t i = 0; i < m; i += 8) {
-      __m512d bx = _mm512_mul_pd(vb, _mm512_loadu_pd(zp + i));
-      __m512d e = _mm512_load_pd(eb + i);
-      __m512d t1 = _mm512_add_pd(one, e), t2 = _mm512_add_pd(two, e);
-      __m512d r = _mm512_div_pd(one, _mm512_mul_pd(t1, t2));
-      __m512d s = _mm512_mul_pd(_mm512_mul_pd(e, t1), r);
-      __m512d l = _mm512_fmadd_pd(s, atanh_tail512(_mm512_mul_pd(s, s)), _mm512_add_pd(s, s));
-      __m512d pos = _mm512_max_pd(zero, bx);
-      __mmask8 lin = _mm512_cmp_pd_mask(bx, vthr, _CMP_GT_OQ);
-      __m512d x = _mm512_loadu_pd(zp + i);
-      _mm512_storeu_pd(zp + i, _mm512_mask_blend_pd(lin, _mm512_mul_pd(_mm512_add_pd(pos, l), vab), _mm512_mul_pd(va, x)));
-      if (dphi) {
-        __m512d inv = _mm512_mul_pd(_mm512_mul_pd(va, t2), r);
-        __mmask8 gt = _mm512_cmp_pd_mask(bx, zero, _CMP_GT_OQ);
-        _mm512_storeu_pd(dphi + i0 + i, _mm512_mask_blend_pd(lin, _mm512_mask_blend_pd(gt, _mm512_mul_pd(inv, e), inv), va));
-      }
-    }
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+namespace avx512 {
+struct V {
+  using T = __m512d;
+  using M = __mmask8;
+  static constexpr int64_t kLanes = 8;
+  static T set1(double x) { return _mm512_set1_pd(x); }
+  static T load(const double* p) { return _mm512_load_pd(p); }
+  static T loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, T x) { _mm512_store_pd(p, x); }
+  static void storeu(double* p, T x) { _mm512_storeu_pd(p, x); }
+  static T add(T a, T b) { return _mm512_add_pd(a, b); }
+  static T mul(T a, T b) { return _mm512_mul_pd(a, b); }
+  static T div(T a, T b) { return _mm512_div_pd(a, b); }
+  static T fmadd(T a, T b, T c) { return _mm512_fmadd_pd(a, b, c); }
+  static T max(T a, T b) { return _mm512_max_pd(a, b); }
+  static T bit_or(T a, T b) { return _mm512_or_pd(a, b); }
+  static T round(T x) { return _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static M greater(T a, T b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static T blend(M m, T a, T b) { return _mm512_mask_blend_pd(m, a, b); }
+  static T times_pow2(T p, T n) {  // as avx2::V's
+    __m256i ni = _mm512_cvtpd_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m512i bias = _mm512_set1_epi64(1023);
+    T s1 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(n1), bias), 52));
+    T s2 = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(n2), bias), 52));
+    return _mm512_mul_pd(_mm512_mul_pd(p, s1), s2);
   }
-}
-#undef LF_AVX512
+};
+#include "models/softplus_simd.inc"
+}  // namespace avx512
+#pragma GCC pop_options
 
-__attribute__((target("avx2,fma"))) void softplus_simd(double* z, double* dphi, int64_t n, double beta,
-                                                      double a, double thr, SimdWidth width) {
-  const __m256d vb = _mm256_set1_pd(beta), va = _mm256_set1_pd(a), vab = _mm256_set1_pd(a / beta);
-  const __m256d vthr = _mm256_set1_pd(thr);
+// The widest kernel over whole vectors, then AVX2 over what is left of 4 lanes, then the last
+// 1-3 values padded to 4 and through the same arithmetic, so that no value depends on its position.
+void softplus_simd(double* z, double* dphi, int64_t n, double beta, double a, double thr, SimdWidth width) {
   const int64_t n4 = n & ~int64_t(3);
   int64_t done = 0;
   if (width == SimdWidth::Avx512) {
     done = n & ~int64_t(7);
-    softplus_block512(z, dphi, done, beta, a, thr);
+    avx512::softplus_block(z, dphi, done, beta, a, thr);
   }
-  softplus_block(z + done, dphi ? dphi + done : nullptr, n4 - done, vb, va, vab, vthr);
-  if (n4 < n) {  // the tail through the same arithmetic, so no value depends on its position
+  avx2::softplus_block(z + done, dphi ? dphi + done : nullptr, n4 - done, beta, a, thr);
+  if (n4 < n) {
     double zt[4] = {0, 0, 0, 0}, dt[4];
     std::memcpy(zt, z + n4, sizeof(double) * (n - n4));
-    softplus_block(zt, dphi ? dt : nullptr, 4, vb, va, vab, vthr);
+    avx2::softplus_block(zt, dphi ? dt : nullptr, 4, beta, a, thr);
     std::memcpy(z + n4, zt, sizeof(double) * (n - n4));
     if (dphi) std::memcpy(dphi + n4, dt, sizeof(double) * (n - n4));
   }
