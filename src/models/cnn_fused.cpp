@@ -3,8 +3,10 @@
 // The BLAS runs single-threaded here (BlasOneThread): on the 2 shared cores of the benchmarks its
 // second thread made the forward slower, not faster (docs/benchmarks.md, CNN section). Each product
 // is split instead over lazyfeat's thread pool (common/pool.h, as the FC kernels) in fixed chunks
-// of columns of its result (gemm_columns), a single-threaded dgemm each, and so are im2col, col2im
-// and the activations, in fixed pieces of images: the numbers do not depend on the thread count.
+// of columns of its result, a single-threaded dgemm each; the forward takes each chunk of output
+// positions through im2col, its product and the activation on one thread while it is in cache,
+// and col2im and the backward's elementwise passes run in fixed pieces of images: the numbers do
+// not depend on the thread count.
 #include "models/cnn_fused.h"
 
 #include <algorithm>
@@ -46,30 +48,32 @@ void gemm_columns(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
   });
 }
 
-// Images per piece of the elementwise passes (im2col, col2im, the activations).
+// Images per piece of col2im.
 constexpr int64_t kImagesPerPiece = 4;
 
-// cols [r Ho Wo, 25 C] <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in
-// (kh, kw, c) order; zero outside the image.
-void im2col(const double* z, int64_t r, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, int64_t st,
-            double* cols, int threads) {
-  const int64_t K = kCnnKernel * kCnnKernel * C;
-  for_pieces(r, kImagesPerPiece, threads, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t oy = 0; oy < Ho; ++oy)
-        for (int64_t ox = 0; ox < Wo; ++ox) {
-          double* row = cols + ((b * Ho + oy) * Wo + ox) * K;
-          for (int64_t kh = 0; kh < kCnnKernel; ++kh) {
-            const int64_t iy = oy * st - kCnnPadding + kh;
-            for (int64_t kw = 0; kw < kCnnKernel; ++kw) {
-              const int64_t ix = ox * st - kCnnPadding + kw;
-              double* dst = row + (kh * kCnnKernel + kw) * C;
-              if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::memset(dst, 0, sizeof(double) * C);
-              else std::memcpy(dst, z + ((b * H + iy) * W + ix) * C, sizeof(double) * C);
-            }
-          }
-        }
-  });
+// Output positions a forward takes at once (one dgemm each: the chunks, not the threads, fix
+// the numbers, as gemm_columns).
+constexpr int64_t kForwardChunk = 512;
+
+// Rows n0 .. n1 - 1 of cols [r Ho Wo, 25 C] (row n: image n / (Ho Wo), output position n % (Ho Wo))
+// <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in (kh, kw, c) order;
+// zero outside the image.
+void im2col_rows(const double* z, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, int64_t st, int64_t n0,
+                 int64_t n1, double* cols) {
+  const int64_t K = kCnnKernel * kCnnKernel * C, P = Ho * Wo;
+  for (int64_t n = n0; n < n1; ++n) {
+    const int64_t b = n / P, oy = n % P / Wo, ox = n % Wo;
+    double* row = cols + n * K;
+    for (int64_t kh = 0; kh < kCnnKernel; ++kh) {
+      const int64_t iy = oy * st - kCnnPadding + kh;
+      for (int64_t kw = 0; kw < kCnnKernel; ++kw) {
+        const int64_t ix = ox * st - kCnnPadding + kw;
+        double* dst = row + (kh * kCnnKernel + kw) * C;
+        if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::memset(dst, 0, sizeof(double) * C);
+        else std::memcpy(dst, z + ((b * H + iy) * W + ix) * C, sizeof(double) * C);
+      }
+    }
+  }
 }
 
 // dz [r, H, W, C] = col2im(dcols [r Ho Wo, 25 C]): each patch entry added back where im2col took it.
@@ -163,17 +167,21 @@ void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep
     // W'_l [h, 5, 5, C] <- W_l [h, C, 5, 5]
     L.wp.view({h, kCnnKernel, kCnnKernel, L.c_in}).copy_(p.W[size_t(l)].permute({0, 2, 3, 1}));
     double* cols = L.cols.data_ptr<double>();
-    im2col(z, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, cols, threads_);
     double* a = L.z.data_ptr<double>();  // [N, h]
     const at::Tensor bias = p.b[size_t(l)].contiguous();
     const double* b = bias.data_ptr<double>();
-    for (int64_t n = 0; n < N; ++n) std::memcpy(a + n * h, b, sizeof(double) * h);
-    // a [N, h] += s cols [N, K] W'^T: column-major a^T [h, N] = s W'(col-major [K, h])^T cols^T
-    gemm_columns(true, false, h, N, L.k, L.s, L.wp.data_ptr<double>(), L.k, cols, L.k, 1.0, a, h, 512, threads_);
+    const double* wp = L.wp.data_ptr<double>();
     double* dphi = keep ? L.dphi.data_ptr<double>() : nullptr;
-    const int64_t per = L.positions() * h;  // values per image
-    for_pieces(r, kImagesPerPiece, threads_, [&](int64_t b0, int64_t b1) {
-      activation_inplace(act_, a + b0 * per, dphi ? dphi + b0 * per : nullptr, (b1 - b0) * per);
+    // Chunk by chunk of output positions, each on one thread while its patches are in cache:
+    // cols [n0, n1) <- im2col (kept there for the backward), a [n0, n1) <- the bias,
+    // a [n0, n1) += s cols [n0, n1) W'^T (column-major a^T [h, n] = s W'(col-major [K, h])^T cols^T),
+    // then phi and phi'. Writing the whole block's patches first (50 MB at h = 32 for 64 images)
+    // and multiplying afterwards read them back from memory.
+    for_pieces(N, kForwardChunk, threads_, [&](int64_t n0, int64_t n1) {
+      im2col_rows(z, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, n0, n1, cols);
+      for (int64_t n = n0; n < n1; ++n) std::memcpy(a + n * h, b, sizeof(double) * h);
+      gemm(true, false, h, n1 - n0, L.k, L.s, wp, L.k, cols + n0 * L.k, L.k, 1.0, a + n0 * h, h);
+      activation_inplace(act_, a + n0 * h, dphi ? dphi + n0 * h : nullptr, (n1 - n0) * h);
     });
     z = a;
   }

@@ -6,7 +6,7 @@
 //             within ~2 ulp of log1p over the whole range, measured)
 //   phi'(z) = a sigmoid(beta z) = a / (1 + e) for z > 0, a e / (1 + e) otherwise,
 // with one division for both 1 / (1 + e) and 1 / (2 + e). That kernel is written once
-// (models/softplus_simd.inc) and compiled for AVX2+FMA and for AVX-512 in target regions, chosen
+// (models/activation_simd.inc) and compiled for AVX2+FMA and for AVX-512 in target regions, chosen
 // at run time (fused_simd_width), so the default build runs on any x86-64; the AVX-512 kernel
 // gives the AVX2 kernel's bits, 1.3x faster on a Zen 4 core (docs/benchmarks.md).
 // Threads: lazyfeat's thread pool (common/pool.h: the caller and its workers) runs fixed tasks
@@ -109,7 +109,7 @@ void softplus_scalar(double* z, double* dphi, int64_t n, double beta, double a, 
 }
 
 #ifdef LAZYFEAT_FUSED_SIMD
-// The SIMD softplus: models/softplus_simd.inc at two widths, each in its own target region.
+// The SIMD activations: models/activation_simd.inc at two widths, each in its own target region.
 // blend(m, a, b) takes b where m is set; greater is the ordered a > b (false on NaN).
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -131,6 +131,7 @@ struct V {
   static T bit_or(T a, T b) { return _mm256_or_pd(a, b); }
   static T round(T x) { return _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static M greater(T a, T b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static M is_nan(T a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
   static T blend(M m, T a, T b) { return _mm256_blendv_pd(a, b, m); }
   // p 2^n for integral n >= -1076: 2^n1 2^n2, n1 = floor(n / 2), n2 = n - n1, both normal.
   static T times_pow2(T p, T n) {
@@ -142,7 +143,7 @@ struct V {
     return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
   }
 };
-#include "models/softplus_simd.inc"
+#include "models/activation_simd.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 
@@ -166,6 +167,7 @@ struct V {
   static T bit_or(T a, T b) { return _mm512_or_pd(a, b); }
   static T round(T x) { return _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static M greater(T a, T b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static M is_nan(T a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
   static T blend(M m, T a, T b) { return _mm512_mask_blend_pd(m, a, b); }
   static T times_pow2(T p, T n) {  // as avx2::V's
     __m256i ni = _mm512_cvtpd_epi32(n);
@@ -176,7 +178,7 @@ struct V {
     return _mm512_mul_pd(_mm512_mul_pd(p, s1), s2);
   }
 };
-#include "models/softplus_simd.inc"
+#include "models/activation_simd.inc"
 }  // namespace avx512
 #pragma GCC pop_options
 
@@ -209,13 +211,22 @@ void activation_serial(const Activation& act, double* z, double* dphi, int64_t n
       if (width != SimdWidth::None) return softplus_simd(z, dphi, n, act.beta, a, thr, width);
 #endif
       return softplus_scalar(z, dphi, n, act.beta, a, thr);
-    case Activation::Kind::Relu:
-      for (int64_t i = 0; i < n; ++i) {
+    case Activation::Kind::Relu: {
+      int64_t i = 0;
+#ifdef LAZYFEAT_FUSED_SIMD
+      if (width != SimdWidth::None) {
+        i = n & ~int64_t(width == SimdWidth::Avx512 ? 7 : 3);
+        if (width == SimdWidth::Avx512) avx512::relu_block(z, dphi, i, a);
+        else avx2::relu_block(z, dphi, i, a);
+      }
+#endif
+      for (; i < n; ++i) {  // the scalar kernel (and the vectors' tail): the same values
         double x = z[i];
         z[i] = x > 0 ? a * x : (x == x ? 0.0 : x);
         if (dphi) dphi[i] = x > 0 ? a : 0.0;
       }
       return;
+    }
     case Activation::Kind::Tanh:
       for (int64_t i = 0; i < n; ++i) {
         double t = std::tanh(z[i]);
