@@ -246,8 +246,8 @@ TEST(FCFused, ActivationSimdWidthsAgreeBitForBit) {
     EXPECT_THROW(activation_inplace(Activation::make("softplus"), xs.data(), nullptr, 8, SimdWidth::Avx512), UsageError);
 }
 
-// Several blocks of rows and several backward chunks (h = 64: 256 rows a block, n = 1100:
-// five blocks shared by the two threads): equal to the reference, and bit-identical on repeats.
+// Several blocks of rows and several backward chunks (h = 64: 128 rows a block, n = 1100:
+// nine blocks shared by the two threads): equal to the reference, and bit-identical on repeats.
 TEST(FCFused, ManyBlocksMatchReferenceAndRepeatExactly) {
   const FCLayout lay(10, 64, 3);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(21);

@@ -260,8 +260,11 @@ void mm_back(int64_t r, int64_t fo, int64_t fi, double s, const double* delta, c
   gemm(false, false, fi, r, fo, s, W, fi, delta, fo, 0.0, prev, fi);
 }
 
-// Rows per block: about 16k values of a layer ([rows, h] stays in the L2 cache), a function of h only.
-int64_t block_rows(int64_t h) { return std::clamp<int64_t>((16384 / std::max<int64_t>(h, 1) + 7) / 8 * 8, 32, 1024); }
+// Rows per block: about 8k values of a layer, a function of h only. The backward reads a block's
+// z_l and phi'_l of every layer (2 L rows h values: 0.7 MB at h = 100, L = 5), which then stay in
+// a 1 MB L2 cache; 16k values a layer made the backward 17% slower on a Zen 4 core, 4k the forward
+// (docs/benchmarks.md, train-step).
+int64_t block_rows(int64_t h) { return std::clamp<int64_t>((8192 / std::max<int64_t>(h, 1) + 7) / 8 * 8, 32, 1024); }
 
 }  // namespace
 
