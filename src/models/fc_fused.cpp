@@ -15,7 +15,7 @@
 // them. Where its threads cannot be set (no openblas_set_num_threads: MKL inside PyTorch's
 // LibTorch) the region runs as an ATen parallel region, inside which MKL starts no threads of its
 // own; without a dgemm_ at all the products go through at::mm there.
-// Deliberately not: other activations in SIMD (relu is cheap, tanh/swish are not in setup A),
+// Deliberately not: tanh and swish in SIMD (in neither setup),
 // threads of its own.
 #include "models/fc_fused.h"
 
@@ -76,7 +76,7 @@ namespace {
 
 // ---- elementwise kernels -------------------------------------------------------------------
 
-// The widest SIMD softplus this CPU runs.
+// The widest SIMD activation kernels this CPU runs.
 SimdWidth cpu_simd_width() {
 #if defined(__x86_64__)
   static const SimdWidth w = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? SimdWidth::None

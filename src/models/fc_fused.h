@@ -40,8 +40,9 @@ struct FCLayout {
   std::vector<ParamSlice> slices() const;  // layer l = 0..L
 };
 
-// The softplus kernel's vector width: None (scalar, std::exp and std::log1p), Avx2 (4 lanes,
-// inline exp), Avx512 (8 lanes, AVX-512F/DQ: the same operations, bit for bit the Avx2 values).
+// The activation kernels' vector width (softplus, relu): None (scalar loops, std::exp and
+// std::log1p), Avx2 (4 lanes, inline exp), Avx512 (8 lanes, AVX-512F/DQ: the same operations, bit
+// for bit the Avx2 values; relu's are the scalar loop's at every width).
 enum class SimdWidth { None, Avx2, Avx512 };
 // The width in use: the widest this CPU has, narrowed by LAZYFEAT_SIMD=avx2|none (benchmarks
 // compare the widths in one call; any other value is a UsageError).
@@ -50,7 +51,7 @@ std::string simd_name(SimdWidth w);  // "avx512", "avx2", "none"
 
 // Elementwise kernels, exposed for tests: z <- phi(z) in place over n values; when dphi is not
 // null it receives phi'(z) (computed from the same exp as phi for softplus). The second form
-// runs softplus at a given width (at most the CPU's; a UsageError otherwise).
+// runs the SIMD activations at a given width (at most the CPU's; a UsageError otherwise).
 void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n);
 void activation_inplace(const Activation& act, double* z, double* dphi, int64_t n, SimdWidth width);
 
