@@ -2,6 +2,7 @@
 # On a Debian machine: gathers into .gpu/ what scripts/gpu-build.sh needs on the GPU machine
 # (which has PyTorch, CMake and nvcc but no Debian packages): header-only libraries, SQLite,
 # GoogleTest's sources, and MNIST gzipped (the device's working tree travels up to 64 MiB).
+# Keeps .gpu/study/ (scripts/gpu-study.sh's databases) when it exists.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 c=$root/.gpu

@@ -4,15 +4,14 @@
 # through the device's output folder. Resumable from call to call:
 #  - on a warm machine (the next call within the device's idle window) the database is still in
 #    build-gpu/study/, an ignored folder of the repository's copy there, and the build is reused;
-#  - on a fresh machine it starts from study/NAME.sqlite.gz, the block's database as the last
-#    call left it (in git, so it travels with the repository: neither the device machine nor the
-#    development machine keeps anything between sessions, and the runs are paid in GPU time;
-#    study/README.md), else from nothing.
+#  - on a fresh machine it starts from .gpu/study/NAME.sqlite.gz, the block's database as the last
+#    call left it (carried with .gpu: the device machine keeps nothing, and the runs are paid in
+#    GPU time; study/README.md), else from nothing.
 # The sweep is stopped by SIGTERM at WALL seconds: its runs save their states and go back to
 # planned (docs/sweep-faults.md), so the next call resumes them where they stopped.
 #   run: OUT=$OUT SPEC=examples/paper-a-h100.toml NAME=paper-a-h100 ENSEMBLE=7 SHARD=0/12 WALL=480 \
-#        scripts/gpu-study.sh                                        (carry: study/README.md)
-#   then: scripts/gpu-study-fetch.sh FILES_AT NAME (study/NAME.sqlite.gz and results/study/NAME.sqlite)
+#        scripts/gpu-study.sh                                        (carry [".gpu"])
+#   then: scripts/gpu-study-fetch.sh FILES_AT NAME (.gpu/study/NAME.sqlite.gz and results/study/NAME.sqlite)
 # Output ($OUT): NAME.sqlite.gz.partNN (the whole database, gzipped, in 15 MiB parts: the device
 # tool brings back files of at most 16 MiB) and NAME-logs.tgz (build, sweep log, runs JSON).
 # It prints the member-steps the call advanced the block by, and their rate over the sweep's wall
@@ -47,8 +46,8 @@ fi
 export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
 lf=$build/lazyfeat
 db=$build/study/$name.sqlite
-if [ ! -s "$db" ] && [ -s "$root/study/$name.sqlite.gz" ]; then
-  gunzip -c "$root/study/$name.sqlite.gz" > "$db" && echo "database: from study/$name.sqlite.gz"
+if [ ! -s "$db" ] && [ -s "$root/.gpu/study/$name.sqlite.gz" ]; then
+  gunzip -c "$root/.gpu/study/$name.sqlite.gz" > "$db" && echo "database: from .gpu/study/$name.sqlite.gz"
 elif [ -s "$db" ]; then
   echo "database: kept on this machine"
 else

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The report of the paper-scale study (docs/results/, issue 22) from the block databases that
-# scripts/gpu-study.sh brings back (study/*.sqlite.gz): `lazyfeat report` on all of them as one
+# scripts/gpu-study.sh brings back (.gpu/study/*.sqlite.gz): `lazyfeat report` on all of them as one
 # study (a --db each) into docs/results/ (PNG, SVG, CSV, the gnuplot scripts and index.html; no
 # database), then the run counts of runs.csv as the table that docs/results/README.md states
 # (tests/test_results.cpp holds the two equal). A report of fewer converged runs than the one in
@@ -12,7 +12,7 @@ lf=${1:-$root/build/lazyfeat}
 cd "$root"
 mkdir -p results/study  # ignored; the paths that the page names
 dbs=()
-for gz in study/*.sqlite.gz; do
+for gz in .gpu/study/*.sqlite.gz; do
   db=results/study/$(basename "$gz" .gz)
   gunzip -c "$gz" > "$db"
   dbs+=(--db "$db")
