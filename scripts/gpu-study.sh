@@ -22,6 +22,10 @@
 # 1,000 steps (a run's last checkpoint among them): the protocol's ~100-step spacing is ~3,400
 # rows a run, which would take the databases past what the device tool carries (64 MiB
 # with .gpu) within a block (study/README.md). FULL_CHECKPOINTS=1 keeps them all.
+# The states of the runs in flight travel too, the furthest first, up to STATE_MB megabytes
+# (default 36); the others are dropped and start again (21 states of h = 400, L = 2 are 85 MB).
+# WALL must leave a minute for this export within the device call's limit: the sweep is stopped
+# at WALL seconds, then the export and the gzip take 20-60 s.
 # Deliberately not: the tests, the benchmarks (scripts/gpu-check.sh).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -89,15 +93,25 @@ for r in c.execute("select r.id, s.step, s.t from states s join runs r on r.id =
 EOF
 out=$build/study/$name.export.sqlite
 rm -f "$out"
-python3 - "$db" "$out" "${DROP_STATES:-}" "${FULL_CHECKPOINTS:-}" <<'EOF'
+python3 - "$db" "$out" "${DROP_STATES:-}" "${FULL_CHECKPOINTS:-}" "${STATE_MB:-36}" <<'EOF'
 import sqlite3, sys
-src, dst, drop, full = sys.argv[1:5]
+src, dst, drop, full, state_mb = sys.argv[1:6]
 c = sqlite3.connect(src)
 c.execute("vacuum into ?", (dst,))
 c.close()
 d = sqlite3.connect(dst)
 if drop:
     d.execute("delete from states where run_id in (select id from runs where status in ('converged', 'diverged', 'stopped'))")
+# The saved states of the runs in flight, the furthest first, while they fit in STATE_MB: a state
+# is random float64 bits that gzip does not shrink, and the device tool brings back at most ~60 MB
+# (and carries 64 MiB with .gpu). A run whose state is dropped starts again from step 0 there.
+left = float(state_mb) * 1e6
+for run_id, step, size in d.execute("select run_id, step, length(blob) from states order by step desc, run_id").fetchall():
+    if size <= left:
+        left -= size
+    else:
+        d.execute("delete from states where run_id = ?", (run_id,))
+        print(f"state of run {run_id} (step {step}) dropped: past STATE_MB = {state_mb}")
 if not full:
     d.execute("delete from checkpoints where step > 2000 and step < (select max(c.step) from checkpoints c "
               "where c.run_id = checkpoints.run_id and c.step / 1000 = checkpoints.step / 1000)")
