@@ -1,5 +1,6 @@
-// Fused CPU float64 CNN kernels (see cnn_fused.h): im2col over the whole block, one dgemm per
-// layer and direction, bias before the GEMM (beta = 1), activation and phi' in one pass.
+// Fused CPU float64 CNN kernels (see cnn_fused.h): im2col and one dgemm per chunk of output
+// positions (small enough for OpenBLAS's unpacked kernels, positions_per_product), bias before the
+// GEMM (beta = 1), activation and phi' in one pass.
 // The BLAS runs single-threaded here (BlasOneThread): on the 2 shared cores of the benchmarks its
 // second thread made the forward slower, not faster (docs/benchmarks.md, CNN section). Each product
 // is split instead over lazyfeat's thread pool (common/pool.h, as the FC kernels) in fixed chunks
@@ -51,9 +52,18 @@ void gemm_columns(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
 // Images per piece of col2im.
 constexpr int64_t kImagesPerPiece = 4;
 
-// Output positions a forward takes at once (one dgemm each: the chunks, not the threads, fix
-// the numbers, as gemm_columns).
-constexpr int64_t kForwardChunk = 512;
+// Output positions a product takes at once (one dgemm each: the chunks, not the threads, fix
+// the numbers, as gemm_columns) for a layer of h outputs and k = 25 C patch values: the most, in
+// multiples of 8 up to 512, whose dgemm has h n k <= 1e6 multiply-adds, the bound under which
+// OpenBLAS's AVX-512 builds take their small-matrix kernels, which skip packing the patches
+// (22% of a step's samples in a profile at 512); 512 when not even 8 positions fit (h = 159).
+// At h = 32 that is 32 positions: setup B's first 115 steps 1.4-1.5x faster on a Zen 4 machine,
+// no change with OpenBLAS's AVX2 kernels (docs/benchmarks.md). The chunks move the outputs' last
+// bits against 512 (a product's rounding may depend on its shape).
+int64_t positions_per_product(int64_t h, int64_t k) {
+  const int64_t n = int64_t(1000000) / std::max<int64_t>(h * k, 1) / 8 * 8;
+  return n < 8 ? 512 : std::min<int64_t>(n, 512);
+}
 
 // Rows n0 .. n1 - 1 of cols [r Ho Wo, 25 C] (row n: image n / (Ho Wo), output position n % (Ho Wo))
 // <- the 5x5 patches (padding 1, stride st) of z [r, H, W, C], columns in (kh, kw, c) order;
@@ -64,13 +74,21 @@ void im2col_rows(const double* z, int64_t H, int64_t W, int64_t C, int64_t Ho, i
   for (int64_t n = n0; n < n1; ++n) {
     const int64_t b = n / P, oy = n % P / Wo, ox = n % Wo;
     double* row = cols + n * K;
+    const int64_t ix0 = ox * st - kCnnPadding;
     for (int64_t kh = 0; kh < kCnnKernel; ++kh) {
       const int64_t iy = oy * st - kCnnPadding + kh;
-      for (int64_t kw = 0; kw < kCnnKernel; ++kw) {
-        const int64_t ix = ox * st - kCnnPadding + kw;
-        double* dst = row + (kh * kCnnKernel + kw) * C;
-        if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::memset(dst, 0, sizeof(double) * C);
-        else std::memcpy(dst, z + ((b * H + iy) * W + ix) * C, sizeof(double) * C);
+      double* dst = row + kh * kCnnKernel * C;
+      if (iy < 0 || iy >= H) {
+        std::fill_n(dst, kCnnKernel * C, 0.0);
+      } else if (ix0 >= 0 && ix0 + kCnnKernel <= W) {  // the kernel's row inside the image: 5 C values in a row
+        const double* src = z + ((b * H + iy) * W + ix0) * C;
+        std::copy_n(src, kCnnKernel * C, dst);
+      } else {
+        for (int64_t kw = 0; kw < kCnnKernel; ++kw) {
+          const int64_t ix = ix0 + kw;
+          if (ix < 0 || ix >= W) std::fill_n(dst + kw * C, C, 0.0);
+          else std::copy_n(z + ((b * H + iy) * W + ix) * C, C, dst + kw * C);
+        }
       }
     }
   }
@@ -177,7 +195,7 @@ void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep
     // a [n0, n1) += s cols [n0, n1) W'^T (column-major a^T [h, n] = s W'(col-major [K, h])^T cols^T),
     // then phi and phi'. Writing the whole block's patches first (50 MB at h = 32 for 64 images)
     // and multiplying afterwards read them back from memory.
-    for_pieces(N, kForwardChunk, threads_, [&](int64_t n0, int64_t n1) {
+    for_pieces(N, positions_per_product(h, L.k), threads_, [&](int64_t n0, int64_t n1) {
       im2col_rows(z, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, n0, n1, cols);
       for (int64_t n = n0; n < n1; ++n) std::memcpy(a + n * h, b, sizeof(double) * h);
       gemm(true, false, h, n1 - n0, L.k, L.s, wp, L.k, cols + n0 * L.k, L.k, 1.0, a + n0 * h, h);
@@ -256,7 +274,8 @@ void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
     if (l == 0) break;
     // dcols [N, K] = s da [N, h] W'_l [h, K] (into the cols buffer, no longer needed):
     // column-major dcols^T [K, N] = s W'^T(col-major [K, h]) da^T(col-major [h, N])
-    gemm_columns(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K, 512, threads_);
+    gemm_columns(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K,
+                 positions_per_product(K, h), threads_);
     col2im(cols, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, dprev, threads_);  // dz_{l-1} [r, Hi, Wi, h]
     const Layer& B = layers_[size_t(l - 1)];
     const double* dphi = B.dphi.data_ptr<double>();

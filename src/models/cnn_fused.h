@@ -1,5 +1,6 @@
 // The fused CPU float64 kernels of the CNN of setup B (models/cnn.h): forward and backward of a
-// block of images with one dgemm per layer over the whole block (models/blas.h), instead of
+// block of images with dgemms over the whole block's positions in fixed chunks (models/blas.h;
+// the chunk sizes in cnn_fused.cpp), instead of
 // LibTorch's float64 conv2d (slow_conv2d: an im2col and a small GEMM per image, and again per
 // image in the backward). Per convolution l (input z [r, H, W, C] channels-last, K = 25 C,
 // N = r Ho Wo output positions, s = 1/sqrt(K)):
