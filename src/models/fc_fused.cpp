@@ -247,9 +247,12 @@ void activation_serial(const Activation& act, double* z, double* dphi, int64_t n
 // ---- BLAS ----------------------------------------------------------------------------------
 
 // Row-major helpers on the network's shapes.
-// out [r, fo] = s in [r, fi] W^T (W [fo, fi]).
-void mm_rows(int64_t r, int64_t fo, int64_t fi, double s, const double* in, const double* W, double* out) {
-  gemm(true, false, fo, r, fi, s, W, fi, in, fi, 0.0, out, fo);
+// out [r, fo] = s in [r, fi] W^T, from Wt = W^T [fi, fo] (W [fo, fi]): column-major out^T [fo, r] =
+// Wt(col-major [fo, fi]) in^T(col-major [fi, r]), an NN product. From W itself it would be TN, which
+// OpenBLAS's AVX-512 builds multiply at these sizes with packing (~45 GFLOP/s a Zen 4 core at
+// r = 88, h = 100) where NN takes their small-matrix kernel (~56; docs/benchmarks.md).
+void mm_rows(int64_t r, int64_t fo, int64_t fi, double s, const double* in, const double* Wt, double* out) {
+  gemm(false, false, fo, r, fi, s, Wt, fo, in, fi, 0.0, out, fo);
 }
 // dW [fo, fi] += s delta^T [fo, r] in [r, fi].
 void mm_grad(int64_t r, int64_t fo, int64_t fi, double s, const double* delta, const double* in, double* dW) {
@@ -333,14 +336,14 @@ void FCFused::forward_block(const FCParams& p, const double* x, int64_t r0, int6
     double* out = eval_scratch ? ((l % 2) ? eval_scratch->b.data() : eval_scratch->a.data()) : z_[l].data_ptr<double>() + r0 * h;
     double* dp = eval_scratch ? nullptr : dphi_[l].data_ptr<double>() + r0 * h;
     // pre_{l+1} [r, h] = in [r, fan_in] W_l^T / sqrt(fan_in) + b_l
-    mm_rows(r, h, l == 0 ? d : h, l == 0 ? sd : sh, in, p.W[l].data_ptr<double>(), out);
+    mm_rows(r, h, l == 0 ? d : h, l == 0 ? sd : sh, in, wt_[size_t(l)].data(), out);
     const double* b = p.b[l].data_ptr<double>();
     for (int64_t k = 0; k < r; ++k)
       for (int64_t j = 0; j < h; ++j) out[k * h + j] += b[j];
     activation_serial(act_, out, dp, r * h, simd_);
     in = out;
   }
-  // f [r] = z_L [r, h] W_L^T / sqrt(h) + b_L
+  // f [r] = z_L [r, h] W_L^T / sqrt(h) + b_L (W_L [1, h] is its own transpose in memory)
   mm_rows(r, 1, h, sh, in, p.W[L].data_ptr<double>(), f + r0);
   const double bL = p.b[L].data_ptr<double>()[0];
   for (int64_t k = 0; k < r; ++k) f[r0 + k] += bL;
@@ -362,6 +365,15 @@ void FCFused::forward_all(const FCParams& p_, const at::Tensor& x_, double* out,
   const at::Tensor x = x_.contiguous();
   const int64_t B = block_rows(lay_.h), blocks = (N + B - 1) / B;
   const double* xp = x.data_ptr<double>();
+  wt_.resize(size_t(lay_.L));
+  for (int64_t l = 0; l < lay_.L; ++l) {  // W_l [h, fi] -> W_l^T [fi, h]
+    const int64_t fi = l == 0 ? lay_.d : lay_.h, h = lay_.h;
+    const double* w = p.W[size_t(l)].data_ptr<double>();
+    std::vector<double>& t = wt_[size_t(l)];
+    t.resize(size_t(fi * h));
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < fi; ++j) t[size_t(j * h + i)] = w[i * fi + j];
+  }
   BlasOneThread one;
   parallel_tasks(
       blocks,

@@ -88,6 +88,7 @@ class FCFused {
   int64_t n_;
   std::vector<at::Tensor> z_, dphi_;        // [n, h] each, l = 1..L (index l-1)
   at::Tensor partial_;                      // [chunks, P] per-chunk gradient partials
+  std::vector<std::vector<double>> wt_;     // W_l^T [fan_in, h], l < L, for the forward's products
   std::vector<std::unique_ptr<Scratch>> scratch_;  // one per thread
 };
 
