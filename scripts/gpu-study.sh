@@ -24,8 +24,9 @@
 # with .gpu) within a block (study/README.md). FULL_CHECKPOINTS=1 keeps them all.
 # The states of the runs in flight travel too, the furthest first, up to STATE_MB megabytes
 # (default 36); the others are dropped and start again (21 states of h = 400, L = 2 are 85 MB).
-# WALL must leave a minute for this export within the device call's limit: the sweep is stopped
-# at WALL seconds, then the export and the gzip take 20-60 s.
+# WALL must leave a minute for this export within the device call's limit (LIMIT, default 600 s,
+# the device tool's timeout_s): the sweep is stopped at WALL seconds, then the export and the gzip
+# take 20-60 s, and a call stopped by the limit brings nothing back. A larger WALL is refused.
 # Deliberately not: the tests, the benchmarks (scripts/gpu-check.sh).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +34,11 @@ dest=${OUT:-/tmp/gpu-study}
 spec=${SPEC:?SPEC=examples/....toml}
 name=${NAME:?NAME=the block name}
 wall=${WALL:-480}
+limit=${LIMIT:-600}
+if [ "$wall" -gt $((limit - 60)) ]; then
+  echo "gpu-study.sh: WALL=$wall leaves under a minute of the call's LIMIT=$limit s for the export: at most $((limit - 60))" >&2
+  exit 2
+fi
 ens=${ENSEMBLE:-1}
 build=${BUILD:-$root/build-gpu}
 logs=$dest/$name-logs; mkdir -p "$logs"
