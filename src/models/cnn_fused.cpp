@@ -53,15 +53,18 @@ void gemm_columns(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
 constexpr int64_t kImagesPerPiece = 4;
 
 // Output positions a product takes at once (one dgemm each: the chunks, not the threads, fix
-// the numbers, as gemm_columns) for a layer of h outputs and k = 25 C patch values: the most, in
-// multiples of 8 up to 512, whose dgemm has h n k <= 1e6 multiply-adds, the bound under which
-// OpenBLAS's AVX-512 builds take their small-matrix kernels, which skip packing the patches
-// (22% of a step's samples in a profile at 512); 512 when not even 8 positions fit (h = 159).
-// At h = 32 that is 32 positions: setup B's first 115 steps 1.4-1.5x faster on a Zen 4 machine,
-// no change with OpenBLAS's AVX2 kernels (docs/benchmarks.md). The chunks move the outputs' last
-// bits against 512 (a product's rounding may depend on its shape).
-int64_t positions_per_product(int64_t h, int64_t k) {
-  const int64_t n = int64_t(1000000) / std::max<int64_t>(h * k, 1) / 8 * 8;
+// the numbers, as gemm_columns) for a product of h x n results over k values: the most, in
+// multiples of 8 up to 512, under the bounds within which OpenBLAS's AVX-512 builds take their
+// small-matrix kernels, which skip packing the patches (22% of a step's samples in a profile at
+// 512): h n k <= 1e6 multiply-adds, and for a TN product (the forward's) h n <= 1,200 results
+// (measured, docs/benchmarks.md); 512 when not even 8 positions fit (h = 159). At h = 32 that is
+// 32 positions: setup B's first 115 steps 1.4-1.5x faster on a Zen 4 machine, no change with
+// OpenBLAS's AVX2 kernels. The chunks move the outputs' last bits against 512 (a product's
+// rounding may depend on its shape).
+int64_t positions_per_product(int64_t h, int64_t k, bool tn) {
+  int64_t n = int64_t(1000000) / std::max<int64_t>(h * k, 1);
+  if (tn) n = std::min<int64_t>(n, 1200 / std::max<int64_t>(h, 1));
+  n = n / 8 * 8;
   return n < 8 ? 512 : std::min<int64_t>(n, 512);
 }
 
@@ -195,7 +198,7 @@ void CNNFused::run(const CNNParams& p, const at::Tensor& x, double* f, bool keep
     // a [n0, n1) += s cols [n0, n1) W'^T (column-major a^T [h, n] = s W'(col-major [K, h])^T cols^T),
     // then phi and phi'. Writing the whole block's patches first (50 MB at h = 32 for 64 images)
     // and multiplying afterwards read them back from memory.
-    for_pieces(N, positions_per_product(h, L.k), threads_, [&](int64_t n0, int64_t n1) {
+    for_pieces(N, positions_per_product(h, L.k, /*tn=*/true), threads_, [&](int64_t n0, int64_t n1) {
       im2col_rows(z, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, n0, n1, cols);
       for (int64_t n = n0; n < n1; ++n) std::memcpy(a + n * h, b, sizeof(double) * h);
       gemm(true, false, h, n1 - n0, L.k, L.s, wp, L.k, cols + n0 * L.k, L.k, 1.0, a + n0 * h, h);
@@ -275,7 +278,7 @@ void CNNFused::backward(const CNNParams& p, const double* c, CNNParams& grad) {
     // dcols [N, K] = s da [N, h] W'_l [h, K] (into the cols buffer, no longer needed):
     // column-major dcols^T [K, N] = s W'^T(col-major [K, h]) da^T(col-major [h, N])
     gemm_columns(false, false, K, N, h, L.s, L.wp.data_ptr<double>(), K, da, h, 0.0, cols, K,
-                 positions_per_product(K, h), threads_);
+                 positions_per_product(K, h, /*tn=*/false), threads_);
     col2im(cols, r, L.hi, L.wi, L.c_in, L.ho, L.wo, L.stride, dprev, threads_);  // dz_{l-1} [r, Hi, Wi, h]
     const Layer& B = layers_[size_t(l - 1)];
     const double* dphi = B.dphi.data_ptr<double>();
