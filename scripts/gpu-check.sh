@@ -14,7 +14,8 @@
 #    call, and one network at h = 1000 against the device's float64 matrix rate measured in the
 #    same call; setup B's CNN, 10 members as one network against the same runs alone. With FULL=1 also: bench ntk --device cuda, both methods; setup B's CNN on cuda
 #    (one network at h = 32; 50 members); bench train-step on all cores (the CPU trainer on this
-#    LibTorch, MKL inside).
+#    LibTorch, MKL inside). With PROFILE=1 also: a K = 100 step's kernels timed by Nsight Compute
+#    (scripts/gpu-kernel-times.py), with the CUDA kernels and without.
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
 # (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] scripts/gpu-check.sh [build-dir]
@@ -62,6 +63,16 @@ LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda 
 bench cnn-h32-steps train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 LAZYFEAT_CNN_CONV=im2col bench cnn-h32-steps-im2col train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps 300
+# PROFILE=1: where a K = 100 step's GPU time goes, kernel by kernel (Nsight Compute; graphs off),
+# with the CUDA kernels and without (scripts/gpu-kernel-times.py).
+if [ -n "${PROFILE:-}" ]; then
+  for kernels in 1 0; do
+    LAZYFEAT_CUDA_KERNELS=$kernels timeout 150 python3 "$root/scripts/gpu-kernel-times.py" 50000 800 -- \
+      $lf bench ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 600 --repeats 1 --alone-max 0 \
+      > "$out/kernel-times-$kernels.log" 2>&1
+    echo "kernel times, LAZYFEAT_CUDA_KERNELS=$kernels (${SECONDS} s):"; head -40 "$out/kernel-times-$kernels.log"
+  done
+fi
 if [ -n "${FULL:-}" ]; then
 bench ntk-structured ntk --device cuda --h 1000 --L 5 --n 1000 --method structured --repeats 5
 bench ntk-jacobian ntk --device cuda --h 1000 --L 5 --n 1000 --method jacobian --repeats 3 --memory-budget 100

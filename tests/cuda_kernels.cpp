@@ -7,8 +7,10 @@
 
 #include <ATen/cuda/CUDAContext.h>
 
+#include <array>
 #include <cstdlib>
 #include <limits>
+#include <vector>
 
 #include "data/dataset.h"
 #include "experiment/config.h"
@@ -58,6 +60,112 @@ TEST(CudaKernels, BiasSoftplusEqualsItsComposition) {
       EXPECT_EQ(bits_differ(got_pre, want_pre), 0);
       EXPECT_EQ(bits_differ(got_z, want_z), 0);
       EXPECT_FALSE(got_z.isnan().any().item<bool>()) << "an entry left unwritten";
+      // In place (z = pre, the engine's call): the same z over the product.
+      at::Tensor in_place = pre.clone();
+      cuda::bias_softplus(b.data_ptr<double>(), b.stride(0), m, in_place.data_ptr<double>(),
+                          in_place.data_ptr<double>(), s.K, s.N, s.H, beta, threshold,
+                          at::cuda::getCurrentCUDAStream().stream());
+      EXPECT_EQ(bits_differ(in_place, want_z), 0);
+    }
+  }
+}
+
+namespace {
+
+// |got - want| <= rtol |want| + 1e-300 everywhere (the latter for values that underflow).
+void expect_close_all(const at::Tensor& got, const at::Tensor& want, double rtol, const char* what) {
+  const at::Tensor bad = (got - want).abs() > want.abs() * rtol + 1e-300;
+  EXPECT_EQ(bad.sum().item<int64_t>(), 0) << what << ": largest difference "
+                                          << (got - want).abs().max().item<double>();
+}
+
+// The backward's inputs at shape (K, N, H): x [K, N, H] as in the forward's test (values past the
+// cut-off and far below it), and the bias gradient's destination, rows inside a wider [K, P]
+// tensor poisoned with NaN.
+struct BackwardCase {
+  int64_t K, N, H, P, offset;
+  at::Tensor x, G;
+  BackwardCase(int64_t K_, int64_t N_, int64_t H_) : K(K_), N(N_), H(H_), P(3 * H_ + 17), offset(H_ + 5) {
+    x = at::randn({K, N, H}, kGpu) * 3.0;
+    x.view({-1}).slice(0, 0, std::min<int64_t>(x.numel() / 4, 50)).fill_(2000.0);
+    x.view({-1}).slice(0, x.numel() / 2, x.numel() / 2 + 1).fill_(-4000.0);
+    G = at::full({K, P}, std::numeric_limits<double>::quiet_NaN(), kGpu);
+  }
+  double* gb() { return G.data_ptr<double>() + offset; }
+  // The bias rows against the sums over the points of gpre [K, N, H] to rounding (another order
+  // of the sum: within 1e-13 of the sum of the terms' magnitudes), and every other entry of G
+  // still NaN.
+  void expect_bias(const at::Tensor& gpre) const {
+    const at::Tensor got = G.narrow(1, offset, H), want = gpre.sum(1), scale = gpre.abs().sum(1) + 1e-300;
+    EXPECT_LE(((got - want).abs() / scale).max().item<double>(), 1e-13) << "bias gradient";
+    EXPECT_EQ(G.isnan().sum().item<int64_t>(), K * (P - H)) << "entries outside the bias rows written";
+  }
+};
+
+const std::vector<std::array<int64_t, 3>> kBackwardShapes = {{1, 7, 3}, {5, 300, 100}, {3, 1001, 33}, {40, 257, 64},
+                                                             {2, 5000, 1000}};
+
+}  // namespace
+
+// gpre <- softplus_backward(gz, x) and the bias gradient sum_i gpre: from x bit for bit ATen's
+// softplus_backward, from z = softplus(x) to rounding; in place over gz and not; the sums equal
+// gpre.sum(1) to rounding, written at their stride and nowhere else.
+TEST(CudaKernels, SoftplusBackwardBiasEqualsItsComposition) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  at::manual_seed(12);
+  for (const auto& [K, N, H] : kBackwardShapes) {
+    for (const double threshold : {20.0, 600.0}) {
+      for (const bool from_z : {false, true}) {
+        SCOPED_TRACE("K " + std::to_string(K) + " N " + std::to_string(N) + " H " + std::to_string(H) +
+                     " threshold " + std::to_string(threshold) + (from_z ? " from z" : " from x"));
+        const double beta = 5.0;
+        BackwardCase c(K, N, H);
+        const at::Tensor gz = at::randn({K, N, H}, kGpu);
+        const at::Tensor want = at::softplus_backward(gz, c.x, beta, threshold);
+        const at::Tensor a = from_z ? at::softplus(c.x, beta, threshold) : c.x;
+        at::Tensor work = at::full({cuda::bias_work_size(K, N, H)}, std::numeric_limits<double>::quiet_NaN(), kGpu);
+        at::Tensor got = at::full_like(gz, std::numeric_limits<double>::quiet_NaN());
+        cuda::softplus_backward_bias(gz.data_ptr<double>(), a.data_ptr<double>(), from_z, got.data_ptr<double>(),
+                                     c.gb(), c.P, work.data_ptr<double>(), K, N, H, beta, threshold,
+                                     at::cuda::getCurrentCUDAStream().stream());
+        if (from_z) expect_close_all(got, want, 1e-14, "gpre");
+        else EXPECT_EQ(bits_differ(got, want), 0);
+        c.expect_bias(want);
+        at::Tensor in_place = gz.clone();  // the engine's call: gpre over gz
+        cuda::softplus_backward_bias(in_place.data_ptr<double>(), a.data_ptr<double>(), from_z,
+                                     in_place.data_ptr<double>(), c.gb(), c.P, work.data_ptr<double>(), K, N, H, beta,
+                                     threshold, at::cuda::getCurrentCUDAStream().stream());
+        EXPECT_EQ(bits_differ(in_place, got), 0);
+      }
+    }
+  }
+}
+
+// The top layer's outer product made in the kernel: gz = m c w^T, then as above; against
+// baddbmm(c [K, N, 1], w [K, 1, H], beta 0, alpha m) and softplus_backward, to rounding.
+TEST(CudaKernels, OuterSoftplusBackwardBiasEqualsItsComposition) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  at::manual_seed(13);
+  for (const auto& [K, N, H] : kBackwardShapes) {
+    for (const bool from_z : {false, true}) {
+      SCOPED_TRACE("K " + std::to_string(K) + " N " + std::to_string(N) + " H " + std::to_string(H) +
+                   (from_z ? " from z" : " from x"));
+      const double beta = 5.0, threshold = 600.0, m = 1.40438 / std::sqrt(double(H));
+      BackwardCase c(K, N, H);
+      const at::Tensor C = at::randn({K, N}, kGpu);
+      const at::Tensor Wk = at::randn({K, H + 9}, kGpu);
+      const at::Tensor w = Wk.narrow(1, 4, H);  // [K, H] at stride H + 9
+      const at::Tensor gz = at::baddbmm(at::empty({K, N, H}, kGpu), C.unsqueeze(2), w.unsqueeze(1), 0.0, m);
+      const at::Tensor want = at::softplus_backward(gz, c.x, beta, threshold);
+      const at::Tensor a = from_z ? at::softplus(c.x, beta, threshold) : c.x;
+      at::Tensor work = at::empty({cuda::bias_work_size(K, N, H)}, kGpu);
+      at::Tensor got = at::full_like(gz, std::numeric_limits<double>::quiet_NaN());
+      cuda::outer_softplus_backward_bias(C.data_ptr<double>(), w.data_ptr<double>(), w.stride(0), m,
+                                         a.data_ptr<double>(), from_z, got.data_ptr<double>(), c.gb(), c.P,
+                                         work.data_ptr<double>(), K, N, H, beta, threshold,
+                                         at::cuda::getCurrentCUDAStream().stream());
+      expect_close_all(got, want, 1e-14, "gpre");
+      c.expect_bias(want);
     }
   }
 }

@@ -206,6 +206,13 @@ class SequentialEngine final : public Engine {
 // prefactor a moves into m_{l+1} = a/sqrt(fan_in): one elementwise pass a layer. Backward of
 // sum_mu C_mu f_mu:  gpre_L = C;  gW_l = m_l gpre_l^T z_{l-1};  gb_l = sum_mu gpre_l;
 //   gpre_{l-1} = phi'(pre_{l-1}) * (m_l gpre_l W_l)   (one fused softplus_backward pass).
+// With the CUDA kernels (models/fc_cuda.h) the forward keeps z_l only, written over the product
+// (scale, bias and softplus in one pass); the backward takes phi' from z (sigmoid(beta x) =
+// 1 - exp(-beta z)), with gb_{l-1} summed in the same pass, and the top layer's outer product
+// gpre_L W_L made in it too. Per hidden layer, besides the products: 2 passes over [K', n, h]
+// forward (read the product, write z over it) and 3 backward (read gz and z, write gpre), where
+// the LibTorch composition takes 4 (baddbmm's bias expanded to [K', n, h], softplus) and 4
+// (softplus_backward, the bias sum).
 class BatchedEngine final : public EnsembleEngineBase {
  public:
   BatchedEngine(FitSpec spec, const Activation& act, const FCLayout& lay, const at::Tensor& x_train,
@@ -325,18 +332,47 @@ class BatchedEngine final : public EnsembleEngineBase {
     return false;
 #endif
   }
-  // pre [K', N, fo] <- m pre + b (b [K', fo], rows at Wk's stride); returns softplus(pre).
-  at::Tensor bias_softplus(const at::Tensor& b, double m, at::Tensor& pre) const {
-    at::Tensor z = at::empty_like(pre);
+  // pre [K', N, fo] <- softplus(m pre + b) in place (b [K', fo], rows at Wk's stride).
+  void bias_softplus(const at::Tensor& b, double m, at::Tensor& pre) const {
 #ifdef LAZYFEAT_WITH_CUDA_KERNELS
-    cuda::bias_softplus(b.data_ptr<double>(), b.stride(0), m, pre.data_ptr<double>(), z.data_ptr<double>(), pre.size(0),
-                        pre.size(1), pre.size(2), act_.beta, threshold(), at::cuda::getCurrentCUDAStream().stream());
+    double* p = pre.data_ptr<double>();
+    cuda::bias_softplus(b.data_ptr<double>(), b.stride(0), m, p, p, pre.size(0), pre.size(1), pre.size(2), act_.beta,
+                        threshold(), at::cuda::getCurrentCUDAStream().stream());
 #else
-    (void)b, (void)m;
-    throw std::logic_error("batched engine: the CUDA kernels were not built");
+    (void)b, (void)m, (void)pre;
+    no_kernels();
 #endif
-    return z;
   }
+  // gpre [K', n, fi] <- phi'(x_{l-1}) * (m_l gpre_l W_l) from z_{l-1}, and Gk's gb_{l-1} <- the
+  // sum of gpre over the points, for layer l (1 <= l <= L) with gpre_l = g [K', n, fo_l]: the
+  // product by cuBLAS below the top, the outer product in the kernel at the top (fo_L = 1).
+  at::Tensor backward_kernel(int64_t l, const at::Tensor& g, at::Tensor& Gk) const {
+#ifdef LAZYFEAT_WITH_CUDA_KERNELS
+    const int64_t K = g.size(0), fi = lay_.fan_in(l);
+    const at::Tensor& z = z_[size_t(l - 1)];  // [K', n, fi], contiguous
+    require(Gk.stride(1) == 1 && z.is_contiguous() && Wl_[size_t(l)].stride(2) == 1, "batched engine: strides");
+    at::Tensor work = at::empty({cuda::bias_work_size(K, n_, fi)}, opts_);
+    double* gb = Gk.data_ptr<double>() + lay_.b_offset[l - 1];
+    void* stream = at::cuda::getCurrentCUDAStream().stream();
+    if (l == lay_.L) {
+      const at::Tensor c = g.squeeze(2).contiguous();  // [K', n]
+      at::Tensor gpre = at::empty({K, n_, fi}, opts_);
+      cuda::outer_softplus_backward_bias(c.data_ptr<double>(), Wl_[size_t(l)].data_ptr<double>(),
+                                         Wl_[size_t(l)].stride(0), mult_[size_t(l)], z.data_ptr<double>(), true,
+                                         gpre.data_ptr<double>(), gb, Gk.stride(0), work.data_ptr<double>(), K, n_, fi,
+                                         act_.beta, threshold(), stream);
+      return gpre;
+    }
+    at::Tensor gz = at::baddbmm(g.new_empty({K, n_, fi}), g, Wl_[size_t(l)], 0.0, mult_[size_t(l)]);
+    cuda::softplus_backward_bias(gz.data_ptr<double>(), z.data_ptr<double>(), true, gz.data_ptr<double>(), gb,
+                                 Gk.stride(0), work.data_ptr<double>(), K, n_, fi, act_.beta, threshold(), stream);
+    return gz;
+#else
+    (void)l, (void)g, (void)Gk;
+    no_kernels();
+#endif
+  }
+  [[noreturn]] static void no_kernels() { throw std::logic_error("batched engine: the CUDA kernels were not built"); }
   // Gk [K', P] <- sum_mu C[k, mu] df(w_k, x_mu)/dw for the members of the last forward (its
   // inputs, preactivations and weights, kept), C [K', n] (dL/df, zero rows for members whose
   // gradient is not wanted).
@@ -348,8 +384,12 @@ class BatchedEngine final : public EnsembleEngineBase {
       const at::Tensor gW = l == 0 ? at::matmul(gpre.transpose(1, 2), x_)          // [K', fo, d]
                                    : at::bmm(gpre.transpose(1, 2), z_[l - 1]);  // [K', fo, fi]
       Gk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi}).copy_(gW.mul_(mult_[l]));
-      Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));
+      if (l == lay_.L || !cuda_kernels_) Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));  // else summed below
       if (l == 0) break;
+      if (cuda_kernels_) {
+        gpre = backward_kernel(l, gpre, Gk);
+        continue;
+      }
       // gz = m_l gpre W_l [K', n, fi]: the factor inside the product (beta = 0: the first
       // argument is not read), not one more pass over [K', n, fi].
       at::Tensor gz = at::baddbmm(gpre.new_empty({K, n_, fi}), gpre, Wl_[l], 0.0, mult_[l]);
@@ -370,15 +410,15 @@ class BatchedEngine final : public EnsembleEngineBase {
       const at::Tensor b = Wk.narrow(1, lay_.b_offset[l], fo).view({K, 1, fo});        // [K', 1, fo]
       mult_[l] = (l > 0 && softplus_ ? act_.scale : 1.0) / std::sqrt(double(fi));
       if (keep) Wl_[l] = W;
-      at::Tensor pre;  // [K', N, fo]
-      if (l < lay_.L && cuda_kernels_) {  // the product, then scale, bias and softplus in one pass
-        pre = at::bmm(z, W.transpose(1, 2));
-        z = bias_softplus(Wk.narrow(1, lay_.b_offset[l], fo), mult_[l], pre);
-      } else {
-        pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, mult_[l]);
-        if (l == lay_.L) return pre.squeeze(2);  // [K', N]
-        z = softplus_ ? at::softplus(pre, act_.beta, threshold()) : act_(pre);
+      if (l < lay_.L && cuda_kernels_) {  // the product, then scale, bias and softplus over it in one pass
+        z = at::bmm(z, W.transpose(1, 2));  // [K', N, fo]
+        bias_softplus(Wk.narrow(1, lay_.b_offset[l], fo), mult_[l], z);
+        if (keep) z_.push_back(z);  // no preactivation: the backward takes phi' from z
+        continue;
       }
+      const at::Tensor pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, mult_[l]);  // [K', N, fo]
+      if (l == lay_.L) return pre.squeeze(2);                                       // [K', N]
+      z = softplus_ ? at::softplus(pre, act_.beta, threshold()) : act_(pre);
       if (keep) pre_.push_back(pre), z_.push_back(z);
     }
   }
@@ -460,12 +500,13 @@ class BatchedEngine final : public EnsembleEngineBase {
   at::Tensor x_;
   int64_t n_;
   bool softplus_ = false;
-  bool cuda_kernels_ = false;  // the forward's epilogue through models/fc_cuda.h
+  bool cuda_kernels_ = false;  // the forward's and backward's epilogues through models/fc_cuda.h
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
   std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
   at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df
   at::Tensor host_;                 // [3, K', n] CPU: Trial's host views (FitSpec::host_outputs)
-  std::vector<at::Tensor> z_, pre_, Wl_;  // of the last forward: layer inputs, preactivations, weights
+  std::vector<at::Tensor> z_, pre_, Wl_;  // of the last forward: layer inputs, preactivations (none
+                                          // with the CUDA kernels), weights
   std::vector<double> mult_;
 
   // Engine::rounds: the members' state on the device between rounds, at fixed addresses (a CUDA

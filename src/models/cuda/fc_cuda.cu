@@ -16,19 +16,121 @@ void check(cudaError_t e, const char* what) {
 }
 
 // One thread per value, a grid-stride loop; Index is 32-bit when K N H < 2^32 (the divisions by
-// N H and H are then 32-bit: several times cheaper than 64-bit ones on the GPU).
-template <typename Index>
-__global__ void bias_softplus_kernel(const double* __restrict__ b, Index b_stride, double m, double* __restrict__ pre,
-                                     double* __restrict__ z, Index total, Index NH, Index H, double beta,
-                                     double threshold) {
+// N H and H are then 32-bit: several times cheaper than 64-bit ones on the GPU). InPlace: z is
+// pre (no __restrict__ then), and only z is written.
+template <typename Index, bool InPlace>
+__global__ void bias_softplus_kernel(const double* __restrict__ b, Index b_stride, double m, double* pre, double* z,
+                                     Index total, Index NH, Index H, double beta, double threshold) {
   for (Index i = Index(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += Index(gridDim.x) * blockDim.x) {
     const Index k = i / NH, j = i % H;
     // m pre + b as two roundings (no fused multiply-add), as the composition m * pre + b.
     const double x = __dadd_rn(__dmul_rn(m, pre[i]), b[k * b_stride + j]);
-    pre[i] = x;
+    if (!InPlace) pre[i] = x;
     // ATen's softplus (its CUDA kernel, opmath double): the same expression, the same rounding.
     z[i] = (x * beta) > threshold ? x : ::log1p(::exp(x * beta)) / beta;
   }
+}
+
+// The backward's epilogue (softplus_backward_bias, outer_softplus_backward_bias). A block of
+// 32 x 8 threads covers 32 columns of one member and `rows` rows of it: thread (tx, ty) takes
+// column j = 32 tile + tx (a warp reads 256 contiguous bytes) and rows ty, ty + 8, ...; its sum,
+// then the block's 8 sums of a column in order, go to work[k, chunk, j] (chunk = blockIdx.y).
+// Outer: gz = m c w made here (no gz read). FromZ: a is z = softplus(x), else x.
+constexpr int kTileCols = 32, kTileRows = 8;
+
+template <typename Index, bool Outer, bool FromZ>
+__global__ void softplus_backward_bias_kernel(const double* gz, const double* __restrict__ c,
+                                              const double* __restrict__ w, Index w_stride, double m,
+                                              const double* __restrict__ a, double* gpre, double* __restrict__ work,
+                                              Index N, Index H, Index tiles, Index rows, double beta,
+                                              double threshold) {
+  const Index k = Index(blockIdx.x) / tiles, j = (Index(blockIdx.x) % tiles) * kTileCols + threadIdx.x;
+  const Index r0 = Index(blockIdx.y) * rows, r1 = r0 + rows < N ? r0 + rows : N;
+  double sum = 0.0;
+  if (j < H) {
+    const double wj = Outer ? __dmul_rn(m, w[k * w_stride + j]) : 0.0;
+    for (Index i = r0 + threadIdx.y; i < r1; i += kTileRows) {
+      const Index e = (k * N + i) * H + j;
+      const double g = Outer ? __dmul_rn(c[k * N + i], wj) : gz[e];
+      const double x = a[e];
+      double v;
+      if (FromZ) {  // phi'(x) = sigmoid(beta x) = 1 - exp(-beta z), z = log1p(exp(beta x)) / beta
+        v = (x * beta) > threshold ? g : __dmul_rn(g, -::expm1(-x * beta));
+      } else {  // ATen's softplus_backward (its CUDA kernel): the same expression, the same rounding
+        const double ex = ::exp(x * beta);
+        v = (x * beta) > threshold ? g : g * ex / (ex + 1.0);
+      }
+      gpre[e] = v;
+      sum += v;
+    }
+  }
+  __shared__ double part[kTileRows][kTileCols + 1];
+  part[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < H) {
+    double s = part[0][threadIdx.x];
+    for (int y = 1; y < kTileRows; ++y) s += part[y][threadIdx.x];
+    work[(k * Index(gridDim.y) + blockIdx.y) * H + j] = s;
+  }
+}
+
+// gb[k * gb_stride + j] <- sum over the chunks c, in order, of work[k, c, j].
+template <typename Index>
+__global__ void chunk_sums_kernel(const double* __restrict__ work, Index chunks, Index H, Index KH,
+                                  double* __restrict__ gb, Index gb_stride) {
+  for (Index i = Index(blockIdx.x) * blockDim.x + threadIdx.x; i < KH; i += Index(gridDim.x) * blockDim.x) {
+    const Index k = i / H, j = i % H;
+    const double* p = work + k * chunks * H + j;
+    double s = 0.0;
+    for (Index c = 0; c < chunks; ++c) s += p[c * H];
+    gb[k * gb_stride + j] = s;
+  }
+}
+
+// The chunks of rows of the backward's epilogue: 64 rows (8 a thread), more where N would need
+// over 65,535 chunks (the grid's y limit).
+int64_t rows_per_chunk(int64_t N) { return std::max<int64_t>(64, (N + 65534) / 65535); }
+int64_t chunks_of(int64_t N) {
+  const int64_t r = rows_per_chunk(N);
+  return (N + r - 1) / r;
+}
+
+template <typename Index, bool Outer, bool FromZ>
+void launch_backward(const double* gz, const double* c, const double* w, int64_t w_stride, double m, const double* a,
+                     double* gpre, double* gb, int64_t gb_stride, double* work, int64_t K, int64_t N, int64_t H,
+                     double beta, double threshold, cudaStream_t s) {
+  const int64_t tiles = (H + kTileCols - 1) / kTileCols, rows = rows_per_chunk(N), chunks = chunks_of(N);
+  if (K * tiles >= (int64_t(1) << 31)) throw std::runtime_error("softplus_backward_bias: too many members");
+  const dim3 grid(unsigned(K * tiles), unsigned(chunks)), block(kTileCols, kTileRows);
+  softplus_backward_bias_kernel<Index, Outer, FromZ><<<grid, block, 0, s>>>(
+      gz, c, w, Index(w_stride), m, a, gpre, work, Index(N), Index(H), Index(tiles), Index(rows), beta, threshold);
+  check(cudaGetLastError(), "softplus_backward_bias launch");
+  const int64_t KH = K * H;
+  const int64_t blocks = std::min<int64_t>((KH + 255) / 256, 132 * 32);
+  chunk_sums_kernel<Index><<<unsigned(blocks), 256, 0, s>>>(work, Index(chunks), Index(H), Index(KH), gb,
+                                                           Index(gb_stride));
+  check(cudaGetLastError(), "softplus_backward_bias sums launch");
+}
+
+template <bool Outer>
+void backward(const double* gz, const double* c, const double* w, int64_t w_stride, double m, const double* a,
+              bool from_z, double* gpre, double* gb, int64_t gb_stride, double* work, int64_t K, int64_t N, int64_t H,
+              double beta, double threshold, void* stream) {
+  if (K * N * H == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  const bool narrow = K * N * H < (int64_t(1) << 32) && K * std::max(w_stride, gb_stride) < (int64_t(1) << 32);
+  if (narrow && from_z)
+    launch_backward<uint32_t, Outer, true>(gz, c, w, w_stride, m, a, gpre, gb, gb_stride, work, K, N, H, beta,
+                                           threshold, s);
+  else if (narrow)
+    launch_backward<uint32_t, Outer, false>(gz, c, w, w_stride, m, a, gpre, gb, gb_stride, work, K, N, H, beta,
+                                            threshold, s);
+  else if (from_z)
+    launch_backward<uint64_t, Outer, true>(gz, c, w, w_stride, m, a, gpre, gb, gb_stride, work, K, N, H, beta,
+                                           threshold, s);
+  else
+    launch_backward<uint64_t, Outer, false>(gz, c, w, w_stride, m, a, gpre, gb, gb_stride, work, K, N, H, beta,
+                                            threshold, s);
 }
 
 }  // namespace
@@ -42,14 +144,36 @@ void bias_softplus(const double* b, int64_t b_stride, double m, double* pre, dou
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 32);
   auto s = static_cast<cudaStream_t>(stream);
   const bool narrow = total < (int64_t(1) << 32) && K * b_stride < (int64_t(1) << 32);
-  if (narrow) {
-    bias_softplus_kernel<uint32_t><<<unsigned(blocks), kThreads, 0, s>>>(
-        b, uint32_t(b_stride), m, pre, z, uint32_t(total), uint32_t(N * H), uint32_t(H), beta, threshold);
+  const unsigned g = unsigned(blocks);
+  if (narrow && z == pre) {
+    bias_softplus_kernel<uint32_t, true><<<g, kThreads, 0, s>>>(b, uint32_t(b_stride), m, pre, z, uint32_t(total),
+                                                                uint32_t(N * H), uint32_t(H), beta, threshold);
+  } else if (narrow) {
+    bias_softplus_kernel<uint32_t, false><<<g, kThreads, 0, s>>>(b, uint32_t(b_stride), m, pre, z, uint32_t(total),
+                                                                 uint32_t(N * H), uint32_t(H), beta, threshold);
+  } else if (z == pre) {
+    bias_softplus_kernel<uint64_t, true><<<g, kThreads, 0, s>>>(b, uint64_t(b_stride), m, pre, z, uint64_t(total),
+                                                                uint64_t(N * H), uint64_t(H), beta, threshold);
   } else {
-    bias_softplus_kernel<uint64_t><<<unsigned(blocks), kThreads, 0, s>>>(
-        b, uint64_t(b_stride), m, pre, z, uint64_t(total), uint64_t(N * H), uint64_t(H), beta, threshold);
+    bias_softplus_kernel<uint64_t, false><<<g, kThreads, 0, s>>>(b, uint64_t(b_stride), m, pre, z, uint64_t(total),
+                                                                 uint64_t(N * H), uint64_t(H), beta, threshold);
   }
   check(cudaGetLastError(), "bias_softplus launch");
 }
+
+void softplus_backward_bias(const double* gz, const double* a, bool from_z, double* gpre, double* gb,
+                            int64_t gb_stride, double* work, int64_t K, int64_t N, int64_t H, double beta,
+                            double threshold, void* stream) {
+  backward<false>(gz, nullptr, nullptr, 0, 0.0, a, from_z, gpre, gb, gb_stride, work, K, N, H, beta, threshold,
+                  stream);
+}
+
+void outer_softplus_backward_bias(const double* c, const double* w, int64_t w_stride, double m, const double* a,
+                                  bool from_z, double* gpre, double* gb, int64_t gb_stride, double* work, int64_t K,
+                                  int64_t N, int64_t H, double beta, double threshold, void* stream) {
+  backward<true>(nullptr, c, w, w_stride, m, a, from_z, gpre, gb, gb_stride, work, K, N, H, beta, threshold, stream);
+}
+
+int64_t bias_work_size(int64_t K, int64_t N, int64_t H) { return K * chunks_of(N) * H; }
 
 }  // namespace lf::cuda
