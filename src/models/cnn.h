@@ -64,6 +64,8 @@ CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed,
 //           GEMM on cuda):  cols [N, G C_in 25, L] = im2col(z) -> [G, C_in 25, N L];
 //           y [G, h, N L] = W [G, h, C_in 25] cols + b -> [N, G h, H', W'] (L = H' W').
 //           Memory: the columns, N G C_in 25 L values (0.5 GB for 640 images at h = 32).
+//           Slower on the H100 (2026-12-07): 37.5 steps/s against Direct's 136 for one network,
+//           167 member-steps/s against 250 for 10 members (docs/benchmarks.md).
 enum class CnnConv { Direct, Im2col };
 // LAZYFEAT_CNN_CONV: "cudnn" (or unset: Direct) or "im2col"; UsageError for anything else.
 CnnConv cnn_conv_wanted();
