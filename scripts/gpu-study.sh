@@ -13,7 +13,8 @@
 #        scripts/gpu-study.sh                                        (carry [".gpu"])
 #   then: scripts/gpu-study-fetch.sh FILES_AT NAME (.gpu/study/NAME.sqlite.gz and results/study/NAME.sqlite)
 # Output ($OUT): NAME.sqlite.gz.partNN (the whole database, gzipped, in 15 MiB parts: the device
-# tool brings back files of at most 16 MiB) and NAME-logs.tgz (build, sweep log, runs JSON).
+# tool brings back files of at most 16 MiB), NAME-logs.tgz (build, sweep log, runs JSON) and,
+# after a build, lazyfeat-HASH.gz (the binary of these sources, carried back in .gpu/bin/).
 # It prints the member-steps the call advanced the block by, and their rate over the sweep's wall
 # time (docs/benchmarks.md's rows of the study).
 # DROP_STATES=1 first deletes the saved states of the runs that ended (their trained weights: not
@@ -49,11 +50,23 @@ for f in "$root"/.gpu/mnist/*.gz; do
   [ -e "$f" ] && [ ! -s "$t" ] && gunzip -c "$f" > "$t"
 done
 SECONDS=0
+export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
+# The binary of these sources, when an earlier call built it and it travelled back
+# (.gpu/bin/lazyfeat-HASH.gz, by scripts/gpu-study-fetch.sh): a fresh machine then skips the
+# ~80 s build. HASH covers every file under src/ and cmake/ and CMakeLists.txt, so any change
+# to them builds again; a binary that does not start here (another PyTorch) is built again too.
+srchash=$(cd "$root" && find src cmake CMakeLists.txt -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+carried=$root/.gpu/bin/lazyfeat-$srchash.gz
+if [ ! -x "$build/lazyfeat" ] && [ -z "${REBUILD:-}" ] && [ -s "$carried" ]; then
+  mkdir -p "$build" && gunzip -c "$carried" > "$build/lazyfeat" && chmod +x "$build/lazyfeat"
+  if "$build/lazyfeat" --version > /dev/null 2>&1; then echo "build: none, the carried binary of these sources ($srchash)"
+  else rm -f "$build/lazyfeat"; echo "build: the carried binary does not start here; building"; fi
+fi
 if [ ! -x "$build/lazyfeat" ] || [ -n "${REBUILD:-}" ]; then
   TARGET=lazyfeat "$root/scripts/gpu-build.sh" "$build" > "$logs/build.log" 2>&1 || { tail -50 "$logs/build.log"; exit 1; }
   echo "build: ${SECONDS} s"
+  gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"  # back with the database, for the next call
 fi
-export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
 lf=$build/lazyfeat
 db=$build/study/$name.sqlite
 if [ ! -s "$db" ] && [ -s "$root/.gpu/study/$name.sqlite.gz" ]; then
