@@ -14,8 +14,9 @@
 //    [K', n] tensor reductions on the device (one transfer of 4 numbers a member a step), and a
 //    hand-written batched backward (two batched products a layer and one elementwise pass). On
 //    cuda in float64 with softplus, each hidden layer's scale, bias and activation follow its
-//    product as one hand-written pass (models/fc_cuda.h; LAZYFEAT_CUDA_KERNELS=0: LibTorch's
-//    baddbmm and softplus instead).
+//    product as one hand-written pass, and in the backward the activation's derivative (from z)
+//    and the bias gradient are one pass (models/fc_cuda.h; LAZYFEAT_CUDA_KERNELS=0: LibTorch's
+//    baddbmm, softplus, softplus_backward and sum instead).
 //    Members that left (converged, stopped, diverged) are not computed. The GPU path of
 //    full-batch FC ensembles; it refuses batch work (forward_rows, gradient_rows) and other
 //    networks.
