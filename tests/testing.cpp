@@ -232,11 +232,12 @@ lf::TrainHooks recording(Recorded& r) {
   return h;
 }
 
-ScopedEnv::ScopedEnv(const std::string& n, const std::string& v) : name(n) {
+ScopedEnv::ScopedEnv(const std::string& n, const char* v) : name(n) {
   const char* o = std::getenv(n.c_str());
   had = o != nullptr;
   if (had) old = o;
-  setenv(n.c_str(), v.c_str(), 1);
+  if (v) setenv(n.c_str(), v, 1);
+  else unsetenv(n.c_str());
 }
 ScopedEnv::~ScopedEnv() { had ? setenv(name.c_str(), old.c_str(), 1) : unsetenv(name.c_str()); }
 
@@ -245,17 +246,8 @@ std::vector<lf::RunResult> ensemble_with(const char* var, const char* value, con
   rec.assign(cfgs.size(), Recorded{});
   std::vector<lf::TrainHooks> hooks;
   for (auto& r : rec) hooks.push_back(recording(r));
-  if (value) setenv(var, value, 1);
-  else unsetenv(var);
-  std::vector<lf::RunResult> out;
-  try {
-    out = lf::train_ensemble(cfgs, d, hooks, kind);
-  } catch (...) {
-    unsetenv(var);
-    throw;
-  }
-  unsetenv(var);
-  return out;
+  const ScopedEnv env(var, value);
+  return lf::train_ensemble(cfgs, d, hooks, kind);
 }
 
 namespace {

@@ -62,9 +62,11 @@ int64_t count(const std::string& db_path, const std::string& sql);
 // (no duplicate, no gap, no leftover of a killed attempt).
 void expect_all_converged_once(const std::string& db_path, int64_t n);
 
-// An environment variable set to value while in scope, then restored (or unset again).
+// An environment variable set to value (unset where value is null) while in scope, then
+// restored (or unset again).
 struct ScopedEnv {
-  ScopedEnv(const std::string& name, const std::string& value);
+  ScopedEnv(const std::string& name, const char* value);
+  ScopedEnv(const std::string& name, const std::string& value) : ScopedEnv(name, value.c_str()) {}
   ~ScopedEnv();
   ScopedEnv(const ScopedEnv&) = delete;
   ScopedEnv& operator=(const ScopedEnv&) = delete;
@@ -78,8 +80,9 @@ struct Recorded {
 };
 lf::TrainHooks recording(Recorded& r);  // quiet(), plus on_checkpoint into r
 // train_ensemble(cfgs, d, kind) with member k's checkpoints recorded into rec[k] (resized to the
-// members), the environment variable var set to value for the call only (nullptr: unset), as
-// tests that compare two settings of a switch (LAZYFEAT_CUDA_GRAPHS, ...) run it.
+// members), the environment variable var set to value (nullptr: unset) for the call only, then
+// restored (ScopedEnv), as tests that compare two settings of a switch (LAZYFEAT_CUDA_GRAPHS,
+// ...) run it.
 std::vector<lf::RunResult> ensemble_with(const char* var, const char* value, const std::vector<lf::RunConfig>& cfgs,
                                          const lf::Dataset& d, std::vector<Recorded>& rec,
                                          lf::EngineKind kind = lf::EngineKind::Auto);
