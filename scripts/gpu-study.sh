@@ -53,9 +53,10 @@ SECONDS=0
 export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
 # The binary of these sources, when an earlier call built it and it travelled back
 # (.gpu/bin/lazyfeat-HASH.gz, by scripts/gpu-study-fetch.sh): a fresh machine then skips the
-# ~80 s build. HASH covers every file under src/ and cmake/ and CMakeLists.txt, so any change
-# to them builds again; a binary that does not start here (another PyTorch) is built again too.
-srchash=$(cd "$root" && find src cmake CMakeLists.txt -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+# ~80 s build. HASH covers every file under src/ and CMakeLists.txt (all that the lazyfeat
+# target is built from, with .gpu/include), so any change to them builds again; a binary that
+# does not start here (another PyTorch) is built again too.
+srchash=$(cd "$root" && find src CMakeLists.txt -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 carried=$root/.gpu/bin/lazyfeat-$srchash.gz
 if [ ! -x "$build/lazyfeat" ] && [ -z "${REBUILD:-}" ] && [ -s "$carried" ]; then
   mkdir -p "$build" && gunzip -c "$carried" > "$build/lazyfeat" && chmod +x "$build/lazyfeat"
