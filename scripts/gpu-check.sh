@@ -18,7 +18,8 @@
 #    (scripts/gpu-kernel-times.py), with the CUDA kernels and without.
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
-# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] scripts/gpu-check.sh [build-dir]
+# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [CNN=0] [H1000_STEPS=1500]
+#   [PROFILE=1] [FULL=1] scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=${OUT:-/tmp/gpu-check}
@@ -53,7 +54,9 @@ for K in ${BENCH_K:-100 10 1}; do
   LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
 done
-bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps 300 --repeats 3 --alone-max 0
+h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less
+bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps --repeats 3 --alone-max 0
+if [ "${CNN:-1}" != 0 ]; then  # CNN=0 leaves setup B's four benchmarks out (~3 minutes)
 # Setup B: K = 10 CNN members (2 alphas x 5 seeds, h = 32, batches of 64) as one network (the
 # grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row):
 # its convolutions by cuDNN (groups = K), then as im2col and cuBLAS's batched products.
@@ -62,13 +65,14 @@ LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda 
 # One CNN run (the reference forward, ConvModel) with either convolution.
 bench cnn-h32-steps train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 LAZYFEAT_CNN_CONV=im2col bench cnn-h32-steps-im2col train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
-reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps 300
+fi
+reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps
 # PROFILE=1: where a K = 100 step's GPU time goes, kernel by kernel (Nsight Compute; graphs off),
 # with the CUDA kernels and without (scripts/gpu-kernel-times.py).
 if [ -n "${PROFILE:-}" ]; then
   for kernels in 1 0; do
-    LAZYFEAT_CUDA_KERNELS=$kernels timeout 150 python3 "$root/scripts/gpu-kernel-times.py" 50000 800 -- \
-      $lf bench ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 600 --repeats 1 --alone-max 0 \
+    LAZYFEAT_CUDA_KERNELS=$kernels timeout 150 python3 "$root/scripts/gpu-kernel-times.py" 30000 800 -- \
+      $lf bench ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 1000 --repeats 1 --alone-max 0 \
       > "$out/kernel-times-$kernels.log" 2>&1
     echo "kernel times, LAZYFEAT_CUDA_KERNELS=$kernels (${SECONDS} s):"; head -40 "$out/kernel-times-$kernels.log"
   done

@@ -6,8 +6,8 @@
 # What it is for: issue 23's "say why from measurements" (docs/benchmarks.md "ensemble").
 # Status: written 2026-12-07 and not yet run on the device (that day's call ran out of time in an
 # earlier version that timed every kernel; ncu's per-kernel cost made it far too slow); its CSV
-# parsing was checked on a sample of ncu's raw page only. SKIP = 50,000 in gpu-check.sh assumes
-# ~100+ kernels a step (600 steps): check the first line of its output.
+# parsing was checked on a sample of ncu's raw page only. SKIP = 30,000 in gpu-check.sh (1,000 steps) assumes
+# 40 to 100 kernels a step (a window past step 300): check the first line of its output.
 # Deliberately not: the host's time between kernels (compare the kernels' sum for a step, from the
 # launches of a kernel the step makes a known number of times, with the bench's ms a step),
 # the kernels' own counters (ncu --set full on one kernel for that).
