@@ -33,12 +33,21 @@ def main(K, n, h):
     b = torch.zeros(K, 1, h, dtype=dt, device=dev)
     bT = torch.zeros(K, h, 1, dtype=dt, device=dev)
     X1, W1 = X.reshape(K * n, h), W[0]
+    # The weights as the engine held them before LAZYFEAT_ALIGNED_WEIGHTS: views of the members'
+    # parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix starts 8 bytes
+    # off a 16-byte boundary.
+    P = 41601 if h * h < 41601 else h * h + 1
+    Wrows = torch.randn(K, P, dtype=dt, device=dev)
+    Wv = Wrows[:, 1100:1100 + h * h].view(K, h, h)
     f = 2.0 * K * n * h * h
     cases = [
         ("single [Kn,h]x[h,h] (the card on this work)", lambda: X1 @ W1),
         ("fwd  bmm X[K,n,h] W^T (view)", lambda: torch.bmm(X, W.transpose(1, 2))),
         ("fwd  baddbmm b + X W^T (engine today)", lambda: torch.baddbmm(b, X, W.transpose(1, 2))),
         ("fwd  bmm X WT (contiguous)", lambda: torch.bmm(X, WT)),
+        ("fwd  bmm X Wv^T, Wv rows P (odd) apart", lambda: torch.bmm(X, Wv.transpose(1, 2))),
+        ("fwd  bmm X Wv^T, Wv copied (contiguous)", lambda: torch.bmm(X, Wv.contiguous().transpose(1, 2))),
+        ("bwd  dX = G Wv, Wv rows P (odd) apart", lambda: torch.bmm(G, Wv)),
         ("fwd  bmm W XT -> [K,h,n]", lambda: torch.bmm(W, XT)),
         ("fwd  baddbmm bT + W XT -> [K,h,n]", lambda: torch.baddbmm(bT, W, XT)),
         ("bwd  dX = G W [K,n,h]", lambda: torch.bmm(G, W)),

@@ -45,13 +45,16 @@ bench() { local name=$1; shift; OMP_NUM_THREADS=4 timeout 150 $lf bench "$@" --j
 reference() { local name=$1; shift; timeout 150 python3 "$root/scripts/gpu-reference.py" "$@" > "$out/$name.log" 2>&1;
               echo "$name (${SECONDS} s): $(tail -1 "$out/$name.log")"; }
 # Setup A: lazyfeat as built (the CUDA kernels, the rule on the device, its rounds as a CUDA
-# graph), without the graphs (LAZYFEAT_CUDA_GRAPHS=0), the engine before all three
-# (LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0), and the plain PyTorch script, same shapes.
+# graph, the products' weights copied to aligned matrices), with the weights as views of the
+# members' rows (LAZYFEAT_ALIGNED_WEIGHTS=0), without the graphs (LAZYFEAT_CUDA_GRAPHS=0), the
+# engine before all four (LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0
+# LAZYFEAT_ALIGNED_WEIGHTS=0), and the plain PyTorch script, same shapes.
 for K in ${BENCH_K:-100 10 1}; do
   steps=$(( K == 1 ? 3000 : 1000 ))
   bench ensemble-K$K ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-views ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   LAZYFEAT_CUDA_GRAPHS=0 bench ensemble-K$K-nographs ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
-  LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
 done
 h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less
@@ -66,11 +69,15 @@ LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda 
 bench cnn-h32-steps train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 LAZYFEAT_CNN_CONV=im2col bench cnn-h32-steps-im2col train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 fi
+# The products alone, in each layout (scripts/gpu-bmm-layouts.py), the weights also as views of
+# [K, P] rows with P odd (the engine's before LAZYFEAT_ALIGNED_WEIGHTS).
+timeout 120 python3 "$root/scripts/gpu-bmm-layouts.py" 100 5000 100 > "$out/bmm-layouts.log" 2>&1
+echo "bmm layouts (${SECONDS} s):"; cat "$out/bmm-layouts.log"
 reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps
 # PROFILE=1: where a K = 100 step's GPU time goes, kernel by kernel (Nsight Compute; graphs off),
 # with the CUDA kernels and without (scripts/gpu-kernel-times.py).
 if [ -n "${PROFILE:-}" ]; then
-  for kernels in 1 0; do
+  for kernels in ${PROFILE_KERNELS:-1 0}; do  # PROFILE_KERNELS=1: with the kernels only
     LAZYFEAT_CUDA_KERNELS=$kernels timeout 150 python3 "$root/scripts/gpu-kernel-times.py" 30000 800 -- \
       $lf bench ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 1000 --repeats 1 --alone-max 0 \
       > "$out/kernel-times-$kernels.log" 2>&1
