@@ -18,8 +18,9 @@
 #    (scripts/gpu-kernel-times.py), with the CUDA kernels and without.
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
-# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [CNN=0] [H1000_STEPS=1500]
-#   [PROFILE=1] [FULL=1] scripts/gpu-check.sh [build-dir]
+# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, views
+#   and the script only] [CNN=0] [H1000_STEPS=1500] [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]]
+#   [FULL=1] scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=${OUT:-/tmp/gpu-check}
@@ -53,8 +54,8 @@ for K in ${BENCH_K:-100 10 1}; do
   steps=$(( K == 1 ? 3000 : 1000 ))
   bench ensemble-K$K ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-views ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
-  LAZYFEAT_CUDA_GRAPHS=0 bench ensemble-K$K-nographs ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
-  LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  [ -n "${SHORT:-}" ] || LAZYFEAT_CUDA_GRAPHS=0 bench ensemble-K$K-nographs ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  [ -n "${SHORT:-}" ] || LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
 done
 h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less
@@ -78,7 +79,11 @@ reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps
 # with the CUDA kernels and without (scripts/gpu-kernel-times.py).
 if [ -n "${PROFILE:-}" ]; then
   for kernels in ${PROFILE_KERNELS:-1 0}; do  # PROFILE_KERNELS=1: with the kernels only
-    LAZYFEAT_CUDA_KERNELS=$kernels timeout 150 python3 "$root/scripts/gpu-kernel-times.py" 30000 800 -- \
+    # DEADLINE (seconds since the start): the profile only in the time left before it, so that a
+    # call's limit does not cut the logs off.
+    left=$(( ${DEADLINE:-100000} - SECONDS )); [ "$left" -gt 150 ] && left=150
+    [ "$left" -lt 40 ] && { echo "kernel times: skipped, ${left} s left before DEADLINE"; continue; }
+    LAZYFEAT_CUDA_KERNELS=$kernels timeout $left python3 "$root/scripts/gpu-kernel-times.py" 30000 800 -- \
       $lf bench ensemble --device cuda --K 100 --h 100 --L 5 --ptr 5000 --steps 1000 --repeats 1 --alone-max 0 \
       > "$out/kernel-times-$kernels.log" 2>&1
     echo "kernel times, LAZYFEAT_CUDA_KERNELS=$kernels (${SECONDS} s):"; head -40 "$out/kernel-times-$kernels.log"
