@@ -68,6 +68,9 @@ if [ ! -x "$build/lazyfeat" ] || [ -n "${REBUILD:-}" ]; then
   echo "build: ${SECONDS} s"
   gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"  # back with the database, for the next call
 fi
+# A binary built by an earlier script of this call (scripts/gpu-check.sh before this one, same
+# sources) goes back too, unless it came carried.
+[ -x "$build/lazyfeat" ] && [ ! -s "$carried" ] && [ ! -s "$dest/lazyfeat-$srchash.gz" ] && gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"
 lf=$build/lazyfeat
 db=$build/study/$name.sqlite
 if [ ! -s "$db" ] && [ -s "$root/.gpu/study/$name.sqlite.gz" ]; then
