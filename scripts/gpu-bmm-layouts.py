@@ -33,8 +33,8 @@ def main(K, n, h):
     b = torch.zeros(K, 1, h, dtype=dt, device=dev)
     bT = torch.zeros(K, h, 1, dtype=dt, device=dev)
     X1, W1 = X.reshape(K * n, h), W[0]
-    # The weights as the engine held them before LAZYFEAT_ALIGNED_WEIGHTS: views of the members'
-    # parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix starts 8 bytes
+    # The weights as the engine holds them (unless LAZYFEAT_ALIGNED_WEIGHTS=1): views of the
+    # members' parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix starts 8 bytes
     # off a 16-byte boundary.
     P = 41601 if h * h < 41601 else h * h + 1
     Wrows = torch.randn(K, P, dtype=dt, device=dev)

@@ -2,7 +2,8 @@
 // cuda (experiment/engine.h: batched products, the hand-written backward, df and the fit as
 // device reductions) against the sequential fused engine on the CPU, and a run alone on cuda
 // against the same run on the CPU, the stochastic dynamics on cuda against the CPU's, and the
-// rule's rounds replayed as a CUDA graph against the same rounds launched kernel by kernel.
+// rule's rounds replayed as a CUDA graph against the same rounds launched kernel by kernel, and
+// the products' weights as aligned copies against views of the members' rows.
 // Deliberately not: speed (lazyfeat bench ensemble --device cuda).
 #include <gtest/gtest.h>
 
@@ -148,5 +149,25 @@ TEST(Cuda, GraphRoundsEqualEagerRounds) {
     EXPECT_EQ(g[k].trainer, "batched");
     EXPECT_EQ(lft::numbers(g[k]), lft::numbers(e[k]));  // every number, bit for bit
     lft::expect_same_run(g[k], rg[k], e[k], re[k]);
+  }
+}
+
+// The products' weights copied out of the members' parameter rows (LAZYFEAT_ALIGNED_WEIGHTS=1,
+// experiment/engine.cpp's batched_outputs) against the views of those rows (the default): the
+// same matrices, so the same decisions and numbers to 1e-9 (cuBLAS may pick other kernels for
+// aligned operands: other roundings). A copy of the wrong slice or shape changes the run.
+TEST(Cuda, AlignedWeightsEqualTheViews) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  Dataset d = lft::synthetic(50, 30, 5);
+  std::vector<RunConfig> cfgs;
+  for (auto [seed, a] : {std::pair<uint64_t, double>{0, 1e-2}, {1, 1e3}, {2, 1.0}}) cfgs.push_back(member(seed, a, "cuda"));
+  std::vector<lft::Recorded> ra, rv;
+  const std::vector<RunResult> a = lft::ensemble_with("LAZYFEAT_ALIGNED_WEIGHTS", "1", cfgs, d, ra);
+  const std::vector<RunResult> v = lft::ensemble_with("LAZYFEAT_ALIGNED_WEIGHTS", nullptr, cfgs, d, rv);
+  for (size_t k = 0; k < cfgs.size(); ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    EXPECT_EQ(a[k].trainer, "batched");
+    EXPECT_GT(a[k].steps, 100);
+    lft::expect_same_run(a[k], ra[k], v[k], rv[k]);
   }
 }

@@ -227,7 +227,7 @@ class BatchedEngine final : public EnsembleEngineBase {
     alpha_ = at::tensor(spec_.alpha, at::TensorOptions().dtype(at::kDouble)).to(d64);
     softplus_ = act_.kind == Activation::Kind::Softplus;
     cuda_kernels_ = cuda_kernels_available() && softplus_ && opts.device().is_cuda() && opts.dtype() == at::kDouble;
-    aligned_weights_ = opts.device().is_cuda() && !env_is_zero("LAZYFEAT_ALIGNED_WEIGHTS");
+    aligned_weights_ = opts.device().is_cuda() && env_equals("LAZYFEAT_ALIGNED_WEIGHTS", "1");
   }
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
@@ -327,14 +327,14 @@ class BatchedEngine final : public EnsembleEngineBase {
   // LAZYFEAT_CUDA_KERNELS=0 asks for the plain LibTorch composition (tests, benchmarks).
   static bool cuda_kernels_available() {
 #ifdef LAZYFEAT_WITH_CUDA_KERNELS
-    return !env_is_zero("LAZYFEAT_CUDA_KERNELS");
+    return !env_equals("LAZYFEAT_CUDA_KERNELS", "0");
 #else
     return false;
 #endif
   }
-  static bool env_is_zero(const char* name) {
+  static bool env_equals(const char* name, const char* value) {
     const char* e = std::getenv(name);
-    return e && std::string(e) == "0";
+    return e && std::string(e) == value;
   }
   // pre [K', N, fo] <- softplus(m pre + b) in place (b [K', fo], rows at Wk's stride).
   void bias_softplus(const at::Tensor& b, double m, at::Tensor& pre) const {
@@ -411,11 +411,13 @@ class BatchedEngine final : public EnsembleEngineBase {
     for (int64_t l = 0;; ++l) {
       const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
       at::Tensor W = Wk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi});  // [K', fo, fi]
-      // On cuda, a copy of its own: W's rows are P apart in Wk, and P is odd (41,601 at h = 100,
-      // L = 5), so every other member's matrix starts 8 bytes off a 16-byte boundary. cuBLAS's
-      // batched products then leave out their kernels that need 16-byte alignment (Hopper's TMA
-      // loads). The copy is 8 MB a hidden layer at K = 100 (LAZYFEAT_ALIGNED_WEIGHTS=0: the views,
-      // for benchmarks).
+      // LAZYFEAT_ALIGNED_WEIGHTS=1 (cuda; not yet the default: written 2026-12-07 and not yet
+      // measured or tested on a GPU): a copy of its own. W's rows are P apart in Wk, and P is odd
+      // (41,601 at h = 100, L = 5), so every other member's matrix starts 8 bytes off a 16-byte
+      // boundary, and cuBLAS's batched products may leave out their kernels that need 16-byte
+      // alignment (Hopper's TMA loads): a suspect for the products' 9.4 TFLOP/s in the loop
+      // against 25-32 on aligned operands (docs/benchmarks.md). The copy is 8 MB a hidden layer
+      // at K = 100.
       if (aligned_weights_ && K > 1) W = W.contiguous();
       const at::Tensor b = Wk.narrow(1, lay_.b_offset[l], fo).view({K, 1, fo});        // [K', 1, fo]
       mult_[l] = (l > 0 && softplus_ ? act_.scale : 1.0) / std::sqrt(double(fi));
@@ -511,7 +513,7 @@ class BatchedEngine final : public EnsembleEngineBase {
   int64_t n_;
   bool softplus_ = false;
   bool cuda_kernels_ = false;  // the forward's and backward's epilogues through models/fc_cuda.h
-  bool aligned_weights_ = false;  // the products' weights copied out of Wk (batched_outputs)
+  bool aligned_weights_ = false;  // the products' weights copied out of Wk (batched_outputs; opt-in)
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
   std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
   at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df
