@@ -56,11 +56,17 @@ export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
 # ~80 s build. HASH covers every file under src/ and CMakeLists.txt (all that the lazyfeat
 # target is built from, with .gpu/include), so any change to them builds again; a binary that
 # does not start here (another PyTorch) is built again too.
-srchash=$(cd "$root" && find src CMakeLists.txt -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+# A binary left on a warm machine by an earlier call is used only if it was built from these
+# sources (BUILD/lazyfeat.srchash, written by scripts/gpu-build.sh).
+srchash=$("$root/scripts/gpu-build.sh" --hash)
 carried=$root/.gpu/bin/lazyfeat-$srchash.gz
+if [ -x "$build/lazyfeat" ] && [ "$(cat "$build/lazyfeat.srchash" 2>/dev/null)" != "$srchash" ]; then
+  echo "build: the binary here is of other sources"; rm -f "$build/lazyfeat"
+fi
 if [ ! -x "$build/lazyfeat" ] && [ -z "${REBUILD:-}" ] && [ -s "$carried" ]; then
   mkdir -p "$build" && gunzip -c "$carried" > "$build/lazyfeat" && chmod +x "$build/lazyfeat"
-  if "$build/lazyfeat" --version > /dev/null 2>&1; then echo "build: none, the carried binary of these sources ($srchash)"
+  if "$build/lazyfeat" --version > /dev/null 2>&1; then
+    echo "$srchash" > "$build/lazyfeat.srchash"; echo "build: none, the carried binary of these sources ($srchash)"
   else rm -f "$build/lazyfeat"; echo "build: the carried binary does not start here; building"; fi
 fi
 if [ ! -x "$build/lazyfeat" ] || [ -n "${REBUILD:-}" ]; then
@@ -68,8 +74,8 @@ if [ ! -x "$build/lazyfeat" ] || [ -n "${REBUILD:-}" ]; then
   echo "build: ${SECONDS} s"
   gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"  # back with the database, for the next call
 fi
-# A binary built by an earlier script of this call (scripts/gpu-check.sh before this one, same
-# sources) goes back too, unless it came carried.
+# A binary of these sources built by an earlier script of this call or an earlier call on this
+# warm machine (scripts/gpu-check.sh) goes back too, unless it came carried.
 [ -x "$build/lazyfeat" ] && [ ! -s "$carried" ] && [ ! -s "$dest/lazyfeat-$srchash.gz" ] && gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"
 lf=$build/lazyfeat
 db=$build/study/$name.sqlite
