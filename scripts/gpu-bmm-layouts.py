@@ -34,9 +34,9 @@ def main(K, n, h):
     bT = torch.zeros(K, h, 1, dtype=dt, device=dev)
     X1, W1 = X.reshape(K * n, h), W[0]
     # The weights as the engine holds them (unless LAZYFEAT_ALIGNED_WEIGHTS=1): views of the
-    # members' parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix starts 8 bytes
-    # off a 16-byte boundary.
-    P = 41601 if h * h < 41601 else h * h + 1
+    # members' parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix
+    # starts 8 bytes off a 16-byte boundary.
+    P = max(41601, (1100 + h * h) | 1)
     Wrows = torch.randn(K, P, dtype=dt, device=dev)
     Wv = Wrows[:, 1100:1100 + h * h].view(K, h, h)
     f = 2.0 * K * n * h * h
