@@ -19,8 +19,8 @@
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
 # (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, aligned
-#   and the script only] [CNN=0] [H1000=0 | H1000_STEPS=1500] [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]]
-#   [FULL=1] scripts/gpu-check.sh [build-dir]
+#   and the script only] [CNN=0] [H1000_STEPS=1500 (0: no h = 1000 rows)]
+#   [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]] [FULL=1] scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=${OUT:-/tmp/gpu-check}
@@ -57,8 +57,8 @@ for K in ${BENCH_K:-100 10 1}; do
   [ -n "${SHORT:-}" ] || LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
 done
-h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less
-[ "${H1000:-1}" = 0 ] || bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps --repeats 3 --alone-max 0
+h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less; 0: none
+[ "$h1000_steps" = 0 ] || bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps --repeats 3 --alone-max 0
 if [ "${CNN:-1}" != 0 ]; then  # CNN=0 leaves setup B's four benchmarks out (~3 minutes)
 # Setup B: K = 10 CNN members (2 alphas x 5 seeds, h = 32, batches of 64) as one network (the
 # grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row):
@@ -73,7 +73,7 @@ fi
 # [K, P] rows with P odd (the engine's, unless LAZYFEAT_ALIGNED_WEIGHTS=1).
 timeout 120 python3 "$root/scripts/gpu-bmm-layouts.py" 100 5000 100 > "$out/bmm-layouts.log" 2>&1
 echo "bmm layouts (${SECONDS} s):"; cat "$out/bmm-layouts.log"
-[ "${H1000:-1}" = 0 ] || reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps
+[ "$h1000_steps" = 0 ] || reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps
 # PROFILE=1: where a K = 100 step's GPU time goes, kernel by kernel (Nsight Compute; graphs off),
 # with the CUDA kernels and without (scripts/gpu-kernel-times.py).
 if [ -n "${PROFILE:-}" ]; then

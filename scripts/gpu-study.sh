@@ -63,20 +63,22 @@ carried=$root/.gpu/bin/lazyfeat-$srchash.gz
 if [ -x "$build/lazyfeat" ] && [ "$(cat "$build/lazyfeat.srchash" 2>/dev/null)" != "$srchash" ]; then
   echo "build: the binary here is of other sources"; rm -f "$build/lazyfeat"
 fi
+came_carried=
 if [ ! -x "$build/lazyfeat" ] && [ -z "${REBUILD:-}" ] && [ -s "$carried" ]; then
   mkdir -p "$build" && gunzip -c "$carried" > "$build/lazyfeat" && chmod +x "$build/lazyfeat"
   if "$build/lazyfeat" --version > /dev/null 2>&1; then
+    came_carried=1
     echo "$srchash" > "$build/lazyfeat.srchash"; echo "build: none, the carried binary of these sources ($srchash)"
   else rm -f "$build/lazyfeat"; echo "build: the carried binary does not start here; building"; fi
 fi
 if [ ! -x "$build/lazyfeat" ] || [ -n "${REBUILD:-}" ]; then
   TARGET=lazyfeat "$root/scripts/gpu-build.sh" "$build" > "$logs/build.log" 2>&1 || { tail -50 "$logs/build.log"; exit 1; }
   echo "build: ${SECONDS} s"
-  gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"  # back with the database, for the next call
 fi
-# A binary of these sources built by an earlier script of this call or an earlier call on this
-# warm machine (scripts/gpu-check.sh) goes back too, unless it came carried.
-[ -x "$build/lazyfeat" ] && [ ! -s "$carried" ] && [ ! -s "$dest/lazyfeat-$srchash.gz" ] && gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"
+# The binary goes back with the database, for the next call's fresh machine, unless it came
+# carried: built just now, or by an earlier script of this call (scripts/gpu-check.sh) or an
+# earlier call on this warm machine, of these sources either way.
+[ -z "$came_carried" ] && gzip -c "$build/lazyfeat" > "$dest/lazyfeat-$srchash.gz"
 lf=$build/lazyfeat
 db=$build/study/$name.sqlite
 if [ ! -s "$db" ] && [ -s "$root/.gpu/study/$name.sqlite.gz" ]; then
