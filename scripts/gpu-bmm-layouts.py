@@ -33,8 +33,8 @@ def main(K, n, h):
     b = torch.zeros(K, 1, h, dtype=dt, device=dev)
     bT = torch.zeros(K, h, 1, dtype=dt, device=dev)
     X1, W1 = X.reshape(K * n, h), W[0]
-    # The weights as the engine holds them (unless LAZYFEAT_ALIGNED_WEIGHTS=1): views of the
-    # members' parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix
+    # The weights as the engine held them before 2026-12-07 (LAZYFEAT_ALIGNED_WEIGHTS=0): views of
+    # the members' parameter rows [K, P], P odd (41,601 at h = 100, L = 5), so every other matrix
     # starts 8 bytes off a 16-byte boundary.
     P = max(41601, (1100 + h * h) | 1)
     Wrows = torch.randn(K, P, dtype=dt, device=dev)
@@ -51,6 +51,8 @@ def main(K, n, h):
         ("fwd  bmm W XT -> [K,h,n]", lambda: torch.bmm(W, XT)),
         ("fwd  baddbmm bT + W XT -> [K,h,n]", lambda: torch.baddbmm(bT, W, XT)),
         ("bwd  dX = G W [K,n,h]", lambda: torch.bmm(G, W)),
+        ("bwd  dX = baddbmm(beta 0, alpha m) G W (engine's)",
+         lambda: torch.baddbmm(G, G, W, beta=0.0, alpha=0.1)),
         ("bwd  dXT = W^T GT [K,h,n]", lambda: torch.bmm(W.transpose(1, 2), GT)),
         ("bwd  dW = G^T X (reduce n) [K,n,h] views", lambda: torch.bmm(G.transpose(1, 2), X)),
         ("bwd  dW = GT XT^T (reduce n) [K,h,n]", lambda: torch.bmm(GT, XT.transpose(1, 2))),

@@ -18,8 +18,8 @@
 #    (scripts/gpu-kernel-times.py), with the CUDA kernels and without.
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
-# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, aligned
-#   and the script only] [CNN=0] [H1000_STEPS=1500 (0: no h = 1000 rows)]
+# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, on views,
+#   the phases and the script only] [CNN=0] [H1000_STEPS=1500 (0: no h = 1000 rows)]
 #   [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]] [FULL=1] scripts/gpu-check.sh [build-dir]
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,13 +46,17 @@ bench() { local name=$1; shift; OMP_NUM_THREADS=4 timeout 150 $lf bench "$@" --j
 reference() { local name=$1; shift; timeout 150 python3 "$root/scripts/gpu-reference.py" "$@" > "$out/$name.log" 2>&1;
               echo "$name (${SECONDS} s): $(tail -1 "$out/$name.log")"; }
 # Setup A: lazyfeat as built (the CUDA kernels, the rule on the device, its rounds as a CUDA
-# graph), with the products' weights copied to aligned matrices (LAZYFEAT_ALIGNED_WEIGHTS=1,
-# opt-in until measured), without the graphs (LAZYFEAT_CUDA_GRAPHS=0), the engine before all
-# three (LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0), and the plain PyTorch script, same shapes.
+# graph, the products' weights copied to aligned matrices), on the weights' odd-stride views
+# instead (LAZYFEAT_ALIGNED_WEIGHTS=0, the engine before 2026-12-07), its phases timed
+# (--phases), without the graphs (LAZYFEAT_CUDA_GRAPHS=0), the engine before all three
+# (LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0), and the plain PyTorch script, same shapes.
 for K in ${BENCH_K:-100 10 1}; do
   steps=$(( K == 1 ? 3000 : 1000 ))
   bench ensemble-K$K ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
-  LAZYFEAT_ALIGNED_WEIGHTS=1 bench ensemble-K$K-aligned ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-views ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  # Where a round's time goes, phase by phase (bench ensemble --phases: CUDA events, graphs off).
+  bench ensemble-K$K-phases ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0 --phases
+  sed -n '/^phases of/,/^[^ p]/p' "$out/ensemble-K$K-phases.log" | grep -v '^{'
   [ -n "${SHORT:-}" ] || LAZYFEAT_CUDA_GRAPHS=0 bench ensemble-K$K-nographs ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   [ -n "${SHORT:-}" ] || LAZYFEAT_CUDA_KERNELS=0 LAZYFEAT_DEVICE_RULE=0 bench ensemble-K$K-before ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   reference reference-K$K --K $K --h 100 --L 5 --ptr 5000 --steps $steps
@@ -70,7 +74,7 @@ bench cnn-h32-steps train-step --arch cnn --device cuda --h 32 --steps 300 --ref
 LAZYFEAT_CNN_CONV=im2col bench cnn-h32-steps-im2col train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 fi
 # The products alone, in each layout (scripts/gpu-bmm-layouts.py), the weights also as views of
-# [K, P] rows with P odd (the engine's, unless LAZYFEAT_ALIGNED_WEIGHTS=1).
+# [K, P] rows with P odd (the engine's with LAZYFEAT_ALIGNED_WEIGHTS=0).
 timeout 120 python3 "$root/scripts/gpu-bmm-layouts.py" 100 5000 100 > "$out/bmm-layouts.log" 2>&1
 echo "bmm layouts (${SECONDS} s):"; cat "$out/bmm-layouts.log"
 [ "$h1000_steps" = 0 ] || reference reference-h1000 --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps

@@ -152,22 +152,33 @@ TEST(Cuda, GraphRoundsEqualEagerRounds) {
   }
 }
 
-// The products' weights copied out of the members' parameter rows (LAZYFEAT_ALIGNED_WEIGHTS=1,
-// experiment/engine.cpp's batched_outputs) against the views of those rows (the default): the
-// same matrices, so the same decisions and numbers to 1e-9 (cuBLAS may pick other kernels for
-// aligned operands: other roundings). A copy of the wrong slice or shape changes the run.
+// The products' weights copied out of the members' parameter rows (the default on cuda,
+// experiment/engine.cpp's batched_outputs) against the views of those rows
+// (LAZYFEAT_ALIGNED_WEIGHTS=0): the same matrices, so the same decisions and numbers to 1e-9
+// (cuBLAS picks other kernels for aligned operands: other roundings). A copy of the wrong slice
+// or shape changes the run.
 TEST(Cuda, AlignedWeightsEqualTheViews) {
   ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
   Dataset d = lft::synthetic(50, 30, 5);
   std::vector<RunConfig> cfgs;
   for (auto [seed, a] : {std::pair<uint64_t, double>{0, 1e-2}, {1, 1e3}, {2, 1.0}}) cfgs.push_back(member(seed, a, "cuda"));
   std::vector<lft::Recorded> ra, rv;
-  const std::vector<RunResult> a = lft::ensemble_with("LAZYFEAT_ALIGNED_WEIGHTS", "1", cfgs, d, ra);
-  const std::vector<RunResult> v = lft::ensemble_with("LAZYFEAT_ALIGNED_WEIGHTS", nullptr, cfgs, d, rv);
+  const std::vector<RunResult> a = lft::ensemble_with("LAZYFEAT_ALIGNED_WEIGHTS", nullptr, cfgs, d, ra);
+  const std::vector<RunResult> v = lft::ensemble_with("LAZYFEAT_ALIGNED_WEIGHTS", "0", cfgs, d, rv);
   for (size_t k = 0; k < cfgs.size(); ++k) {
     SCOPED_TRACE("member " + std::to_string(k));
     EXPECT_EQ(a[k].trainer, "batched");
     EXPECT_GT(a[k].steps, 100);
     lft::expect_same_run(a[k], ra[k], v[k], rv[k]);
   }
+}
+
+// `bench ensemble --phases` on cuda: the marks as CUDA events (common/phase_times.h), the rounds
+// then eager (no graph), the numbers those of the untimed run.
+TEST(Cuda, PhaseTimesAccountForTheRounds) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  Dataset d = lft::synthetic(50, 30, 5);
+  std::vector<RunConfig> cfgs = {member(4, 1e-2, "cuda"), member(2, 1e3, "cuda"), member(5, 1.0, "cuda")};
+  for (RunConfig& c : cfgs) c = lft::above_rounding(c);
+  lft::expect_phase_times_account_for_the_rounds(cfgs, d);
 }

@@ -159,6 +159,15 @@ TEST(Ensemble, DeviceRuleEqualsTheHostRule) {
   EXPECT_GT(dev[0].rejected + dev[2].rejected, 0) << "the rejection path";
 }
 
+// `bench ensemble --phases` (common/phase_times.h) on the CPU's batched engine: the marks of
+// engine.cpp's rounds counted and timed by the host's clock, the numbers unchanged.
+TEST(Ensemble, PhaseTimesAccountForTheRounds) {
+  Dataset d = synthetic(50, 30);
+  std::vector<RunConfig> cfgs = {member(4, 1e-2, 400), member(2, 1e3, 300), member(5, 1.0, 200)};
+  for (RunConfig& c : cfgs) c = lft::above_rounding(c);
+  lft::expect_phase_times_account_for_the_rounds(cfgs, d);
+}
+
 TEST(Ensemble, MembersMustShareAllButSeedAndAlpha) {
   std::vector<RunConfig> cfgs = {member(0, 1e-2, 10), member(1, 1e3, 10)};
   EXPECT_NO_THROW(validate_ensemble(cfgs));

@@ -1,6 +1,7 @@
 #include "testing.h"
 
 #include "common/options.h"
+#include "common/phase_times.h"
 #include "dynamics/momentum.h"
 #include "experiment/config.h"
 #include "models/blas.h"
@@ -17,9 +18,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -248,6 +251,66 @@ std::vector<lf::RunResult> ensemble_with(const char* var, const char* value, con
   for (auto& r : rec) hooks.push_back(recording(r));
   const ScopedEnv env(var, value);
   return lf::train_ensemble(cfgs, d, hooks, kind);
+}
+
+void expect_phase_times_account_for_the_rounds(const std::vector<lf::RunConfig>& cfgs, const lf::Dataset& d) {
+  const ScopedEnv rule("LAZYFEAT_DEVICE_RULE", "all");
+  std::vector<Recorded> ra, rb;
+  lf::PhaseTimes::set_enabled(false);
+  const std::vector<lf::RunResult> plain = ensemble_with("LAZYFEAT_PHASE_TIMES", nullptr, cfgs, d, ra, lf::EngineKind::Batched);
+  lf::PhaseTimes::set_enabled(true);
+  lf::PhaseTimes::reset();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<lf::RunResult> timed = ensemble_with("LAZYFEAT_PHASE_TIMES", nullptr, cfgs, d, rb, lf::EngineKind::Batched);
+  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  lf::PhaseTimes::set_enabled(false);
+  int64_t longest = 0;  // trials of the member with the most: each round gives a member at most one
+  for (size_t k = 0; k < cfgs.size(); ++k) {
+    SCOPED_TRACE("member " + std::to_string(k));
+    EXPECT_EQ(numbers(timed[k]), numbers(plain[k]));
+    expect_same_run(timed[k], rb[k], plain[k], ra[k]);
+    longest = std::max(longest, timed[k].steps + timed[k].rejected);
+  }
+  const int64_t rounds = lf::PhaseTimes::spans(), L = cfgs.front().L;
+  EXPECT_GE(rounds, longest);
+  // At most the rounds of the call in which the last member ends (kMaxRounds, experiment/train.cpp)
+  // past it: a member whose rounds were counted twice would pass this.
+  EXPECT_LE(rounds, longest + 256) << "rounds counted more than once";
+  const bool kernels = cfgs.front().device == "cuda";  // engine.cpp's marks on either path
+  std::map<std::string, int64_t> want = {
+      {"trial step", rounds},       {"forward products", rounds * (L + 1)},
+      {"forward epilogues", rounds * L}, {"fit and rule", rounds},
+      {"gradient products (weights)", rounds * (L + 1)}, {"gradient copies", rounds * (L + 1)},
+      {"gradient products (inputs)", rounds * (kernels ? L - 1 : L)}, {"gradient epilogues", rounds * L},
+      {"state update", rounds}};
+  int64_t copies = 0;  // cuda: every layer of a round of two or more members (aligned weights)
+  double sum = 0;
+  int64_t between = 0;
+  for (const lf::PhaseTimes::Phase& p : lf::PhaseTimes::totals()) {
+    SCOPED_TRACE(p.name);
+    EXPECT_GE(p.ms, 0.0);
+    sum += p.ms;
+    if (p.name == lf::PhaseTimes::kBetweenSpans) {
+      between = p.count;
+      continue;
+    }
+    if (p.name == "weight copies" && kernels) {
+      copies = p.count;
+      continue;
+    }
+    ASSERT_TRUE(want.count(p.name)) << "a phase that engine.cpp does not mark";
+    EXPECT_EQ(p.count, want[p.name]);
+    want.erase(p.name);
+  }
+  EXPECT_TRUE(want.empty()) << want.size() << " phases never marked, e.g. " << want.begin()->first;
+  EXPECT_LT(between, rounds) << "each call of rounds starts a new chain";
+  if (kernels) {
+    EXPECT_GT(copies, 0);
+    EXPECT_LE(copies, rounds * (L + 1));
+    EXPECT_EQ(copies % (L + 1), 0);
+  }
+  EXPECT_GT(sum, 0.0);
+  EXPECT_LE(sum, wall_ms);
 }
 
 namespace {

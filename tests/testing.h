@@ -105,6 +105,13 @@ void expect_same_run(const lf::RunResult& a, const Recorded& ca, const lf::RunRe
 constexpr double kDt0AboveRounding = 1e-7;
 lf::RunConfig above_rounding(lf::RunConfig cfg);
 
+// The ensemble cfgs on the batched engine with its rule on the device for every step
+// (LAZYFEAT_DEVICE_RULE=all), once as it is and once with the phases timed (common/phase_times.h,
+// as `bench ensemble --phases`): the same numbers bit for bit, every phase marked as often as a
+// round of an L-layer network marks it (the kernels' path on cuda, the LibTorch composition
+// elsewhere), no phase negative, and the phases' sum within the timed call's wall time.
+void expect_phase_times_account_for_the_rounds(const std::vector<lf::RunConfig>& cfgs, const lf::Dataset& d);
+
 // A run's summary without its timings (wall_s, steps_per_s): what two runs of the same numbers share.
 nlohmann::json numbers(const lf::RunResult& r);
 // The run's checkpoints after step `after`, as JSON without wall_s.

@@ -1,5 +1,5 @@
 // `lazyfeat bench ensemble [--device cpu|cuda] [--K 1,4,16] [--h 64 --L 3 --ptr 1000] [--steps N]
-// [--repeats R] [--json]`: member-steps per second of an ensemble of K members (seeds 0..K-1,
+// [--repeats R] [--phases] [--json]`: member-steps per second of an ensemble of K members (seeds 0..K-1,
 // FC softplus, d = 10, float64, mu = 1000, hinge) trained in lockstep by train_ensemble, next to
 // the same K runs trained one after another by train_run in the same call (the baseline).
 // Synthetic data (x ~ N(0,1) [ptr, 10], labels the sign of a fixed random linear function) and
@@ -7,7 +7,8 @@
 // full forward and backward. Figures are medians over repeats of member-steps / wall seconds,
 // each ensemble and each sequence of runs from its start (the setup included), and the
 // ensemble's loop alone (from the moment every member is set up). The engine is the
-// ensemble's default: sequential fused kernels on the CPU, batched on cuda.
+// ensemble's default: sequential fused kernels on the CPU, batched on cuda. --phases adds where
+// the batched engine's rounds spend their time (common/phase_times.h), phase by phase.
 // With --arch cnn: setup B (the CNN of protocol section 2 at --h, default 32, under the stochastic
 // dynamics at T = 3e-4, tau = 10, batches of at most 64; synthetic images) as one ensemble of
 // |--alphas| x --seeds members (default 5 x 10 = 50), each member --steps accepted steps: on cuda
@@ -26,6 +27,7 @@
 #include "cli/bench.h"
 #include "common/error.h"
 #include "common/options.h"
+#include "common/phase_times.h"
 #include "experiment/config.h"
 #include "data/dataset.h"
 #include "experiment/train.h"
@@ -137,10 +139,32 @@ int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_
   return 0;
 }
 
+// The phases of the rounds timed since PhaseTimes::reset (bench ensemble --phases), as a table on
+// out and as JSON: per phase the ms a round, the marks a round and the share of the rounds' time.
+nlohmann::json phase_table(std::ostream& out) {
+  const std::vector<PhaseTimes::Phase> ph = PhaseTimes::totals();
+  const double rounds = double(PhaseTimes::spans());
+  nlohmann::json j = nlohmann::json::array();
+  if (ph.empty() || rounds == 0) {
+    out << "phases: none timed (only the batched engine's rounds: --device cuda, the rule on the device)\n";
+    return j;
+  }
+  double total = 0;
+  for (const auto& p : ph) total += p.ms;
+  out << "phases of " << rounds << " rounds, " << total / rounds << " ms a round:\n";
+  for (const auto& p : ph) {
+    out << "  " << p.name << std::string(p.name.size() < 30 ? 30 - p.name.size() : 1, ' ') << p.ms / rounds
+        << " ms a round (" << 100.0 * p.ms / total << "%), " << double(p.count) / rounds << " marks a round\n";
+    j.push_back({{"phase", p.name}, {"ms_per_round", p.ms / rounds}, {"share", p.ms / total},
+                 {"marks_per_round", double(p.count) / rounds}});
+  }
+  return j;
+}
+
 int bench_ensemble(const Args& args) {
   int64_t h = -1, L = 3, ptr = -1, steps = 200, repeats = 3, alone_max = 16, seeds = 10;
   std::string device = "cpu", ks = "1,4,16", arch = "fc", alphas = "1e-2,1e-1,1,10,100";
-  bool json = false;
+  bool json = false, phases = false;
   OptionParser p("lazyfeat bench ensemble [--device cpu|cuda] [--K 1,4,16] [--h N --L N --ptr N --steps N "
                  "--repeats R] [--json]",
                  "Member-steps/s of ensembles of K members (train_ensemble) against the same K runs one after "
@@ -162,7 +186,12 @@ int bench_ensemble(const Args& args) {
   p.value("alone-max", "K", "time the K runs alone only up to this K (default 16)",
           [&](const std::string& v) { alone_max = parse_int("--alone-max", v); });
   p.flag("json", "print the figures as one JSON line", json);
+  p.flag("phases",
+         "also where the batched engine's rounds spend their time, phase by phase (common/phase_times.h; its "
+         "rounds then run without CUDA graphs)",
+         phases);
   p.parse(args);
+  PhaseTimes::set_enabled(phases);
   require(arch == "fc" || arch == "cnn", "--arch: fc or cnn");
   if (h < 0) h = arch == "cnn" ? 32 : 64;
   if (ptr < 0) ptr = arch == "cnn" ? 5000 : 1000;
@@ -218,6 +247,7 @@ int bench_ensemble(const Args& args) {
       finalize(c);
       cfgs.push_back(c);
     }
+    PhaseTimes::reset();
     const EnsembleRates r = time_ensemble(cfgs, data, repeats, K <= alone_max);
     const std::vector<double>&together = r.together, &apart = r.apart, &loop = r.loop;
     const double tflops = median(loop) * flops / 1e12;  // the loop's rate of matrix work
@@ -234,6 +264,7 @@ int bench_ensemble(const Args& args) {
       std::cout << ", runs alone " << median(apart) << " (x" << row["ratio"].get<double>() << ")";
     }
     std::cout << "\n";
+    if (phases) row["phases"] = phase_table(std::cout);
     rows.push_back(row);
   }
   nlohmann::json j = {{"benchmark", "ensemble"}, {"device", device}, {"h", h}, {"L", L}, {"ptr", ptr}, {"d", 10},

@@ -11,6 +11,7 @@
 
 #include "common/cuda_graph.h"
 #include "common/error.h"
+#include "common/phase_times.h"
 #include "dynamics/momentum.h"
 #include "experiment/ensemble_engine.h"
 #include "experiment/observables.h"
@@ -227,7 +228,7 @@ class BatchedEngine final : public EnsembleEngineBase {
     alpha_ = at::tensor(spec_.alpha, at::TensorOptions().dtype(at::kDouble)).to(d64);
     softplus_ = act_.kind == Activation::Kind::Softplus;
     cuda_kernels_ = cuda_kernels_available() && softplus_ && opts.device().is_cuda() && opts.dtype() == at::kDouble;
-    aligned_weights_ = opts.device().is_cuda() && env_equals("LAZYFEAT_ALIGNED_WEIGHTS", "1");
+    aligned_weights_ = opts.device().is_cuda() && !env_equals("LAZYFEAT_ALIGNED_WEIGHTS", "0");
   }
 
   void start(const std::vector<int64_t>& ks, std::vector<Fit>& fits) override {
@@ -365,11 +366,14 @@ class BatchedEngine final : public EnsembleEngineBase {
                                          Wl_[size_t(l)].stride(0), mult_[size_t(l)], z.data_ptr<double>(), true,
                                          gpre.data_ptr<double>(), gb, Gk.stride(0), work.data_ptr<double>(), K, n_, fi,
                                          act_.beta, threshold(), stream);
+      PhaseTimes::mark("gradient epilogues");
       return gpre;
     }
     at::Tensor gz = at::baddbmm(g.new_empty({K, n_, fi}), g, Wl_[size_t(l)], 0.0, mult_[size_t(l)]);
+    PhaseTimes::mark("gradient products (inputs)");
     cuda::softplus_backward_bias(gz.data_ptr<double>(), z.data_ptr<double>(), true, gz.data_ptr<double>(), gb,
                                  Gk.stride(0), work.data_ptr<double>(), K, n_, fi, act_.beta, threshold(), stream);
+    PhaseTimes::mark("gradient epilogues");
     return gz;
 #else
     (void)l, (void)g, (void)Gk;
@@ -387,8 +391,10 @@ class BatchedEngine final : public EnsembleEngineBase {
       const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
       const at::Tensor gW = l == 0 ? at::matmul(gpre.transpose(1, 2), x_)          // [K', fo, d]
                                    : at::bmm(gpre.transpose(1, 2), z_[l - 1]);  // [K', fo, fi]
+      PhaseTimes::mark("gradient products (weights)");
       Gk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi}).copy_(gW.mul_(mult_[l]));
       if (l == lay_.L || !cuda_kernels_) Gk.narrow(1, lay_.b_offset[l], fo).copy_(gpre.sum(1));  // else summed below
+      PhaseTimes::mark("gradient copies");
       if (l == 0) break;
       if (cuda_kernels_) {
         gpre = backward_kernel(l, gpre, Gk);
@@ -397,8 +403,10 @@ class BatchedEngine final : public EnsembleEngineBase {
       // gz = m_l gpre W_l [K', n, fi]: the factor inside the product (beta = 0: the first
       // argument is not read), not one more pass over [K', n, fi].
       at::Tensor gz = at::baddbmm(gpre.new_empty({K, n_, fi}), gpre, Wl_[l], 0.0, mult_[l]);
+      PhaseTimes::mark("gradient products (inputs)");
       gpre = softplus_ ? at::softplus_backward(gz, pre_[l - 1], act_.beta, threshold())
                        : gz.mul_(act_.derivative(pre_[l - 1]));
+      PhaseTimes::mark("gradient epilogues");
     }
   }
   // f of the members with weights Wk [K', P] on the points x [N, d] (the device): [K', N]. With
@@ -411,26 +419,32 @@ class BatchedEngine final : public EnsembleEngineBase {
     for (int64_t l = 0;; ++l) {
       const int64_t fo = lay_.fan_out(l), fi = lay_.fan_in(l);
       at::Tensor W = Wk.narrow(1, lay_.w_offset[l], fo * fi).view({K, fo, fi});  // [K', fo, fi]
-      // LAZYFEAT_ALIGNED_WEIGHTS=1 (cuda; not yet the default: written 2026-12-07 and not yet
-      // measured or tested on a GPU): a copy of its own. W's rows are P apart in Wk, and P is odd
-      // (41,601 at h = 100, L = 5), so every other member's matrix starts 8 bytes off a 16-byte
-      // boundary, and cuBLAS's batched products may leave out their kernels that need 16-byte
-      // alignment (Hopper's TMA loads): a suspect for the products' 9.4 TFLOP/s in the loop
-      // against 25-32 on aligned operands (docs/benchmarks.md). The copy is 8 MB a hidden layer
-      // at K = 100.
-      if (aligned_weights_ && K > 1) W = W.contiguous();
+      // On cuda, a copy of its own (unless LAZYFEAT_ALIGNED_WEIGHTS=0): W's rows are P apart in
+      // Wk, and P is odd (41,601 at h = 100, L = 5), so every other member's matrix starts 8 bytes
+      // off a 16-byte boundary, and cuBLAS's batched products then leave out their fast kernels.
+      // Measured on an H100 (docs/benchmarks.md, 2026-12-07): the forward product on such views
+      // at 18.3 TFLOP/s against 28.8 on their copies, the loop at K = 100 7,814 member-steps/s on
+      // views and 8,919 on copies. The copy is 8 MB a hidden layer at K = 100.
+      if (aligned_weights_ && K > 1) {
+        W = W.contiguous();
+        PhaseTimes::mark("weight copies");
+      }
       const at::Tensor b = Wk.narrow(1, lay_.b_offset[l], fo).view({K, 1, fo});        // [K', 1, fo]
       mult_[l] = (l > 0 && softplus_ ? act_.scale : 1.0) / std::sqrt(double(fi));
       if (keep) Wl_[l] = W;
       if (l < lay_.L && cuda_kernels_) {  // the product, then scale, bias and softplus over it in one pass
         z = at::bmm(z, W.transpose(1, 2));  // [K', N, fo]
+        PhaseTimes::mark("forward products");
         bias_softplus(Wk.narrow(1, lay_.b_offset[l], fo), mult_[l], z);
+        PhaseTimes::mark("forward epilogues");
         if (keep) z_.push_back(z);  // no preactivation: the backward takes phi' from z
         continue;
       }
       const at::Tensor pre = at::baddbmm(b, z, W.transpose(1, 2), 1.0, mult_[l]);  // [K', N, fo]
-      if (l == lay_.L) return pre.squeeze(2);                                       // [K', N]
+      PhaseTimes::mark("forward products");
+      if (l == lay_.L) return pre.squeeze(2);  // [K', N]
       z = softplus_ ? at::softplus(pre, act_.beta, threshold()) : act_(pre);
+      PhaseTimes::mark("forward epilogues");
       if (keep) pre_.push_back(pre), z_.push_back(z);
     }
   }
@@ -513,7 +527,7 @@ class BatchedEngine final : public EnsembleEngineBase {
   int64_t n_;
   bool softplus_ = false;
   bool cuda_kernels_ = false;  // the forward's and backward's epilogues through models/fc_cuda.h
-  bool aligned_weights_ = false;  // the products' weights copied out of Wk (batched_outputs; opt-in)
+  bool aligned_weights_ = false;  // the products' weights copied out of Wk (batched_outputs; cuda)
   at::Tensor F_, F0_, Y_, alpha_;   // [K, n] outputs now and at w0 (float64), [n] labels, [K]
   std::vector<int64_t> last_ks_;    // the members of the last forward, in its order
   at::Tensor Fn_, C_;               // [K', n] of the last forward: outputs, dL/df
@@ -550,6 +564,7 @@ class BatchedEngine final : public EnsembleEngineBase {
 // addresses): one round reads it and writes it back, so that a CUDA graph of one round replays
 // the rest (common/cuda_graph.h). Nothing goes to the host until the last round.
 void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
+  PhaseTimes::begin(opts_.device());  // bench ensemble --phases: where a round's time goes
   const at::Tensor live = (s.stop == 0) & (s.step < s.park);
   const at::Tensor &t = s.t, &dt = s.dt;
   // The decay x of Momentum::decay, on every member (tau = t/mu: 0 at t = 0).
@@ -565,6 +580,7 @@ void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
   } else {
     W = at::where(lc, s.W - s.G * dtc, s.W);
   }
+  PhaseTimes::mark("trial step");
   const at::Tensor Fn = batched_outputs(W, x_, /*keep=*/true).to(at::kDouble);  // [K', n]
   const DeviceFit fit = device_fit(Fn, s.F, s.F0, s.alpha);
   const at::Tensor nan = fit.df.isnan();
@@ -577,6 +593,7 @@ void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
   // The gradient at the accepted trial weights (the kept forward), for members with a point left.
   const at::Tensor keep = acc & finite & (fit.unsat > 0);
   at::Tensor Gk = at::empty_like(s.G);
+  PhaseTimes::mark("fit and rule");
   backward(fit.C * keep.to(at::kDouble).unsqueeze(1), Gk);
   // Why members stop (Member::settle and accept): the first reason only.
   auto code = [](RuleState::Stop r) { return double(int(r)); };
@@ -596,6 +613,7 @@ void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
   s.V.copy_(at::where(acc.unsqueeze(1), V, s.V));
   s.F.copy_(at::where(acc.unsqueeze(1), Fn, s.F));
   s.S.narrow(0, 0, RoundState::kOut).copy_(next);
+  PhaseTimes::mark("state update");
 }
 
 void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rule, int64_t R,
@@ -609,7 +627,8 @@ void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rul
   auto pick = [&](const at::Tensor& A) { return all ? A : A.index_select(0, idx); };
   // A graph of one round when there are enough rounds to pay for its capture (an eager round and
   // the instantiation: about two rounds' host time), kept while the members and the rule stay.
-  const bool graph = R >= kGraphRounds && CudaGraph::wanted(opts_.device());
+  // Not while the phases are timed (a replay makes no marks: common/phase_times.h).
+  const bool graph = R >= kGraphRounds && CudaGraph::wanted(opts_.device()) && !PhaseTimes::enabled();
   std::optional<CudaGraph::OnStream> on;
   if (graph) on.emplace(graph_);
   const bool same = rs_.S.defined() && rs_ks_ == ks && rs_rule_.df_min == rule.df_min &&
@@ -651,6 +670,7 @@ void BatchedEngine::rounds(const std::vector<int64_t>& ks, const RuleParams& rul
     for (; r < R; ++r) graph_.replay();
   }
   for (; r < R; ++r) round(rs_, rule);
+  PhaseTimes::collect();
   z_.clear(), pre_.clear(), Wl_.clear();
   if (all) {
     W_.copy_(rs_.W), V_.copy_(rs_.V), G_.copy_(rs_.G), F_.copy_(rs_.F);
