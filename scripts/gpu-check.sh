@@ -21,6 +21,8 @@
 # (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, on views,
 #   the phases and the script only] [CNN=0] [H1000_STEPS=1500 (0: no h = 1000 rows)]
 #   [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]] [FULL=1] scripts/gpu-check.sh [build-dir]
+# Exit status: 1 when the build fails, else ctest's (so that a study after it in the same call,
+# `gpu-check.sh && gpu-study.sh`, runs only on an engine whose tests passed there).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=${OUT:-/tmp/gpu-check}
@@ -38,7 +40,8 @@ export LD_LIBRARY_PATH=$root/.gpu/lib:${LD_LIBRARY_PATH:-}
 lf=$build/lazyfeat
 $lf --version
 (cd "$build" && OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 taskset -c 0-13 \
-   ctest ${CTEST_ARGS:--LE debian} -j 7 --output-on-failure --timeout 400 > "$out/ctest.log" 2>&1; echo "ctest exit $?" >> "$out/ctest.log")
+   ctest ${CTEST_ARGS:--LE debian} -j 7 --output-on-failure --timeout 400 > "$out/ctest.log" 2>&1)
+tests_rc=$?; echo "ctest exit $tests_rc" >> "$out/ctest.log"
 tail -12 "$out/ctest.log"
 echo "tests: ${SECONDS} s"
 bench() { local name=$1; shift; OMP_NUM_THREADS=4 timeout 150 $lf bench "$@" --json > "$out/$name.log" 2>&1;
@@ -104,3 +107,4 @@ bench cnn-ensemble50 ensemble --arch cnn --device cuda --h 32 --steps 50 --repea
 $lf bench train-step --h 100 --L 5 --ptr 5000 --steps 30 --ref-steps 10 --repeats 3 2>&1 | tail -4
 fi
 echo "total: ${SECONDS} s"
+exit $tests_rc  # the tests' verdict (the benchmarks' own failures show in their lines): `gpu-check.sh && ...`

@@ -34,9 +34,11 @@ struct State {
   int64_t spans = 0;
 };
 
+// Never destroyed: its CUDA events would otherwise be destroyed after the CUDA runtime has
+// unloaded at the process's exit ("driver shutting down", an abort; seen on the H100, 2026-12-07).
 State& state() {
-  static State s;
-  return s;
+  static State* s = new State;
+  return *s;
 }
 
 bool enabled_locked(State& s) {
