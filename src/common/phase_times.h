@@ -7,6 +7,7 @@
 // A mark is a host call, so a CUDA graph's replay makes none: the engine leaves its graphs off
 // while the timer is on (experiment/engine.cpp), and the times are those of its eager rounds.
 // Cost: one event record a mark (a few us of launch), one host synchronisation a collect().
+// One timer for the process: for one engine at a time (the bench's), not threads that each run one.
 // Deliberately not: kernel-level times (Nsight Compute), nested phases, a test of speed.
 #pragma once
 #include <c10/core/Device.h>
