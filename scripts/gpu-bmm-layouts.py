@@ -43,7 +43,7 @@ def main(K, n, h):
     cases = [
         ("single [Kn,h]x[h,h] (the card on this work)", lambda: X1 @ W1),
         ("fwd  bmm X[K,n,h] W^T (view)", lambda: torch.bmm(X, W.transpose(1, 2))),
-        ("fwd  baddbmm b + X W^T (engine today)", lambda: torch.baddbmm(b, X, W.transpose(1, 2))),
+        ("fwd  baddbmm b + X W^T (LibTorch composition)", lambda: torch.baddbmm(b, X, W.transpose(1, 2))),
         ("fwd  bmm X WT (contiguous)", lambda: torch.bmm(X, WT)),
         ("fwd  bmm X Wv^T, Wv rows P (odd) apart", lambda: torch.bmm(X, Wv.transpose(1, 2))),
         ("fwd  bmm X Wv^T, Wv copied (contiguous)", lambda: torch.bmm(X, Wv.contiguous().transpose(1, 2))),

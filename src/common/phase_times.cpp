@@ -1,10 +1,8 @@
 #include "common/phase_times.h"
 
 #include <chrono>
-#include <cstdlib>
 #include <deque>
 #include <mutex>
-#include <optional>
 
 #ifdef LAZYFEAT_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -24,8 +22,7 @@ struct Mark {
 
 struct State {
   std::mutex mu;
-  std::optional<bool> on;
-  bool active = false, cuda = false;
+  bool on = false, active = false, cuda = false;
   std::vector<Mark> marks;
 #ifdef LAZYFEAT_WITH_CUDA
   std::deque<at::cuda::CUDAEvent> events;  // a pool, reused span after span (stable addresses)
@@ -39,14 +36,6 @@ struct State {
 State& state() {
   static State* s = new State;
   return *s;
-}
-
-bool enabled_locked(State& s) {
-  if (!s.on) {
-    const char* e = std::getenv("LAZYFEAT_PHASE_TIMES");
-    s.on = e && std::string(e) == "1";
-  }
-  return *s.on;
 }
 
 void record(State& s, const char* name) {
@@ -66,7 +55,7 @@ void record(State& s, const char* name) {
 bool PhaseTimes::enabled() {
   State& s = state();
   std::lock_guard<std::mutex> g(s.mu);
-  return enabled_locked(s);
+  return s.on;
 }
 
 void PhaseTimes::set_enabled(bool on) {
@@ -78,7 +67,7 @@ void PhaseTimes::set_enabled(bool on) {
 void PhaseTimes::begin(const c10::Device& d) {
   State& s = state();
   std::lock_guard<std::mutex> g(s.mu);
-  if (!enabled_locked(s)) return;
+  if (!s.on) return;
   ++s.spans;
   if (s.active) {  // the next span of the same collect: the time since the last mark is the gap's
     record(s, kBetweenSpans);

@@ -20,7 +20,7 @@ namespace lf {
 
 class PhaseTimes {
  public:
-  // Whether marks are recorded: set_enabled, or LAZYFEAT_PHASE_TIMES=1 in the environment.
+  // Whether marks are recorded (set_enabled; off at the start: only the bench reads the totals).
   static bool enabled();
   static void set_enabled(bool on);
   // Starts a span on device d (a round of the engine): the next mark's phase begins here. Inside
