@@ -170,6 +170,72 @@ TEST(CudaKernels, OuterSoftplusBackwardBiasEqualsItsComposition) {
   }
 }
 
+namespace {
+
+// [K] masks with both values, random (at least one of each where K > 1).
+at::Tensor random_mask(int64_t K, double p_true) {
+  at::Tensor m = at::rand({K}, kGpu) < p_true;
+  if (K > 1) m[0].fill_(true), m[K - 1].fill_(false);
+  return m;
+}
+
+const std::vector<std::array<int64_t, 2>> kRoundShapes = {{1, 5}, {3, 7}, {100, 41601}, {21, 165201}, {70000, 3}};
+
+}  // namespace
+
+// The trial step of a round, momentum and gradient flow: bit for bit the engine's composition
+// (where(live, V x - G (1 - x), V), where(live, W + Vt dt, W); where(live, W - G dt, W)), at a
+// single member, odd P, the shapes of the study's blocks, and more members than the grid's y limit.
+TEST(CudaKernels, TrialStepEqualsItsComposition) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  at::manual_seed(14);
+  for (const auto& [K, P] : kRoundShapes) {
+    SCOPED_TRACE("K " + std::to_string(K) + " P " + std::to_string(P));
+    const at::Tensor W = at::randn({K, P}, kGpu), V = at::randn({K, P}, kGpu), G = at::randn({K, P}, kGpu);
+    const at::Tensor x = at::rand({K}, kGpu), dt = at::rand({K}, kGpu) * 1e3, live = random_mask(K, 0.7);
+    const at::Tensor lc = live.unsqueeze(1), xc = x.unsqueeze(1), dtc = dt.unsqueeze(1);
+    const at::Tensor want_V = at::where(lc, V * xc - G * (1.0 - x).unsqueeze(1), V);
+    const at::Tensor want_W = at::where(lc, W + want_V * dtc, W);
+    at::Tensor Wt = at::full_like(W, std::numeric_limits<double>::quiet_NaN()), Vt = Wt.clone();  // poisoned
+    cuda::trial_step(W.data_ptr<double>(), V.data_ptr<double>(), G.data_ptr<double>(), x.data_ptr<double>(),
+                     dt.data_ptr<double>(), live.data_ptr<bool>(), Wt.data_ptr<double>(), Vt.data_ptr<double>(), K, P,
+                     at::cuda::getCurrentCUDAStream().stream());
+    EXPECT_EQ(bits_differ(Vt, want_V), 0);
+    EXPECT_EQ(bits_differ(Wt, want_W), 0);
+    // Gradient flow: no velocity.
+    const at::Tensor want_gf = at::where(lc, W - G * dtc, W);
+    Wt.fill_(std::numeric_limits<double>::quiet_NaN());
+    cuda::trial_step(W.data_ptr<double>(), nullptr, G.data_ptr<double>(), nullptr, dt.data_ptr<double>(),
+                     live.data_ptr<bool>(), Wt.data_ptr<double>(), nullptr, K, P,
+                     at::cuda::getCurrentCUDAStream().stream());
+    EXPECT_EQ(bits_differ(Wt, want_gf), 0);
+  }
+}
+
+// The accepted trials kept: the rows of acc and keep replaced, every other row untouched (its
+// NaN poison stays), with and without the velocity.
+TEST(CudaKernels, KeepTrialsEqualsItsComposition) {
+  ASSERT_TRUE(at::hasCUDA()) << "this test needs a CUDA device";
+  at::manual_seed(15);
+  for (const auto& [K, P] : kRoundShapes) {
+    for (const bool momentum : {true, false}) {
+      SCOPED_TRACE("K " + std::to_string(K) + " P " + std::to_string(P) + (momentum ? " momentum" : " gradient flow"));
+      const at::Tensor Gk = at::randn({K, P}, kGpu), Wt = at::randn({K, P}, kGpu), Vt = at::randn({K, P}, kGpu);
+      const at::Tensor acc = random_mask(K, 0.6), keep = acc & random_mask(K, 0.8);
+      at::Tensor G = at::full({K, P}, std::numeric_limits<double>::quiet_NaN(), kGpu);
+      at::Tensor W = G.clone(), V = G.clone();
+      const at::Tensor want_G = at::where(keep.unsqueeze(1), Gk, G), want_W = at::where(acc.unsqueeze(1), Wt, W);
+      const at::Tensor want_V = momentum ? at::where(acc.unsqueeze(1), Vt, V) : V.clone();
+      cuda::keep_trials(acc.data_ptr<bool>(), keep.data_ptr<bool>(), Gk.data_ptr<double>(), Wt.data_ptr<double>(),
+                        momentum ? Vt.data_ptr<double>() : nullptr, G.data_ptr<double>(), W.data_ptr<double>(),
+                        momentum ? V.data_ptr<double>() : nullptr, K, P, at::cuda::getCurrentCUDAStream().stream());
+      EXPECT_EQ(bits_differ(G, want_G), 0);
+      EXPECT_EQ(bits_differ(W, want_W), 0);
+      EXPECT_EQ(bits_differ(V, want_V), 0);
+    }
+  }
+}
+
 // The batched engine on cuda with the kernels and without (the LibTorch composition, whose bias
 // rides in baddbmm's epilogue: other roundings): the same decisions and numbers to 1e-9, from a
 // first step above rounding. The final test outputs differ in their last bits, which shows that

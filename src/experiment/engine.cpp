@@ -548,6 +548,37 @@ class BatchedEngine final : public EnsembleEngineBase {
   // Rounds a call needs for its rounds to run as a graph's replays (fewer: eagerly).
   static constexpr int64_t kGraphRounds = 4;
   void round(RoundState& s, const RuleParams& rule);
+  // Wt (and Vt, momentum) <- the trial step of the live members from s (models/fc_cuda.h: one
+  // pass, bit for bit the composition in round()); x [K'] the decay (momentum only).
+  void trial_kernel(const RoundState& s, const at::Tensor& x, const at::Tensor& live, at::Tensor& Wt,
+                    at::Tensor& Vt) const {
+#ifdef LAZYFEAT_WITH_CUDA_KERNELS
+    const bool momentum = Vt.defined();
+    const at::Tensor xc = momentum ? x.contiguous() : at::Tensor(), dtc = s.dt.contiguous(), lc = live.contiguous();
+    cuda::trial_step(s.W.data_ptr<double>(), momentum ? s.V.data_ptr<double>() : nullptr, s.G.data_ptr<double>(),
+                     momentum ? xc.data_ptr<double>() : nullptr, dtc.data_ptr<double>(), lc.data_ptr<bool>(),
+                     Wt.data_ptr<double>(), momentum ? Vt.data_ptr<double>() : nullptr, s.W.size(0), s.W.size(1),
+                     at::cuda::getCurrentCUDAStream().stream());
+#else
+    (void)s, (void)x, (void)live, (void)Wt, (void)Vt;
+    no_kernels();
+#endif
+  }
+  // s.G <- Gk where keep, s.W <- Wt and (momentum) s.V <- Vt where acc (models/fc_cuda.h).
+  void keep_kernel(const at::Tensor& acc, const at::Tensor& keep, const at::Tensor& Gk, const at::Tensor& Wt,
+                   const at::Tensor& Vt, RoundState& s) const {
+#ifdef LAZYFEAT_WITH_CUDA_KERNELS
+    const bool momentum = Vt.defined();
+    const at::Tensor ac = acc.contiguous(), kc = keep.contiguous();
+    cuda::keep_trials(ac.data_ptr<bool>(), kc.data_ptr<bool>(), Gk.data_ptr<double>(), Wt.data_ptr<double>(),
+                      momentum ? Vt.data_ptr<double>() : nullptr, s.G.data_ptr<double>(), s.W.data_ptr<double>(),
+                      momentum ? s.V.data_ptr<double>() : nullptr, s.W.size(0), s.W.size(1),
+                      at::cuda::getCurrentCUDAStream().stream());
+#else
+    (void)acc, (void)keep, (void)Gk, (void)Wt, (void)Vt, (void)s;
+    no_kernels();
+#endif
+  }
   RoundState rs_;
   std::vector<int64_t> rs_ks_;  // the members rs_ holds, and the rule of the graph
   RuleParams rs_rule_;
@@ -574,7 +605,12 @@ void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
   auto col = [&](const at::Tensor& v) { return v.to(opts_.dtype()).unsqueeze(1); };  // [K', 1]
   const at::Tensor lc = live.unsqueeze(1), dtc = col(dt);
   at::Tensor W, V = s.V;  // the trial's weights and velocity; s.W and s.V stay those before it
-  if (Momentum{rule.tau}.enabled()) {
+  const bool momentum = Momentum{rule.tau}.enabled();
+  if (cuda_kernels_) {  // one pass (models/fc_cuda.h), the same bits as the composition below
+    W = at::empty_like(s.W);
+    V = momentum ? at::empty_like(s.V) : at::Tensor();
+    trial_kernel(s, x, live, W, V);
+  } else if (momentum) {
     V = at::where(lc, s.V * col(x) - s.G * col(1.0 - x), s.V);
     W = at::where(lc, s.W + V * dtc, s.W);
   } else {
@@ -608,9 +644,13 @@ void BatchedEngine::round(RoundState& s, const RuleParams& rule) {
                                      at::where(acc, fit.err, s.err), at::where(acc, fit.unsat, s.unsat),
                                      at::where(s.stop == 0, why, s.stop)});  // RoundState::S's rows
   // Every new value is computed from the old ones above; now they replace them.
-  s.G.copy_(at::where(keep.unsqueeze(1), Gk, s.G));
-  s.W.copy_(at::where(acc.unsqueeze(1), W, s.W));
-  s.V.copy_(at::where(acc.unsqueeze(1), V, s.V));
+  if (cuda_kernels_) {
+    keep_kernel(acc, keep, Gk, W, V, s);
+  } else {
+    s.G.copy_(at::where(keep.unsqueeze(1), Gk, s.G));
+    s.W.copy_(at::where(acc.unsqueeze(1), W, s.W));
+    s.V.copy_(at::where(acc.unsqueeze(1), V, s.V));
+  }
   s.F.copy_(at::where(acc.unsqueeze(1), Fn, s.F));
   s.S.narrow(0, 0, RoundState::kOut).copy_(next);
   PhaseTimes::mark("state update");

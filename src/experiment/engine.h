@@ -15,8 +15,9 @@
 //    hand-written batched backward (two batched products a layer and one elementwise pass). On
 //    cuda in float64 with softplus, each hidden layer's scale, bias and activation follow its
 //    product as one hand-written pass, and in the backward the activation's derivative (from z)
-//    and the bias gradient are one pass (models/fc_cuda.h; LAZYFEAT_CUDA_KERNELS=0: LibTorch's
-//    baddbmm, softplus, softplus_backward and sum instead).
+//    and the bias gradient are one pass, and so are a round's trial step and its keeping of the
+//    accepted trials over [K, P] (models/fc_cuda.h; LAZYFEAT_CUDA_KERNELS=0: LibTorch's
+//    baddbmm, softplus, softplus_backward, sum and where instead).
 //    Members that left (converged, stopped, diverged) are not computed. The GPU path of
 //    full-batch FC ensembles; it refuses batch work (forward_rows, gradient_rows) and other
 //    networks.

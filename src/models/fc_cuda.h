@@ -5,7 +5,8 @@
 // side compiles anywhere. Each kernel has its plain LibTorch composition next to it in
 // tests/cuda_kernels.cpp, which it must equal.
 // Deliberately not: the matrix products (cuBLAS's, through LibTorch; only the top layer's outer
-// product is made here), other dtypes, other activations (their LibTorch path stays).
+// product is made here), other dtypes, other activations (their LibTorch path stays), the rule's
+// decisions over [K] (LibTorch's small kernels: a CUDA graph replays them).
 #pragma once
 #include <cstdint>
 
@@ -54,5 +55,23 @@ void outer_softplus_backward_bias(const double* c, const double* w, int64_t w_st
 
 // The float64 values of `work` that the two functions above need at these shapes.
 int64_t bias_work_size(int64_t K, int64_t N, int64_t H);
+
+// The bookkeeping of a round of the paper's rule (Engine::rounds), over the members' [K, P]
+// parameters (rows contiguous, float64): one pass each where LibTorch's composition makes five
+// (products, difference, where) or four (where, copy). live, acc, keep: [K] bool masks; x, dt:
+// [K] float64. Throw std::runtime_error on a launch error.
+//
+// The trial step, on the members with live[k] (the others: Wt = W, Vt = V):
+//   momentum (V given):  Vt = V x - G (1 - x),  Wt = W + Vt dt
+//   gradient flow (V and Vt null):  Wt = W - G dt
+// each product and sum rounded on its own (no fused multiply-add), 1 - x first: bit for bit the
+// composition V * x - G * (1 - x), W + Vt * dt (tests/cuda_kernels.cpp).
+void trial_step(const double* W, const double* V, const double* G, const double* x, const double* dt,
+                const bool* live, double* Wt, double* Vt, int64_t K, int64_t P, void* stream);
+
+// The accepted trials kept: G[k] <- Gk[k] where keep[k]; W[k] <- Wt[k] and (V given) V[k] <- Vt[k]
+// where acc[k]; the other rows are not touched (not read, not written).
+void keep_trials(const bool* acc, const bool* keep, const double* Gk, const double* Wt, const double* Vt, double* G,
+                 double* W, double* V, int64_t K, int64_t P, void* stream);
 
 }  // namespace lf::cuda

@@ -168,7 +168,100 @@ void backward(const double* gz, const double* c, const double* w, int64_t w_stri
                                             threshold, s);
 }
 
+// The [K, P] passes of a round's bookkeeping: blockIdx.y a member (striding over K past the
+// grid's y limit), blockIdx.x and the threads striding over its P parameters, kUnroll loads in
+// flight a thread. A member's masks and scalars are read once a block; a block whose member is
+// not concerned returns at once.
+template <bool Momentum>
+__global__ void trial_step_kernel(const double* __restrict__ W, const double* __restrict__ V,
+                                  const double* __restrict__ G, const double* __restrict__ x,
+                                  const double* __restrict__ dt, const bool* __restrict__ live,
+                                  double* __restrict__ Wt, double* __restrict__ Vt, int64_t K, int64_t P) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t k = blockIdx.y; k < K; k += gridDim.y) {
+    const bool on = live[k];
+    const double xk = Momentum ? x[k] : 0.0, omx = Momentum ? __dsub_rn(1.0, xk) : 0.0, dk = dt[k];
+    const int64_t row = k * P;
+    for (int64_t p0 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p0 < P; p0 += kUnroll * stride) {
+      double w[kUnroll], v[kUnroll], g[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t p = p0 + u * stride;
+        if (p < P) {
+          w[u] = W[row + p];
+          if (Momentum) v[u] = V[row + p];
+          if (on) g[u] = G[row + p];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t p = p0 + u * stride;
+        if (p < P) {
+          if (Momentum) {
+            const double vt = on ? __dsub_rn(__dmul_rn(v[u], xk), __dmul_rn(g[u], omx)) : v[u];
+            Vt[row + p] = vt;
+            Wt[row + p] = on ? __dadd_rn(w[u], __dmul_rn(vt, dk)) : w[u];
+          } else {
+            Wt[row + p] = on ? __dsub_rn(w[u], __dmul_rn(g[u], dk)) : w[u];
+          }
+        }
+      }
+    }
+  }
+}
+
+__global__ void keep_trials_kernel(const bool* __restrict__ acc, const bool* __restrict__ keep,
+                                   const double* __restrict__ Gk, const double* __restrict__ Wt,
+                                   const double* __restrict__ Vt, double* __restrict__ G, double* __restrict__ W,
+                                   double* __restrict__ V, int64_t K, int64_t P) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t k = blockIdx.y; k < K; k += gridDim.y) {
+    const bool a = acc[k], g = keep[k];
+    if (!a && !g) continue;
+    const int64_t row = k * P;
+    for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < P; p += stride) {
+      if (g) G[row + p] = Gk[row + p];
+      if (a) {
+        W[row + p] = Wt[row + p];
+        if (V) V[row + p] = Vt[row + p];
+      }
+    }
+  }
+}
+
+// A member's blocks (the grid's x; y: the members, at most 65,535, the kernels striding over the
+// rest): enough for its P values at kUnroll a thread, at most what fills the card ~4 times over
+// with K members.
+dim3 member_grid(int64_t K, int64_t P, int threads) {
+  const int64_t per_member = std::max<int64_t>(1, std::min<int64_t>((P + threads * kUnroll - 1) / (threads * kUnroll),
+                                                                    (132 * 32 + K - 1) / K));
+  return dim3(unsigned(per_member), unsigned(std::min<int64_t>(K, 65535)));
+}
+
 }  // namespace
+
+void trial_step(const double* W, const double* V, const double* G, const double* x, const double* dt,
+                const bool* live, double* Wt, double* Vt, int64_t K, int64_t P, void* stream) {
+  if (K * P == 0) return;
+  if ((V == nullptr) != (Vt == nullptr)) throw std::runtime_error("trial_step: V and Vt together or neither");
+  constexpr int kThreads = 256;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (V)
+    trial_step_kernel<true><<<member_grid(K, P, kThreads), kThreads, 0, s>>>(W, V, G, x, dt, live, Wt, Vt, K, P);
+  else
+    trial_step_kernel<false><<<member_grid(K, P, kThreads), kThreads, 0, s>>>(W, V, G, x, dt, live, Wt, Vt, K, P);
+  check(cudaGetLastError(), "trial_step launch");
+}
+
+void keep_trials(const bool* acc, const bool* keep, const double* Gk, const double* Wt, const double* Vt, double* G,
+                 double* W, double* V, int64_t K, int64_t P, void* stream) {
+  if (K * P == 0) return;
+  if ((V == nullptr) != (Vt == nullptr)) throw std::runtime_error("keep_trials: V and Vt together or neither");
+  constexpr int kThreads = 256;
+  keep_trials_kernel<<<member_grid(K, P, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      acc, keep, Gk, Wt, Vt, G, W, V, K, P);
+  check(cudaGetLastError(), "keep_trials launch");
+}
 
 void bias_softplus(const double* b, int64_t b_stride, double m, double* pre, double* z, int64_t K, int64_t N,
                    int64_t H, double beta, double threshold, void* stream) {
