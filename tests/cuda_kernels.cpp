@@ -40,7 +40,10 @@ TEST(CudaKernels, BiasSoftplusEqualsItsComposition) {
   struct Shape {
     int64_t K, N, H;
   };
-  for (const Shape s : {Shape{1, 7, 3}, Shape{5, 300, 100}, Shape{3, 1001, 33}, Shape{40, 257, 64}}) {
+  // {300, 1001, 33}: 15 blocks a member, three passes of a thread, its column stepped by 12;
+  // {70000, 2, 3}: more members than the grid's y limit.
+  for (const Shape s : {Shape{1, 7, 3}, Shape{5, 300, 100}, Shape{3, 1001, 33}, Shape{40, 257, 64},
+                        Shape{300, 1001, 33}, Shape{70000, 2, 3}}) {
     for (const double threshold : {20.0, 600.0}) {
       SCOPED_TRACE("K " + std::to_string(s.K) + " N " + std::to_string(s.N) + " H " + std::to_string(s.H) +
                    " threshold " + std::to_string(threshold));

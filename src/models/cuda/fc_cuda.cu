@@ -15,38 +15,51 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-// The values a thread loads before it stores any (the epilogues below): with one load in flight
-// a thread, the forward's pass ran at about half the card's bandwidth (0.49 ms for the 800 MB of a
-// hidden layer at K = 100 on an H100: `bench ensemble --phases`, 2026-12-07), the latency of each
-// load not hidden by the threads resident. Each value's arithmetic is unchanged: the same bits.
+// The values a thread loads before it stores any (the kernels below): with one load in flight a
+// thread, the backward's epilogue waited on memory's latency; with four it runs at 74% of an
+// H100's bandwidth (2.75 to 2.34 ms of a K = 100 round's epilogues, `bench ensemble --phases`,
+// 2026-12-08; the forward's is bound by its instructions instead). Each value's arithmetic is
+// unchanged: the same bits.
 constexpr int kUnroll = 4;
 
-// A grid-stride loop, each thread taking kUnroll values `stride` apart per pass (a warp's loads of
-// one pass stay contiguous); Index is 32-bit when K N H < 2^31 (the divisions by N H and H are
-// then 32-bit: several times cheaper than 64-bit ones on the GPU; i + kUnroll strides stays below
-// 2^32). InPlace: z is pre (no __restrict__ then), and only z is written.
+// One member a block row (blockIdx.y = k, striding over K past the grid's y limit), and within
+// it a grid-stride loop over its N H values, each thread taking kUnroll values `stride` apart per
+// pass (a warp's loads of one pass stay contiguous). A thread's column j = i mod H is found once a
+// member and then stepped (+ stride mod H, one subtraction), so a value costs no integer division:
+// with a division by N H and one by H a value (the kernel before 2026-12-08), Nsight Compute
+// counted ~200 instructions a value, 48 of them integer, the SMs 79% busy and DRAM 38%: the pass
+// was bound by issuing instructions, not by memory. Index (the offset within a member) is 32-bit
+// when N H + kUnroll stride < 2^32. InPlace: z is pre (no __restrict__ then), and only z is written.
 template <typename Index, bool InPlace>
-__global__ void bias_softplus_kernel(const double* __restrict__ b, Index b_stride, double m, double* pre, double* z,
-                                     Index total, Index NH, Index H, double beta, double threshold) {
-  const Index stride = Index(gridDim.x) * blockDim.x;
-  for (Index i0 = Index(blockIdx.x) * blockDim.x + threadIdx.x; i0 < total; i0 += kUnroll * stride) {
-    double x[kUnroll];
+__global__ void bias_softplus_kernel(const double* __restrict__ b, int64_t b_stride, double m, double* pre, double* z,
+                                     int64_t K, Index NH, Index H, double beta, double threshold) {
+  const Index t = Index(blockIdx.x) * blockDim.x + threadIdx.x, stride = Index(gridDim.x) * blockDim.x;
+  const Index step_j = stride % H;  // the column's step from one pass's value to the next's
+  for (int64_t k = blockIdx.y; k < K; k += gridDim.y) {
+    const double* bk = b + k * b_stride;
+    double* pk = pre + k * int64_t(NH);
+    double* zk = z + k * int64_t(NH);
+    Index j = t % H;  // the column of value t
+    for (Index i0 = t; i0 < NH; i0 += kUnroll * stride) {
+      double x[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const Index i = i0 + Index(u) * stride;
-      if (i < total) {
-        const Index k = i / NH, j = i % H;
-        // m pre + b as two roundings (no fused multiply-add), as the composition m * pre + b.
-        x[u] = __dadd_rn(__dmul_rn(m, pre[i]), b[k * b_stride + j]);
+      for (int u = 0; u < kUnroll; ++u) {
+        const Index i = i0 + Index(u) * stride;
+        if (i < NH) {
+          // m pre + b as two roundings (no fused multiply-add), as the composition m * pre + b.
+          x[u] = __dadd_rn(__dmul_rn(m, pk[i]), bk[j]);
+        }
+        j += step_j;
+        if (j >= H) j -= H;
       }
-    }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const Index i = i0 + Index(u) * stride;
-      if (i < total) {
-        if (!InPlace) pre[i] = x[u];
-        // ATen's softplus (its CUDA kernel, opmath double): the same expression, the same rounding.
-        z[i] = (x[u] * beta) > threshold ? x[u] : ::log1p(::exp(x[u] * beta)) / beta;
+      for (int u = 0; u < kUnroll; ++u) {
+        const Index i = i0 + Index(u) * stride;
+        if (i < NH) {
+          if (!InPlace) pk[i] = x[u];
+          // ATen's softplus (its CUDA kernel, opmath double): the same expression, the same rounding.
+          zk[i] = (x[u] * beta) > threshold ? x[u] : ::log1p(::exp(x[u] * beta)) / beta;
+        }
       }
     }
   }
@@ -265,26 +278,24 @@ void keep_trials(const bool* acc, const bool* keep, const double* Gk, const doub
 
 void bias_softplus(const double* b, int64_t b_stride, double m, double* pre, double* z, int64_t K, int64_t N,
                    int64_t H, double beta, double threshold, void* stream) {
-  const int64_t total = K * N * H;
-  if (total == 0) return;
+  const int64_t NH = N * H;
+  if (K * NH == 0) return;
   constexpr int kThreads = 256;
-  // Enough blocks to fill the device several times over; the loop strides over the rest.
-  const int64_t blocks = std::min<int64_t>((total + kThreads * kUnroll - 1) / (kThreads * kUnroll), 132 * 32);
+  const dim3 grid = member_grid(K, NH, kThreads);
   auto s = static_cast<cudaStream_t>(stream);
-  const bool narrow = total < (int64_t(1) << 31) && K * b_stride < (int64_t(1) << 32);
-  const unsigned g = unsigned(blocks);
+  const bool narrow = NH + int64_t(kUnroll) * grid.x * kThreads < (int64_t(1) << 32);
   if (narrow && z == pre) {
-    bias_softplus_kernel<uint32_t, true><<<g, kThreads, 0, s>>>(b, uint32_t(b_stride), m, pre, z, uint32_t(total),
-                                                                uint32_t(N * H), uint32_t(H), beta, threshold);
+    bias_softplus_kernel<uint32_t, true>
+        <<<grid, kThreads, 0, s>>>(b, b_stride, m, pre, z, K, uint32_t(NH), uint32_t(H), beta, threshold);
   } else if (narrow) {
-    bias_softplus_kernel<uint32_t, false><<<g, kThreads, 0, s>>>(b, uint32_t(b_stride), m, pre, z, uint32_t(total),
-                                                                 uint32_t(N * H), uint32_t(H), beta, threshold);
+    bias_softplus_kernel<uint32_t, false>
+        <<<grid, kThreads, 0, s>>>(b, b_stride, m, pre, z, K, uint32_t(NH), uint32_t(H), beta, threshold);
   } else if (z == pre) {
-    bias_softplus_kernel<uint64_t, true><<<g, kThreads, 0, s>>>(b, uint64_t(b_stride), m, pre, z, uint64_t(total),
-                                                                uint64_t(N * H), uint64_t(H), beta, threshold);
+    bias_softplus_kernel<uint64_t, true>
+        <<<grid, kThreads, 0, s>>>(b, b_stride, m, pre, z, K, uint64_t(NH), uint64_t(H), beta, threshold);
   } else {
-    bias_softplus_kernel<uint64_t, false><<<g, kThreads, 0, s>>>(b, uint64_t(b_stride), m, pre, z, uint64_t(total),
-                                                                 uint64_t(N * H), uint64_t(H), beta, threshold);
+    bias_softplus_kernel<uint64_t, false>
+        <<<grid, kThreads, 0, s>>>(b, b_stride, m, pre, z, K, uint64_t(NH), uint64_t(H), beta, threshold);
   }
   check(cudaGetLastError(), "bias_softplus launch");
 }
