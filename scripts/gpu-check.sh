@@ -19,7 +19,7 @@
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
 # (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, on views,
-#   the phases and the script only] [CNN=0] [H1000_STEPS=1500 (0: no h = 1000 rows)]
+#   the phases and the script only] [CNN=0 | short] [H1000_STEPS=1500 (0: no h = 1000 rows)]
 #   [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]] [FULL=1] scripts/gpu-check.sh [build-dir]
 # Exit status: 1 when the build fails, else ctest's (so that a study after it in the same call,
 # `gpu-check.sh && gpu-study.sh`, runs only on an engine whose tests passed there).
@@ -66,15 +66,20 @@ for K in ${BENCH_K:-100 10 1}; do
 done
 h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less; 0: none
 [ "$h1000_steps" = 0 ] || bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps --repeats 3 --alone-max 0
-if [ "${CNN:-1}" != 0 ]; then  # CNN=0 leaves setup B's four benchmarks out (~3 minutes)
+if [ "${CNN:-1}" != 0 ]; then  # CNN=0 leaves setup B's benchmarks out (~4 minutes; CNN=short: the first two)
 # Setup B: K = 10 CNN members (2 alphas x 5 seeds, h = 32, batches of 64) as one network (the
 # grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row):
-# its convolutions by cuDNN (groups = K), then as im2col and cuBLAS's batched products.
+# its convolutions by cuDNN (groups = K), with cuDNN's algorithms as its heuristics choose them
+# and as its benchmark mode times them (LAZYFEAT_CNN_CONV=cudnn-benchmark), then as im2col and
+# cuBLAS's batched products.
 bench cnn-K10 ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
+LAZYFEAT_CNN_CONV=cudnn-benchmark bench cnn-K10-cudnn-benchmark ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
+if [ "${CNN:-1}" != short ]; then
 LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
 # One CNN run (the reference forward, ConvModel) with either convolution.
 bench cnn-h32-steps train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
 LAZYFEAT_CNN_CONV=im2col bench cnn-h32-steps-im2col train-step --arch cnn --device cuda --h 32 --steps 300 --ref-steps 100 --repeats 1
+fi
 fi
 # The products alone, in each layout (scripts/gpu-bmm-layouts.py), the weights also as views of
 # [K, P] rows with P odd (the engine's with LAZYFEAT_ALIGNED_WEIGHTS=0).

@@ -91,6 +91,13 @@ TEST(Cnn, Im2colConvolutionEqualsConv2d) {
     EXPECT_EQ(cnn_conv_wanted(), CnnConv::Im2col);
     EXPECT_LT(rel(cnn_forward_reference(p, x, Activation::make("relu")), direct), 1e-13);
   }
+  {
+    lft::ScopedEnv env("LAZYFEAT_CNN_CONV", "cudnn-benchmark");
+    at::globalContext().setBenchmarkCuDNN(false);
+    EXPECT_EQ(cnn_conv_wanted(), CnnConv::Direct);
+    EXPECT_TRUE(at::globalContext().benchmarkCuDNN());
+    at::globalContext().setBenchmarkCuDNN(false);
+  }
   lft::ScopedEnv bad("LAZYFEAT_CNN_CONV", "winograd");
   EXPECT_THROW(cnn_conv_wanted(), UsageError);
 }

@@ -76,8 +76,13 @@ CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed, at::TensorOptions
 
 CnnConv cnn_conv_wanted() {
   const char* e = std::getenv("LAZYFEAT_CNN_CONV");
-  if (!e || !*e || std::string(e) == "cudnn") return CnnConv::Direct;
-  require(std::string(e) == "im2col", std::string("LAZYFEAT_CNN_CONV must be cudnn or im2col, not '") + e + "'");
+  const std::string v = e ? e : "";
+  if (v.empty() || v == "cudnn") return CnnConv::Direct;
+  if (v == "cudnn-benchmark") {  // for the whole process: cuDNN times its algorithms at each new shape
+    at::globalContext().setBenchmarkCuDNN(true);
+    return CnnConv::Direct;
+  }
+  require(v == "im2col", "LAZYFEAT_CNN_CONV must be cudnn, cudnn-benchmark or im2col, not '" + v + "'");
   return CnnConv::Im2col;
 }
 

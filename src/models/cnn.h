@@ -67,7 +67,10 @@ CNNParams cnn_init(int64_t channels, int64_t h, uint64_t seed,
 //           Slower on the H100 (2026-12-07): 37.5 steps/s against Direct's 136 for one network,
 //           167 member-steps/s against 250 for 10 members (docs/benchmarks.md).
 enum class CnnConv { Direct, Im2col };
-// LAZYFEAT_CNN_CONV: "cudnn" (or unset: Direct) or "im2col"; UsageError for anything else.
+// LAZYFEAT_CNN_CONV: "cudnn" (or unset: Direct), "im2col", or "cudnn-benchmark": Direct with
+// cuDNN's benchmark mode on for the process (it times its algorithms at each new shape and keeps
+// the fastest, so the summation order, and the last bits, may differ from run to run: for
+// benchmarks, scripts/gpu-check.sh); UsageError for anything else.
 CnnConv cnn_conv_wanted();
 at::Tensor cnn_conv(const at::Tensor& z, const at::Tensor& W, const at::Tensor& b, int64_t st, int64_t groups,
                     CnnConv how);
