@@ -66,13 +66,16 @@ for K in ${BENCH_K:-100 10 1}; do
 done
 h1000_steps=${H1000_STEPS:-300}  # a longer run weighs the first ~100 steps (host rule, dense checkpoints) less; 0: none
 [ "$h1000_steps" = 0 ] || bench ensemble-h1000 ensemble --device cuda --K 1 --h 1000 --L 5 --ptr 5000 --steps $h1000_steps --repeats 3 --alone-max 0
-if [ "${CNN:-1}" != 0 ]; then  # CNN=0 leaves setup B's benchmarks out (~4 minutes; CNN=short: the first two)
+if [ "${CNN:-1}" != 0 ]; then  # CNN=0 leaves setup B's benchmarks out (~4 minutes; CNN=short: the first three)
 # Setup B: K = 10 CNN members (2 alphas x 5 seeds, h = 32, batches of 64) as one network (the
 # grouped CNN engine) against the same 10 runs alone, one after another (issue 23's last row):
 # its convolutions by cuDNN (groups = K), with cuDNN's algorithms as its heuristics choose them
 # and as its benchmark mode times them (LAZYFEAT_CNN_CONV=cudnn-benchmark), then as im2col and
 # cuBLAS's batched products.
 bench cnn-K10 ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
+# Where its steps go (the walks, the batch gradients' forward and backward, the trial, ...).
+bench cnn-K10-phases ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 0 --phases
+sed -n '/^phases of/,/^[^ p]/p' "$out/cnn-K10-phases.log" | grep -v '^{'
 LAZYFEAT_CNN_CONV=cudnn-benchmark bench cnn-K10-cudnn-benchmark ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10
 if [ "${CNN:-1}" != short ]; then
 LAZYFEAT_CNN_CONV=im2col bench cnn-K10-im2col ensemble --arch cnn --device cuda --h 32 --alphas 1e-2,100 --seeds 5 --steps 200 --repeats 1 --alone-max 10

@@ -10,10 +10,13 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 
 #include "common/error.h"
+#include "common/phase_times.h"
 #include "dynamics/momentum.h"
 #include "experiment/config.h"
 #include "experiment/model.h"
@@ -302,6 +305,53 @@ TEST(Stochastic, GroupedCnnEngineEqualsTheSequentialEngine) {
     }
     EXPECT_NE(numbers(g[0]).dump(), numbers(g[2]).dump()) << "the alphas give other runs";
   }
+}
+
+// `bench ensemble --arch cnn --phases` (common/phase_times.h): the grouped CNN engine's stochastic
+// steps timed phase by phase on the CPU's clock. The same numbers as untimed; one span a step of
+// the ensemble, each of train.cpp's phases marked once a span, the engine's gradient forward and
+// backward once a gradient call, no phase negative, their sum within the wall time.
+TEST(Stochastic, PhaseTimesAccountForTheGroupedCnnSteps) {
+  const int64_t n = 48;
+  Dataset d = images(n, 20);
+  RunConfig base = stochastic_config("cnn", n);
+  base.max_steps = 15;
+  std::vector<RunConfig> cfgs = lft::members_of(base, {1e-2, 1e2}, {0});
+  cfgs[1].max_steps = 10;
+  const std::vector<TrainHooks> hooks(cfgs.size(), lft::quiet());
+  PhaseTimes::set_enabled(false);
+  const std::vector<RunResult> plain = train_ensemble(cfgs, d, hooks, EngineKind::Batched);
+  PhaseTimes::set_enabled(true);
+  PhaseTimes::reset();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<RunResult> timed = train_ensemble(cfgs, d, hooks, EngineKind::Batched);
+  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  PhaseTimes::set_enabled(false);
+  int64_t longest = 0;
+  for (size_t k = 0; k < cfgs.size(); ++k) {
+    EXPECT_EQ(timed[k].trainer, "grouped");
+    EXPECT_EQ(numbers(timed[k]).dump(), numbers(plain[k]).dump()) << "member " << k;
+    longest = std::max(longest, timed[k].steps + timed[k].rejected);
+  }
+  const int64_t steps = PhaseTimes::spans();
+  EXPECT_GE(steps, longest);
+  EXPECT_LE(steps, longest + 1) << "steps counted more than once";
+  std::map<std::string, int64_t> count;
+  double sum = 0;
+  for (const PhaseTimes::Phase& p : PhaseTimes::totals()) {
+    EXPECT_GE(p.ms, 0.0) << p.name;
+    sum += p.ms;
+    count[p.name] = p.count;
+  }
+  for (const char* phase : {"walks", "batch gradients", "trial step", "trial forwards", "verdicts", "checkpoints"})
+    EXPECT_EQ(count[phase], steps) << phase;
+  EXPECT_GE(count["batch gradients: forward"], 1);
+  EXPECT_LE(count["batch gradients: forward"], steps);
+  EXPECT_EQ(count["batch gradients: backward"], count["batch gradients: forward"]);
+  EXPECT_EQ(count.count(PhaseTimes::kBetweenSpans), 0u) << "each step collected on its own";
+  EXPECT_EQ(count.size(), 8u) << "a phase that train.cpp and the grouped engine do not mark";
+  EXPECT_GT(sum, 0.0);
+  EXPECT_LE(sum, wall_ms);
 }
 
 TEST(Stochastic, UnsupportedConfigsAreUsageErrors) {

@@ -87,12 +87,15 @@ EnsembleRates time_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& d
     });
     out.together.push_back(double(done) / s);
     out.loop.push_back(double(done) / std::chrono::duration<double>(loop_end - loop_start).count());
-    if (alone) {
+    if (alone) {  // not in the phase table (--phases): the ensemble's steps only
+      const bool timing = PhaseTimes::enabled();
+      PhaseTimes::set_enabled(false);
       done = 0;
       s = seconds_of([&] {
         for (const RunConfig& c : cfgs) done += train_run(c, data, quiet).steps;
       });
       out.apart.push_back(double(done) / s);
+      PhaseTimes::set_enabled(timing);
     }
     std::cerr << "K=" << cfgs.size() << " repeat " << r << ": ensemble " << out.together.back() << " member-steps/s";
     if (!out.apart.empty()) std::cerr << ", runs alone " << out.apart.back();
@@ -101,9 +104,12 @@ EnsembleRates time_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& d
   return out;
 }
 
-// --arch cnn: one ensemble of alphas x seeds members of setup B.
+nlohmann::json phase_table(std::ostream& out);
+
+// --arch cnn: one ensemble of alphas x seeds members of setup B (phases: its stochastic steps'
+// phases, experiment/train.cpp).
 int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_t steps, int64_t repeats,
-                       const std::vector<double>& alphas, int64_t seeds, bool alone, bool json) {
+                       const std::vector<double>& alphas, int64_t seeds, bool alone, bool phases, bool json) {
   std::vector<RunConfig> cfgs;
   for (double a : alphas)
     for (int64_t s = 0; s < seeds; ++s) {
@@ -122,6 +128,7 @@ int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_
       finalize(c);
       cfgs.push_back(c);
     }
+  PhaseTimes::reset();
   const EnsembleRates r = time_ensemble(cfgs, bench_images(ptr), repeats, alone);
   nlohmann::json j = {{"benchmark", "ensemble"}, {"arch", "cnn"}, {"device", device}, {"h", h}, {"ptr", ptr},
                       {"K", cfgs.size()}, {"alphas", alphas}, {"seeds", seeds}, {"steps", steps}, {"repeats", repeats},
@@ -135,6 +142,7 @@ int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_
     std::cout << ", runs alone " << median(r.apart) << " (x" << j["ratio"].get<double>() << ")";
   }
   std::cout << "\n";
+  if (phases) j["phases"] = phase_table(std::cout);
   if (json) print_json_line(j.dump());
   return 0;
 }
@@ -146,7 +154,8 @@ nlohmann::json phase_table(std::ostream& out) {
   const double rounds = double(PhaseTimes::spans());
   nlohmann::json j = nlohmann::json::array();
   if (ph.empty() || rounds == 0) {
-    out << "phases: none timed (only the batched engine's rounds: --device cuda, the rule on the device)\n";
+    out << "phases: none timed (the batched engine's rounds: --device cuda, the rule on the device; the "
+           "stochastic dynamics' steps)\n";
     return j;
   }
   double total = 0;
@@ -187,8 +196,8 @@ int bench_ensemble(const Args& args) {
           [&](const std::string& v) { alone_max = parse_int("--alone-max", v); });
   p.flag("json", "print the figures as one JSON line", json);
   p.flag("phases",
-         "also where the batched engine's rounds spend their time, phase by phase (common/phase_times.h; its "
-         "rounds then run without CUDA graphs)",
+         "also where the ensemble's steps spend their time, phase by phase (common/phase_times.h): fc, the "
+         "batched engine's rounds (then without CUDA graphs); cnn, the stochastic dynamics' steps",
          phases);
   p.parse(args);
   PhaseTimes::set_enabled(phases);
@@ -205,7 +214,7 @@ int bench_ensemble(const Args& args) {
             "--h, --steps, --repeats and --seeds must be >= 1, --ptr >= 2");
     const std::vector<double> as = parse_list("--alphas", alphas);
     return bench_ensemble_cnn(device, h, ptr, steps, repeats, as, seeds,
-                              int64_t(as.size()) * seeds <= alone_max, json);
+                              int64_t(as.size()) * seeds <= alone_max, phases, json);
   }
   require(h >= 1 && L >= 1 && ptr >= 1 && steps >= 1 && repeats >= 1,
           "--h, --L, --ptr, --steps and --repeats must be >= 1");

@@ -2,7 +2,9 @@
 // (mark), and the time between two consecutive marks is summed under the later one's name. On
 // cuda a mark is a CUDA event on the current stream (the GPU's time between the two, idle gaps
 // of a launch-bound loop included); on the CPU, where LibTorch's operations return when done, it
-// is the host's clock. For benchmarks (`lazyfeat bench ensemble --phases`): off unless enabled,
+// is the host's clock. Spans: the batched engine's rounds (experiment/engine.cpp) and the
+// stochastic dynamics' steps (experiment/train.cpp, with the grouped CNN engine's gradient inside
+// them). For benchmarks (`lazyfeat bench ensemble --phases`): off unless enabled,
 // and only between begin() and collect(), so that callers outside the timed loop cost nothing.
 // A mark is a host call, so a CUDA graph's replay makes none: the engine leaves its graphs off
 // while the timer is on (experiment/engine.cpp), and the times are those of its eager rounds.

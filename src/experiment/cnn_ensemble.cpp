@@ -23,6 +23,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/phase_times.h"
 #include "experiment/ensemble_engine.h"
 #include "experiment/observables.h"
 
@@ -105,7 +106,10 @@ class GroupedCnnEngine final : public EnsembleEngineBase {
         for (int64_t i = 0; i < K; ++i)
           for (int64_t j = 0; j < N && s + j < int64_t(c[size_t(i)].size()); ++j) cb[size_t(j * K + i)] = c[size_t(i)][size_t(s + j)];
         const at::Tensor cs = upload(at::tensor(cb, at::TensorOptions().dtype(at::kDouble)).to(opts_.dtype())).view({N, K});
-        (net(leaf, images(&rows, K, s, N)) * cs).sum().backward();
+        const at::Tensor loss = (net(leaf, images(&rows, K, s, N)) * cs).sum();
+        PhaseTimes::mark("batch gradients: forward");  // bench ensemble --phases (train.cpp's spans)
+        loss.backward();
+        PhaseTimes::mark("batch gradients: backward");
       }
     }
     c10::NoGradGuard ng;

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/phase_times.h"
 #include "common/sysinfo.h"
 #include "data/dataset.h"
 #include "experiment/engine.h"
@@ -104,9 +105,12 @@ DeviceRule device_rule_wanted() {
 // their batches (the walks in lockstep: each round of walking one engine.forward_batches of every
 // walking member's next chunk), the batches' gradients, the trials, df on the batches, the
 // verdicts. Each member's numbers are its run's alone: its own batch generator; on the
-// sequential engine the same operations member after member.
+// sequential engine the same operations member after member. With `bench ensemble --phases` a
+// step is a span of common/phase_times.h, its phases marked here (and inside the grouped CNN
+// engine's gradient); run_members marks its checkpoints and collects.
 void stochastic_step(Engine& engine, std::vector<std::unique_ptr<Member>>& members, const std::vector<int64_t>& live,
                      bool momentum) {
+  if (PhaseTimes::enabled() && !live.empty()) PhaseTimes::begin(engine.w(live.front()).device());
   std::vector<int64_t> walking, drawn, restored;
   std::vector<std::vector<int64_t>> rows;
   std::vector<std::vector<double>> f, c;
@@ -124,6 +128,7 @@ void stochastic_step(Engine& engine, std::vector<std::unique_ptr<Member>>& membe
     for (size_t i = 0; i < next.size(); ++i) members[next[i]]->walk_outputs(f[i]);
     walking.swap(next);
   }
+  PhaseTimes::mark("walks");
   rows.clear();
   for (int64_t k : stepping) {
     Member& m = *members[k];
@@ -132,14 +137,18 @@ void stochastic_step(Engine& engine, std::vector<std::unique_ptr<Member>>& membe
     x.push_back(m.decay()), dt.push_back(m.dt());
   }
   engine.gradient_batches(drawn, rows, c);
+  PhaseTimes::mark("batch gradients");
   engine.trial(drawn, x, dt, momentum);
+  PhaseTimes::mark("trial step");
   engine.forward_batches(drawn, rows, f);
+  PhaseTimes::mark("trial forwards");
   for (size_t i = 0; i < drawn.size(); ++i) {
     Member& m = *members[drawn[i]];
     if (m.judge_batch(f[i]) == StepControl::Verdict::Accept) m.accept();
     else restored.push_back(drawn[i]);
   }
   engine.restore(restored);
+  PhaseTimes::mark("verdicts");
 }
 
 // The ensemble's loop: one trial step of every live member a round (experiment/member.h), the
@@ -196,6 +205,8 @@ std::vector<RunResult> run_members(Engine& engine, std::vector<std::unique_ptr<M
         engine.forward_batches(due, std::vector<std::vector<int64_t>>(due.size(), members[due.front()]->diagnostic_rows()),
                                f_train);
       }
+      PhaseTimes::mark("checkpoints");
+      PhaseTimes::collect();
     } else {
       step.clear(), x.clear(), dt.clear(), coefs.clear();
       for (int64_t k : live)
