@@ -18,7 +18,7 @@
 #    (scripts/gpu-kernel-times.py), with the CUDA kernels and without.
 # Logs (each benchmark's ends with its JSON line) in one file, ${OUT:-/tmp/gpu-check}/gpu-check.tgz (the device
 # tool brings back only about 8 files), and the table's lines on stdout. Data: data/mnist
-# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built, on views,
+# (carried gzipped in .gpu/). Usage: [CTEST_ARGS=...] [BENCH_K="100 1"] [SHORT=1: as built,
 #   the phases and the script only] [CNN=0 | short] [H1000_STEPS=1500 (0: no h = 1000 rows)]
 #   [PROFILE=1 [PROFILE_KERNELS=1] [DEADLINE=s]] [FULL=1] scripts/gpu-check.sh [build-dir]
 # Exit status: 1 when the build fails, else ctest's (so that a study after it in the same call,
@@ -56,7 +56,7 @@ reference() { local name=$1; shift; timeout 150 python3 "$root/scripts/gpu-refer
 for K in ${BENCH_K:-100 10 1}; do
   steps=$(( K == 1 ? 3000 : 1000 ))
   bench ensemble-K$K ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
-  LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-views ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
+  [ -n "${SHORT:-}" ] || LAZYFEAT_ALIGNED_WEIGHTS=0 bench ensemble-K$K-views ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0
   # Where a round's time goes, phase by phase (bench ensemble --phases: CUDA events, graphs off).
   bench ensemble-K$K-phases ensemble --device cuda --K $K --h 100 --L 5 --ptr 5000 --steps $steps --repeats 1 --alone-max 0 --phases
   sed -n '/^phases of/,/^[^ p]/p' "$out/ensemble-K$K-phases.log" | grep -v '^{'
