@@ -110,7 +110,28 @@ EnsembleRates time_ensemble(const std::vector<RunConfig>& cfgs, const Dataset& d
   return out;
 }
 
-nlohmann::json phase_table(std::ostream& out);
+// The phases of the rounds timed since PhaseTimes::reset (bench ensemble --phases), as a table on
+// out and as JSON: per phase the ms a round, the marks a round and the share of the rounds' time.
+nlohmann::json phase_table(std::ostream& out) {
+  const std::vector<PhaseTimes::Phase> ph = PhaseTimes::totals();
+  const double rounds = double(PhaseTimes::spans());
+  nlohmann::json j = nlohmann::json::array();
+  if (ph.empty() || rounds == 0) {
+    out << "phases: none timed (the batched engine's rounds: --device cuda, the rule on the device; the "
+           "stochastic dynamics' steps)\n";
+    return j;
+  }
+  double total = 0;
+  for (const auto& p : ph) total += p.ms;
+  out << "phases of " << rounds << " rounds, " << total / rounds << " ms a round:\n";
+  for (const auto& p : ph) {
+    out << "  " << p.name << std::string(p.name.size() < 30 ? 30 - p.name.size() : 1, ' ') << p.ms / rounds
+        << " ms a round (" << 100.0 * p.ms / total << "%), " << double(p.count) / rounds << " marks a round\n";
+    j.push_back({{"phase", p.name}, {"ms_per_round", p.ms / rounds}, {"share", p.ms / total},
+                 {"marks_per_round", double(p.count) / rounds}});
+  }
+  return j;
+}
 
 // --arch cnn: one ensemble of alphas x seeds members of setup B (phases: its stochastic steps'
 // phases, experiment/train.cpp).
@@ -151,29 +172,6 @@ int bench_ensemble_cnn(const std::string& device, int64_t h, int64_t ptr, int64_
   if (phases) j["phases"] = phase_table(std::cout);
   if (json) print_json_line(j.dump());
   return 0;
-}
-
-// The phases of the rounds timed since PhaseTimes::reset (bench ensemble --phases), as a table on
-// out and as JSON: per phase the ms a round, the marks a round and the share of the rounds' time.
-nlohmann::json phase_table(std::ostream& out) {
-  const std::vector<PhaseTimes::Phase> ph = PhaseTimes::totals();
-  const double rounds = double(PhaseTimes::spans());
-  nlohmann::json j = nlohmann::json::array();
-  if (ph.empty() || rounds == 0) {
-    out << "phases: none timed (the batched engine's rounds: --device cuda, the rule on the device; the "
-           "stochastic dynamics' steps)\n";
-    return j;
-  }
-  double total = 0;
-  for (const auto& p : ph) total += p.ms;
-  out << "phases of " << rounds << " rounds, " << total / rounds << " ms a round:\n";
-  for (const auto& p : ph) {
-    out << "  " << p.name << std::string(p.name.size() < 30 ? 30 - p.name.size() : 1, ' ') << p.ms / rounds
-        << " ms a round (" << 100.0 * p.ms / total << "%), " << double(p.count) / rounds << " marks a round\n";
-    j.push_back({{"phase", p.name}, {"ms_per_round", p.ms / rounds}, {"share", p.ms / total},
-                 {"marks_per_round", double(p.count) / rounds}});
-  }
-  return j;
 }
 
 int bench_ensemble(const Args& args) {

@@ -182,9 +182,9 @@ void backward(const double* gz, const double* c, const double* w, int64_t w_stri
 }
 
 // The [K, P] passes of a round's bookkeeping: blockIdx.y a member (striding over K past the
-// grid's y limit), blockIdx.x and the threads striding over its P parameters, kUnroll loads in
-// flight a thread. A member's masks and scalars are read once a block; a block whose member is
-// not concerned returns at once.
+// grid's y limit), blockIdx.x and the threads striding over its P parameters. A member's masks
+// and scalars are read once a block. The trial step holds kUnroll loads in flight a thread; the
+// keeping of the trials skips a member neither accepted nor given a gradient.
 template <bool Momentum>
 __global__ void trial_step_kernel(const double* __restrict__ W, const double* __restrict__ V,
                                   const double* __restrict__ G, const double* __restrict__ x,
